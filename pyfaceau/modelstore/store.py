@@ -1,0 +1,154 @@
+"""Model manifest and resolver (see :mod:`pyfaceau.modelstore`)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import platformdirs
+
+from ..errors import ModelFileError
+
+__all__ = ["ModelEntry", "MANIFEST", "default_data_dir", "search_dirs", "resolve", "verify_file"]
+
+ENV_VAR = "PYFACEAU_MODELS"
+FIX_HINT = (
+    "run 'pyfaceau models download --accept-license' or 'pyfaceau models install DIR', "
+    f"or point --models / {ENV_VAR} at a folder that has it"
+)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One file of the manifest.
+
+    Attributes
+    ----------
+    path : path relative to a models folder, with ``/`` (e.g. ``model/pdms/...``).
+    sha256 : expected SHA-256, hex.
+    size : expected size in bytes.
+    group : ``"openface"`` (OpenFace 2.2.0 release files) or ``"onnx"`` (fast-path networks).
+    """
+
+    path: str
+    sha256: str
+    size: int
+    group: str
+
+
+def _load_manifest() -> dict[str, ModelEntry]:
+    text = resources.files(__package__).joinpath("manifest.json").read_text()
+    data = json.loads(text)
+    return {e["path"]: ModelEntry(**e) for e in data["files"]}
+
+
+#: Every known model file, by relative path.
+MANIFEST: dict[str, ModelEntry] = _load_manifest()
+
+
+def default_data_dir() -> Path:
+    """The user data folder where ``pyfaceau models download/install`` put the files."""
+    return Path(platformdirs.user_data_dir("pyfaceau", appauthor=False)) / "models"
+
+
+def _split_dirs(value: str | os.PathLike | Sequence[str | os.PathLike] | None) -> list[Path]:
+    if value is None:
+        return []
+    if isinstance(value, (str, os.PathLike)):
+        return [Path(p) for p in str(value).split(os.pathsep) if p]
+    out: list[Path] = []
+    for v in value:
+        out.extend(_split_dirs(v))
+    return out
+
+
+def search_dirs(models: str | os.PathLike | Sequence[str | os.PathLike] | None = None) -> list[Path]:
+    """The folders searched, in order: ``models``, ``$PYFACEAU_MODELS``, the user data folder."""
+    dirs = _split_dirs(models) + _split_dirs(os.environ.get(ENV_VAR)) + [default_data_dir()]
+    seen: list[Path] = []
+    for d in dirs:
+        if d not in seen:
+            seen.append(d)
+    return seen
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@lru_cache(maxsize=512)
+def _verified(path: str, size: int, mtime_ns: int, sha256: str) -> bool:
+    return _sha256(Path(path)) == sha256
+
+
+def verify_file(path: str | os.PathLike, entry: ModelEntry) -> None:
+    """Check ``path`` against its manifest entry; raise :class:`ModelFileError` if it differs."""
+    p = Path(path)
+    st = p.stat()
+    if st.st_size != entry.size:
+        what = "truncated" if st.st_size < entry.size else "larger than expected"
+        raise ModelFileError(
+            f"{p}: model file is {what} ({st.st_size} bytes, expected {entry.size}); {FIX_HINT}"
+        )
+    if not _verified(str(p.resolve()), st.st_size, st.st_mtime_ns, entry.sha256):
+        raise ModelFileError(
+            f"{p}: model file is altered (SHA-256 differs from OpenFace 2.2.0's "
+            f"{entry.sha256[:12]}...); {FIX_HINT}"
+        )
+
+
+def resolve(
+    relpath: str,
+    models: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    *,
+    verify: bool = True,
+) -> Path:
+    """Find a model file and verify it.
+
+    Parameters
+    ----------
+    relpath : the file's manifest path, e.g. ``"AU_predictors/In-the-wild_aligned_PDM_68.txt"``
+        or ``"pfld.onnx"``.
+    models : folders to search first (a path, an ``os.pathsep``-separated string, or a list).
+    verify : check size and SHA-256 against the manifest (cached per file and mtime).
+
+    Returns
+    -------
+    Path of the first folder's copy of the file.
+
+    Raises
+    ------
+    ModelFileError
+        If no searched folder has the file (the message lists them) or the copy found is
+        truncated or altered.
+    """
+    entry = MANIFEST.get(relpath)
+    if entry is None:
+        raise ModelFileError(f"'{relpath}' is not a pyfaceau model file")
+    dirs = search_dirs(models)
+    for d in dirs:
+        candidate = d / relpath
+        if candidate.is_file():
+            if verify:
+                verify_file(candidate, entry)
+            return candidate
+    searched = ", ".join(str(d) for d in dirs)
+    raise ModelFileError(f"model file '{relpath}' not found (searched: {searched}); {FIX_HINT}")
+
+
+def resolve_many(
+    relpaths: Iterable[str],
+    models: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+) -> dict[str, Path]:
+    """:func:`resolve` for several files, by relative path."""
+    return {r: resolve(r, models) for r in relpaths}

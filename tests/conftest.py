@@ -1,0 +1,47 @@
+"""Shared fixtures: paths to ../shared and OpenFace's reference output."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+OPENFACE_DIR = SHARED / "openface-2.2"
+ONNX_DIR = SHARED / "models"
+SAMPLES = SHARED / "samples"
+REFERENCE = SHARED / "reference"
+
+# The product finds models through PYFACEAU_MODELS; the tests point it at ../shared.
+os.environ["PYFACEAU_MODELS"] = os.pathsep.join([str(OPENFACE_DIR), str(ONNX_DIR)])
+
+if not OPENFACE_DIR.is_dir():  # a clear failure, not silent skips
+    raise RuntimeError(f"the test data folder {SHARED} is missing")
+
+
+def load_reference(stem: str) -> pd.DataFrame:
+    """OpenFace 2.2's FeatureExtraction CSV for a sample, column names stripped."""
+    df = pd.read_csv(REFERENCE / f"{stem}.csv", skipinitialspace=True)
+    df.columns = [c.strip() for c in df.columns]
+    return df
+
+
+def reference_landmarks(df: pd.DataFrame) -> np.ndarray:
+    """(N, 68, 2) float64 pixels from a reference CSV."""
+    xs = df[[f"x_{i}" for i in range(68)]].to_numpy(np.float64)
+    ys = df[[f"y_{i}" for i in range(68)]].to_numpy(np.float64)
+    return np.stack([xs, ys], axis=-1)
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def default_reference() -> pd.DataFrame:
+    return load_reference("default")
