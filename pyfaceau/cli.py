@@ -1,0 +1,223 @@
+"""Command line: ``pyfaceau INPUT -o OUT.csv`` and ``pyfaceau models ...``.
+
+The only module that talks to the person: progress bars, a one-line summary, and one-line
+errors (exit code 2 for bad input or model files).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import click
+from tqdm import tqdm
+
+from . import __version__
+from .errors import PyFaceAUError
+
+__all__ = ["main"]
+
+MODELS_HELP = (
+    "Folder(s) with the model files, separated by the OS path separator; searched before "
+    "$PYFACEAU_MODELS and the user data folder."
+)
+
+
+class _DefaultToProcess(click.Group):
+    """A group whose first argument, when it is not a sub-command, is an input to process."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args = ["process", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_DefaultToProcess, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pyfaceau")
+def main() -> None:
+    """OpenFace 2.2's facial Action Units in Python.
+
+    \b
+    pyfaceau VIDEO -o OUT.csv            OpenFace-faithful path (MTCNN + CLNF)
+    pyfaceau VIDEO -o OUT.csv --fast     fast path (RetinaFace + PFLD + refinement)
+    pyfaceau models download --accept-license
+    """
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+
+
+def _stdin_is_interactive() -> bool:
+    return sys.stdin.isatty()
+
+
+def _fail(exc: BaseException) -> None:
+    click.echo(f"pyfaceau: error: {exc}", err=True)
+    sys.exit(2)
+
+
+@main.command("process")
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="CSV to write (default: INPUT's name with .csv, in the current folder).")
+@click.option("--fast", is_flag=True, help="Fast path: RetinaFace + PFLD + targeted CLNF refinement.")
+@click.option("--no-refine", is_flag=True, help="With --fast: PFLD landmarks without refinement.")
+@click.option("--landmarks-csv", type=click.Path(path_type=Path), default=None,
+              help="Take landmarks and success from an OpenFace CSV instead of detecting them.")
+@click.option("--static", "static_models", is_flag=True,
+              help="Static AU models only (no person normalisation), as OpenFace uses for images.")
+@click.option("--models", "models", default=None, help=MODELS_HELP)
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def process_cmd(
+    input_path: Path,
+    output: Path | None,
+    fast: bool,
+    no_refine: bool,
+    landmarks_csv: Path | None,
+    static_models: bool,
+    models: str | None,
+    no_progress: bool,
+) -> None:
+    """Measure Action Units in a video, an image folder or an image."""
+    from .pipeline.session import make_front_end, process
+
+    if no_refine and not fast:
+        _fail(click.UsageError("--no-refine goes with --fast"))
+    if landmarks_csv is not None and fast:
+        _fail(click.UsageError("--landmarks-csv and --fast exclude each other"))
+    out = output if output is not None else Path(input_path.stem + ".csv")
+    try:
+        front_end = make_front_end(
+            mode="csv" if landmarks_csv else ("fast" if fast else "faithful"),
+            models=models,
+            landmarks_csv=landmarks_csv,
+            refine=not no_refine,
+        )
+        bar = None
+
+        def on_frame(done: int, total: int) -> None:
+            nonlocal bar
+            if no_progress:
+                return
+            if bar is None:
+                bar = tqdm(total=total or None, unit="frame", desc=input_path.name,
+                           dynamic_ncols=True, file=sys.stderr)
+            bar.update(1)
+
+        t0 = time.perf_counter()
+        df = process(
+            input_path,
+            front_end,
+            output_csv=out,
+            models=models,
+            dynamic=not static_models,
+            on_frame=on_frame,
+        )
+        elapsed = time.perf_counter() - t0
+        if bar is not None:
+            bar.close()
+    except PyFaceAUError as exc:
+        _fail(exc)
+        return
+    n = len(df)
+    ok = int(df["success"].sum()) if n else 0
+    fps = n / elapsed if elapsed > 0 else float("nan")
+    click.echo(f"{out}: {n} frames, face found in {ok}, {fps:.1f} frames/s")
+
+
+@main.group("models")
+def models_group() -> None:
+    """Find, download or install the model files."""
+
+
+@models_group.command("path")
+@click.option("--models", "models", default=None, help=MODELS_HELP)
+def models_path(models: str | None) -> None:
+    """Print the folders searched for model files, and which files are missing."""
+    from .modelstore import MANIFEST, search_dirs
+    from .modelstore.store import resolve
+
+    for d in search_dirs(models):
+        click.echo(str(d))
+    missing: list[str] = []
+    for rel in MANIFEST:
+        try:
+            resolve(rel, models, verify=False)
+        except PyFaceAUError:
+            missing.append(rel)
+    if missing:
+        click.echo(f"missing: {len(missing)} of {len(MANIFEST)} files, e.g. {missing[0]}", err=True)
+    else:
+        click.echo(f"all {len(MANIFEST)} model files found", err=True)
+
+
+def _report(report, verb: str) -> None:
+    click.echo(f"{verb} {len(report.added)}, already present {len(report.present)}, "
+               f"failed {len(report.failed)}")
+    for rel, why in list(report.failed.items())[:10]:
+        click.echo(f"  {rel}: {why}", err=True)
+    if len(report.failed) > 10:
+        click.echo(f"  ... and {len(report.failed) - 10} more", err=True)
+
+
+@models_group.command("download")
+@click.option("--accept-license", is_flag=True,
+              help="Accept OpenFace's non-commercial model licence without asking.")
+@click.option("--dest", type=click.Path(path_type=Path), default=None,
+              help="Folder to put the files in (default: the user data folder).")
+@click.option("--mirror", default=None,
+              help="Base URL of a mirror with OpenFace's release layout (model/, AU_predictors/).")
+def models_download(accept_license: bool, dest: Path | None, mirror: str | None) -> None:
+    """Download OpenFace 2.2.0's model files (checksums verified)."""
+    from .modelstore.download import OPENFACE_LICENSE_NOTICE, download_models
+    from .modelstore.store import default_data_dir
+
+    click.echo(OPENFACE_LICENSE_NOTICE)
+    if not accept_license:
+        if not _stdin_is_interactive():
+            _fail(PyFaceAUError("licence not accepted: pass --accept-license"))
+        answer = click.prompt("Type YES to accept the licence", default="", show_default=False)
+        if answer.strip() != "YES":
+            _fail(PyFaceAUError("licence not accepted; nothing downloaded"))
+    target = dest or default_data_dir()
+    bar = tqdm(unit="file", desc="downloading", file=sys.stderr)
+    try:
+        report = download_models(target, accept_license=True, mirror=mirror,
+                                 progress=lambda e: bar.update(1))
+    except PyFaceAUError as exc:
+        _fail(exc)
+        return
+    finally:
+        bar.close()
+    _report(report, f"into {target}: downloaded")
+    onnx_missing = [r for r in report.failed if r.endswith(".onnx")]
+    if onnx_missing:
+        click.echo(
+            "The fast path's networks could not be fetched: get retinaface_mobilenet025.onnx "
+            "(RetinaFace MobileNet-0.25 exported to ONNX) and pfld.onnx "
+            "(cunjian/pytorch_face_landmark, onnx/pfld.onnx) and run "
+            "'pyfaceau models install DIR'.",
+            err=True,
+        )
+    if any(not r.endswith(".onnx") for r in report.failed):
+        sys.exit(1)
+
+
+@models_group.command("install")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--dest", type=click.Path(path_type=Path), default=None,
+              help="Folder to put the files in (default: the user data folder).")
+def models_install(source: Path, dest: Path | None) -> None:
+    """Verify and copy model files from a local folder SOURCE."""
+    from .modelstore.download import install_models
+    from .modelstore.store import default_data_dir
+
+    target = dest or default_data_dir()
+    try:
+        report = install_models(source, target)
+    except PyFaceAUError as exc:
+        _fail(exc)
+        return
+    _report(report, f"into {target}: installed")
+    if report.added == [] and report.present == []:
+        sys.exit(1)

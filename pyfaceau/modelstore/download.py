@@ -1,0 +1,193 @@
+"""Fetching and installing model files into the user data folder.
+
+``download`` fetches OpenFace 2.2.0's files from OpenFace's official repository (or a
+mirror with the release layout) with :mod:`pooch`, every file checked against its SHA-256;
+``install`` verifies and copies from a local folder. Neither overwrites a good copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import pooch
+
+from ..errors import ModelFileError
+from .store import MANIFEST, ModelEntry, default_data_dir, verify_file
+
+__all__ = [
+    "OPENFACE_LICENSE_NOTICE",
+    "ONNX_SOURCES",
+    "InstallReport",
+    "openface_url",
+    "download_models",
+    "install_models",
+]
+
+log = logging.getLogger(__name__)
+
+#: OpenFace 2.2.0 in its official repository: where each release folder lives in the tree.
+OPENFACE_TAG = "OpenFace_2.2.0"
+_OPENFACE_RAW = f"https://raw.githubusercontent.com/TadasBaltrusaitis/OpenFace/{OPENFACE_TAG}/"
+_OPENFACE_TREE = {
+    "model/": "lib/local/LandmarkDetector/model/",
+    "AU_predictors/": "lib/local/FaceAnalyser/AU_predictors/",
+}
+
+OPENFACE_LICENSE_NOTICE = (
+    "OpenFace 2.2's model files are licensed for academic or non-profit, non-commercial "
+    "research use only (https://github.com/TadasBaltrusaitis/OpenFace/blob/master/"
+    "OpenFace-license.txt). Commercial use needs a licence from Carnegie Mellon University."
+)
+
+#: Where the fast path's two networks come from (they cannot always be fetched).
+ONNX_SOURCES = {
+    "pfld.onnx": (
+        "https://raw.githubusercontent.com/cunjian/pytorch_face_landmark/"
+        "6f34bf9f034aa2f521952f825e6ccc567deb42d6/onnx/pfld.onnx"
+    ),
+    "retinaface_mobilenet025.onnx": None,  # exported from mobilenet0.25_Final.pth, see README
+}
+
+
+def openface_url(entry: ModelEntry, mirror: str | None = None) -> str:
+    """URL of an OpenFace file: the official repository, or ``mirror`` (release layout)."""
+    if mirror is not None:
+        return mirror.rstrip("/") + "/" + entry.path
+    for prefix, tree in _OPENFACE_TREE.items():
+        if entry.path.startswith(prefix):
+            return _OPENFACE_RAW + tree + entry.path[len(prefix) :]
+    raise ModelFileError(f"no download location known for '{entry.path}'")
+
+
+@dataclass
+class InstallReport:
+    """What a download or install did, by relative path."""
+
+    present: list[str] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def _good_copy(path: Path, entry: ModelEntry) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        verify_file(path, entry)
+        return True
+    except ModelFileError:
+        return False
+
+
+def _entries(groups: Iterable[str]) -> list[ModelEntry]:
+    wanted = set(groups)
+    return [e for e in MANIFEST.values() if e.group in wanted]
+
+
+def download_models(
+    dest: str | os.PathLike | None = None,
+    *,
+    accept_license: bool,
+    mirror: str | None = None,
+    groups: Iterable[str] = ("openface", "onnx"),
+    progress: Callable[[ModelEntry], None] | None = None,
+) -> InstallReport:
+    """Download the model files into ``dest`` (default: the user data folder).
+
+    Parameters
+    ----------
+    dest : target folder; files keep their release-relative paths below it.
+    accept_license : must be True: the caller has shown :data:`OPENFACE_LICENSE_NOTICE`
+        and the user accepted it.
+    mirror : base URL of a server with OpenFace's release layout (``model/...``,
+        ``AU_predictors/...``), instead of the official repository at tag
+        ``OpenFace_2.2.0``. The ONNX files are also looked for there.
+    groups : manifest groups to fetch.
+    progress : called with each entry before it is fetched.
+
+    Returns
+    -------
+    InstallReport; ``failed`` maps files that could not be fetched to the reason.
+    """
+    if not accept_license:
+        raise ModelFileError(
+            "the OpenFace model licence was not accepted; pass --accept-license (or answer YES)"
+        )
+    root = Path(dest) if dest is not None else default_data_dir()
+    report = InstallReport()
+    for entry in _entries(groups):
+        target = root / entry.path
+        if _good_copy(target, entry):
+            report.present.append(entry.path)
+            continue
+        if entry.group == "onnx":
+            url = mirror.rstrip("/") + "/" + entry.path if mirror else ONNX_SOURCES.get(entry.path)
+        else:
+            url = openface_url(entry, mirror)
+        if url is None:
+            report.failed[entry.path] = "no public download; install it from a local copy"
+            continue
+        if progress is not None:
+            progress(entry)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            pooch.retrieve(
+                url,
+                known_hash=f"sha256:{entry.sha256}",
+                fname=target.name,
+                path=target.parent,
+                progressbar=False,
+            )
+        except Exception as exc:  # network errors, HTTP errors, hash mismatch
+            target.unlink(missing_ok=True)
+            report.failed[entry.path] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            continue
+        report.added.append(entry.path)
+    return report
+
+
+def install_models(
+    source: str | os.PathLike,
+    dest: str | os.PathLike | None = None,
+    *,
+    groups: Iterable[str] = ("openface", "onnx"),
+) -> InstallReport:
+    """Verify and copy model files from a local folder into ``dest``.
+
+    ``source`` may have the release layout (``model/``, ``AU_predictors/``) or hold the
+    ONNX files at its top level. Files absent from ``source`` are reported as failed
+    only if ``dest`` has no good copy either; a damaged file in ``source`` is never copied.
+    """
+    src = Path(source)
+    if not src.is_dir():
+        raise ModelFileError(f"{src}: not a folder")
+    root = Path(dest) if dest is not None else default_data_dir()
+    report = InstallReport()
+    for entry in _entries(groups):
+        target = root / entry.path
+        candidate = src / entry.path
+        if _good_copy(target, entry):
+            report.present.append(entry.path)
+            continue
+        if not candidate.is_file():
+            report.failed[entry.path] = f"not in {src}"
+            continue
+        try:
+            verify_file(candidate, entry)
+        except ModelFileError as exc:
+            report.failed[entry.path] = str(exc)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".part")
+        shutil.copyfile(candidate, tmp)
+        os.replace(tmp, target)
+        report.added.append(entry.path)
+    return report

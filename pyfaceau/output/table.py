@@ -1,0 +1,179 @@
+"""Per-frame results collected into an OpenFace-compatible table.
+
+Column names and order follow OpenFace 2.2's ``RecorderCSV.cpp``; pyfaceau writes the
+subset it computes (no gaze or eye landmarks). Numbers are printed with OpenFace's
+precision so files can be compared line by line.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+
+__all__ = [
+    "AU_INTENSITY_NAMES",
+    "AU_PRESENCE_NAMES",
+    "OPENFACE_COLUMNS",
+    "FrameTable",
+    "write_csv",
+]
+
+#: AUs with an intensity model (``AU_all_best.txt``), in OpenFace's column order.
+AU_INTENSITY_NAMES = (
+    "AU01 AU02 AU04 AU05 AU06 AU07 AU09 AU10 AU12 AU14 AU15 AU17 AU20 AU23 AU25 AU26 AU45"
+).split()
+#: AUs with a presence model (``main_dynamic_svms.txt``), in OpenFace's column order.
+AU_PRESENCE_NAMES = (
+    "AU01 AU02 AU04 AU05 AU06 AU07 AU09 AU10 AU12 AU14 AU15 AU17 AU20 AU23 AU25 AU26 AU28 AU45"
+).split()
+
+_N = 68
+_N_MODES = 34
+POSE_COLUMNS = ["pose_Tx", "pose_Ty", "pose_Tz", "pose_Rx", "pose_Ry", "pose_Rz"]
+LANDMARK_COLUMNS = [f"x_{i}" for i in range(_N)] + [f"y_{i}" for i in range(_N)]
+LANDMARK_3D_COLUMNS = [f"{a}_{i}" for a in "XYZ" for i in range(_N)]
+PARAM_COLUMNS = ["p_scale", "p_rx", "p_ry", "p_rz", "p_tx", "p_ty"] + [
+    f"p_{i}" for i in range(_N_MODES)
+]
+AU_COLUMNS = [f"{a}_r" for a in AU_INTENSITY_NAMES] + [f"{a}_c" for a in AU_PRESENCE_NAMES]
+
+#: Every column pyfaceau can write, in OpenFace's order.
+OPENFACE_COLUMNS = (
+    ["frame", "face_id", "timestamp", "confidence", "success"]
+    + POSE_COLUMNS
+    + LANDMARK_COLUMNS
+    + LANDMARK_3D_COLUMNS
+    + PARAM_COLUMNS
+    + AU_COLUMNS
+)
+
+#: printf formats as OpenFace's RecorderCSV writes each group.
+_FORMATS = {
+    "frame": "%d",
+    "face_id": "%d",
+    "timestamp": "%.3f",
+    "confidence": "%.2f",
+    "success": "%d",
+    "pose_T": "%.1f",
+    "pose_R": "%.3f",
+    "landmark": "%.1f",
+    "p_t": "%.3f",
+    "p": "%.3f",
+    "au": "%.2f",
+}
+
+
+def _format_of(column: str) -> str:
+    if column in _FORMATS:
+        return _FORMATS[column]
+    if column.startswith("pose_T"):
+        return _FORMATS["pose_T"]
+    if column.startswith("pose_R"):
+        return _FORMATS["pose_R"]
+    if column[:2] in ("x_", "y_", "X_", "Y_", "Z_"):
+        return _FORMATS["landmark"]
+    if column.startswith("p_"):
+        return _FORMATS["p"]
+    if column.startswith("AU"):
+        return _FORMATS["au"]
+    return "%g"
+
+
+class FrameTable:
+    """Collects one row per frame, in processing order, and builds a DataFrame.
+
+    Parameters
+    ----------
+    columns : the columns to keep, a subset of :data:`OPENFACE_COLUMNS`
+        (kept in OpenFace's order).
+    """
+
+    def __init__(self, columns: Iterable[str]) -> None:
+        wanted = set(columns)
+        unknown = wanted - set(OPENFACE_COLUMNS)
+        if unknown:
+            raise InputError(f"unknown output columns: {sorted(unknown)}")
+        self.columns = [c for c in OPENFACE_COLUMNS if c in wanted]
+        self._rows: list[np.ndarray] = []
+        self._index = {c: i for i, c in enumerate(self.columns)}
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def add(self, values: dict[str, float | np.ndarray | Sequence[float]]) -> None:
+        """Add a row. ``values`` maps column names or group names to numbers.
+
+        Group names: ``"pose"`` (6,), ``"landmarks"`` (68, 2), ``"landmarks_3d"`` (68, 3),
+        ``"params_global"`` (6,), ``"params_local"`` (34,). Columns not given are NaN.
+        """
+        row = np.full(len(self.columns), np.nan)
+        for key, value in values.items():
+            if key == "pose":
+                names, flat = POSE_COLUMNS, np.asarray(value, float).ravel()
+            elif key == "landmarks":
+                names, flat = LANDMARK_COLUMNS, np.asarray(value, float).T.ravel()
+            elif key == "landmarks_3d":
+                names, flat = LANDMARK_3D_COLUMNS, np.asarray(value, float).T.ravel()
+            elif key == "params_global":
+                names, flat = PARAM_COLUMNS[:6], np.asarray(value, float).ravel()
+            elif key == "params_local":
+                names, flat = PARAM_COLUMNS[6:], np.asarray(value, float).ravel()
+            else:
+                names, flat = [key], np.atleast_1d(np.asarray(value, float))
+            for name, v in zip(names, flat):
+                i = self._index.get(name)
+                if i is not None:
+                    row[i] = v
+        self._rows.append(row)
+
+    def set_column_block(self, names: Sequence[str], values: np.ndarray) -> None:
+        """Overwrite whole columns (e.g. post-processed AUs), ``values`` ``(n_rows, len(names))``."""
+        values = np.asarray(values, float)
+        if values.shape != (len(self._rows), len(names)):
+            raise ValueError(f"expected {(len(self._rows), len(names))}, got {values.shape}")
+        for j, name in enumerate(names):
+            i = self._index.get(name)
+            if i is None:
+                continue
+            for r, row in enumerate(self._rows):
+                row[i] = values[r, j]
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """The table, one row per frame; integer columns as int."""
+        data = np.vstack(self._rows) if self._rows else np.zeros((0, len(self.columns)))
+        df = pd.DataFrame(data, columns=self.columns)
+        for c in ("frame", "face_id", "success"):
+            if c in df:
+                df[c] = df[c].fillna(0).astype(np.int64)
+        return df
+
+
+def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write ``df`` as OpenFace writes its CSV (same names, order and precision).
+
+    The file is written next to its target and renamed into place, so an existing file
+    is replaced only by a complete one.
+    """
+    out = Path(path)
+    if out.parent and not out.parent.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".part")
+    formats = [_format_of(c) for c in df.columns]
+    arr = df.to_numpy(dtype=float)
+    with open(tmp, "w", newline="\n") as f:
+        f.write(",".join(df.columns) + "\n")
+        for row in arr:
+            f.write(
+                ",".join(
+                    "nan" if np.isnan(v) else (fmt % v) for fmt, v in zip(formats, row)
+                )
+                + "\n"
+            )
+    os.replace(tmp, out)
+    return out

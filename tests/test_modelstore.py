@@ -1,0 +1,187 @@
+"""Model store: resolution order, checksum errors, install, and the real download code
+against a loopback HTTP server that serves ../shared/openface-2.2."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import ONNX_DIR, OPENFACE_DIR
+from pyfaceau.cli import main
+from pyfaceau.errors import ModelFileError
+from pyfaceau.modelstore import MANIFEST, resolve, search_dirs
+from pyfaceau.modelstore.download import download_models, install_models, openface_url
+
+PDM = "AU_predictors/In-the-wild_aligned_PDM_68.txt"
+SMALL = [PDM, "AU_predictors/AU_all_best.txt", "model/tris_68_full.txt"]
+
+
+def test_manifest_matches_shared_checksums():
+    sums = {}
+    for line in (OPENFACE_DIR / "SHA256SUMS").read_text().splitlines():
+        digest, rel = line.split()
+        sums[rel.removeprefix("./")] = digest
+    sums.pop("SHA256SUMS", None)
+    openface = {k: e.sha256 for k, e in MANIFEST.items() if e.group == "openface"}
+    assert openface == sums
+    assert {k for k, e in MANIFEST.items() if e.group == "onnx"} == {
+        "retinaface_mobilenet025.onnx",
+        "pfld.onnx",
+    }
+
+
+def test_search_order(monkeypatch, tmp_path):
+    monkeypatch.setenv("PYFACEAU_MODELS", os.pathsep.join([str(tmp_path / "a"), str(tmp_path / "b")]))
+    dirs = search_dirs(str(tmp_path / "x") + os.pathsep + str(tmp_path / "y"))
+    assert dirs[:4] == [tmp_path / "x", tmp_path / "y", tmp_path / "a", tmp_path / "b"]
+    assert len(dirs) == 5  # then the user data folder
+
+
+def test_first_folder_with_the_file_wins(monkeypatch, tmp_path):
+    monkeypatch.setenv("PYFACEAU_MODELS", str(OPENFACE_DIR))
+    assert resolve(PDM) == OPENFACE_DIR / PDM
+    local = tmp_path / PDM
+    local.parent.mkdir(parents=True)
+    shutil.copy(OPENFACE_DIR / PDM, local)
+    assert resolve(PDM, tmp_path) == local
+
+
+def _broken_copy(tmp_path: Path, how: str) -> Path:
+    target = tmp_path / PDM
+    target.parent.mkdir(parents=True, exist_ok=True)
+    data = (OPENFACE_DIR / PDM).read_bytes()
+    if how == "truncated":
+        data = data[: len(data) // 2]
+    else:  # same size, one byte changed
+        data = data[:100] + (b"7" if data[100:101] != b"7" else b"8") + data[101:]
+    target.write_bytes(data)
+    return target
+
+
+@pytest.mark.parametrize("how, word", [("truncated", "truncated"), ("altered", "altered")])
+def test_damaged_file_is_one_clear_error(monkeypatch, tmp_path, how, word):
+    monkeypatch.setenv("PYFACEAU_MODELS", str(tmp_path))
+    _broken_copy(tmp_path, how)
+    with pytest.raises(ModelFileError) as info:
+        resolve(PDM)
+    msg = str(info.value)
+    assert "\n" not in msg and word in msg and "In-the-wild_aligned_PDM_68.txt" in msg
+    assert "pyfaceau models" in msg  # says how to fix it
+
+
+def test_missing_file_lists_searched_folders(monkeypatch, tmp_path):
+    monkeypatch.setenv("PYFACEAU_MODELS", str(tmp_path / "nothing"))
+    with pytest.raises(ModelFileError, match="not found .*nothing"):
+        resolve(PDM)
+    with pytest.raises(ModelFileError, match="not a pyfaceau model file"):
+        resolve("model/unknown.txt")
+
+
+def test_install_verifies_and_copies(tmp_path):
+    src = tmp_path / "src"
+    for rel in SMALL:
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(OPENFACE_DIR / rel, src / rel)
+    (src / "pfld.onnx").write_bytes((ONNX_DIR / "pfld.onnx").read_bytes()[:1000])  # truncated
+    dest = tmp_path / "dest"
+    report = install_models(src, dest)
+    assert sorted(report.added) == sorted(SMALL)
+    assert "truncated" in report.failed["pfld.onnx"]
+    assert not (dest / "pfld.onnx").exists()
+    assert resolve(PDM, dest) == dest / PDM
+    again = install_models(src, dest)
+    assert again.added == [] and sorted(again.present) == sorted(SMALL)
+
+
+@pytest.fixture()
+def loopback_server():
+    """An HTTP server on 127.0.0.1 serving ../shared/openface-2.2 and the ONNX files."""
+    root = Path(__file__).parent  # replaced per request below
+    served = {"count": 0}
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def translate_path(self, path):
+            rel = path.split("?", 1)[0].lstrip("/")
+            served["count"] += 1
+            base = ONNX_DIR if rel.endswith(".onnx") else OPENFACE_DIR
+            return str(base / rel)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/", served
+    finally:
+        server.shutdown()
+        server.server_close()
+    del root
+
+
+def test_download_from_mirror_all_files(loopback_server, tmp_path):
+    url, served = loopback_server
+    report = download_models(tmp_path, accept_license=True, mirror=url)
+    assert report.ok, report.failed
+    assert len(report.added) == len(MANIFEST)
+    for rel in MANIFEST:
+        assert resolve(rel, tmp_path) == tmp_path / rel
+    # a second run fetches nothing
+    count = served["count"]
+    again = download_models(tmp_path, accept_license=True, mirror=url)
+    assert again.added == [] and served["count"] == count
+
+
+def test_download_rejects_a_file_with_the_wrong_checksum(loopback_server, tmp_path, monkeypatch):
+    url, _ = loopback_server
+    import pyfaceau.modelstore.download as dl
+
+    entry = MANIFEST[PDM]
+    fake = dl.ModelEntry(entry.path, "0" * 64, entry.size, entry.group)
+    monkeypatch.setattr(dl, "_entries", lambda groups: [fake])
+    report = download_models(tmp_path, accept_license=True, mirror=url)
+    assert PDM in report.failed and not (tmp_path / PDM).exists()
+
+
+def test_download_needs_the_licence(tmp_path):
+    with pytest.raises(ModelFileError, match="licence"):
+        download_models(tmp_path, accept_license=False)
+    result = CliRunner().invoke(main, ["models", "download", "--dest", str(tmp_path)], input="no\n")
+    assert result.exit_code == 2
+    assert "non-commercial" in result.output
+    assert not any(tmp_path.rglob("*.txt"))
+
+
+def test_cli_download_with_interactive_yes(loopback_server, tmp_path, monkeypatch):
+    url, _ = loopback_server
+    import pyfaceau.cli as cli
+
+    monkeypatch.setattr(cli, "_stdin_is_interactive", lambda: True)
+    result = CliRunner().invoke(
+        main, ["models", "download", "--dest", str(tmp_path), "--mirror", url], input="YES\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / PDM).is_file() and (tmp_path / "pfld.onnx").is_file()
+
+
+def test_official_urls_point_at_the_release_tag():
+    url = openface_url(MANIFEST[PDM])
+    assert url.endswith("/OpenFace_2.2.0/lib/local/FaceAnalyser/AU_predictors/In-the-wild_aligned_PDM_68.txt")
+    url = openface_url(MANIFEST["model/mtcnn_detector/PNet.dat"])
+    assert "/OpenFace_2.2.0/lib/local/LandmarkDetector/model/mtcnn_detector/PNet.dat" in url
+
+
+def test_cli_models_path(monkeypatch):
+    monkeypatch.setenv("PYFACEAU_MODELS", os.pathsep.join([str(OPENFACE_DIR), str(ONNX_DIR)]))
+    result = CliRunner().invoke(main, ["models", "path"])
+    assert result.exit_code == 0
+    assert str(OPENFACE_DIR) in result.output
+    assert f"all {len(MANIFEST)} model files found" in result.output
