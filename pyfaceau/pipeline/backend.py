@@ -1,0 +1,202 @@
+"""The AU back end: from a frame and its 68 landmarks to OpenFace 2.2's outputs.
+
+Mirrors what OpenFace's FeatureExtraction does after landmark detection: ``CalcParams`` on
+the 2D landmarks, ``AlignFaceMask``, FHOG, the geometry descriptor, ``FaceAnalyser``'s
+running medians and AU models, and at the end of the video the offline post-processing.
+
+Notes
+-----
+Matches OpenFace (``FaceAnalyser::AddNextFrame``): the AU features come from the PDM fitted
+to the 2D landmarks by ``calc_params``, never from the landmark fitter's own parameters.
+Pose, 3D landmarks and ``p_*`` come from the landmark fitter's parameters when the front
+end has them (OpenFace's CLNF), otherwise from ``calc_params``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..alignment import align_face
+from ..au import AUAnalyser, load_au_models
+from ..features.fhog import hog_descriptor
+from ..features.geometry import geometry_descriptor
+from ..modelstore import resolve
+from ..output.table import AU_INTENSITY_NAMES, AU_PRESENCE_NAMES, OPENFACE_COLUMNS, FrameTable
+from ..parsers.triangulation import read_triangulation
+from ..pdm import calc_params, landmarks_3d_camera, load_pdm, pose_from_params
+from .sources import Frame
+from .types import LandmarkResult
+
+__all__ = ["Camera", "FrameResult", "AUBackend", "BackendSession"]
+
+log = logging.getLogger(__name__)
+
+#: Model files the back end reads (OpenFace's ``AU_predictors`` folder).
+PDM_FILE = "AU_predictors/In-the-wild_aligned_PDM_68.txt"
+TRIANGULATION_FILE = "AU_predictors/tris_68_full.txt"
+
+#: OpenFace FeatureExtraction's default focal length for a 640-pixel-wide image
+#: (``Utilities/src/SequenceCapture.cpp``: fx = 500 * (width / 640)).
+DEFAULT_FOCAL_AT_640 = 500.0
+
+
+@dataclass(frozen=True)
+class Camera:
+    """Pinhole intrinsics in pixels."""
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+
+    @classmethod
+    def openface_default(cls, width: int, height: int) -> "Camera":
+        """OpenFace's guess when no calibration is given: fx = fy = 500 * W / 640."""
+        f = DEFAULT_FOCAL_AT_640 * (width / 640.0)
+        return cls(f, f, width / 2.0, height / 2.0)
+
+
+@dataclass
+class FrameResult:
+    """Everything pyfaceau computed for one frame (online AU values: before the video's
+    offline post-processing).
+
+    Attributes
+    ----------
+    frame : 1-based frame number (OpenFace's ``frame``).
+    timestamp : seconds.
+    success, confidence : as OpenFace's columns.
+    landmarks : ``(68, 2)`` float64 pixels.
+    pose : ``(6,)`` ``[Tx, Ty, Tz (mm), Rx, Ry, Rz (rad)]``, zeros when not successful.
+    au_intensity : ``(17,)`` online intensities in :data:`AU_INTENSITY_NAMES` order.
+    au_presence : ``(18,)`` online presence (0/1) in :data:`AU_PRESENCE_NAMES` order.
+    aligned_face : ``(112, 112, 3)`` uint8, or None when not successful.
+    """
+
+    frame: int
+    timestamp: float
+    success: bool
+    confidence: float
+    landmarks: np.ndarray
+    pose: np.ndarray = field(default_factory=lambda: np.zeros(6))
+    au_intensity: np.ndarray = field(default_factory=lambda: np.zeros(len(AU_INTENSITY_NAMES)))
+    au_presence: np.ndarray = field(default_factory=lambda: np.zeros(len(AU_PRESENCE_NAMES)))
+    aligned_face: np.ndarray | None = None
+
+
+class AUBackend:
+    """Loaded back-end models; cheap to share between videos.
+
+    Parameters
+    ----------
+    models : folders to search for model files first (see :func:`pyfaceau.modelstore.resolve`).
+    dynamic : use OpenFace's dynamic AU models with person normalisation (videos, the
+        default) or the static ones (single images).
+    pdm_file, triangulation_file, au_models_dir : explicit paths overriding the store.
+    """
+
+    def __init__(
+        self,
+        models: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+        *,
+        dynamic: bool = True,
+        pdm_file: str | os.PathLike | None = None,
+        triangulation_file: str | os.PathLike | None = None,
+        au_models_dir: str | os.PathLike | None = None,
+    ) -> None:
+        self.dynamic = dynamic
+        self.pdm = load_pdm(pdm_file or resolve(PDM_FILE, models))
+        self.triangulation = read_triangulation(
+            triangulation_file or resolve(TRIANGULATION_FILE, models)
+        )
+        self.au_models = load_au_models(au_models_dir if au_models_dir else models, dynamic=dynamic)
+
+    def new_session(
+        self, width: int, height: int, camera: Camera | None = None, keep_aligned: bool = False
+    ) -> "BackendSession":
+        """Start a video (or image sequence) of ``width`` x ``height`` pixels."""
+        return BackendSession(self, camera or Camera.openface_default(width, height), keep_aligned)
+
+
+class BackendSession:
+    """The state of one video: running medians, per-frame rows, offline post-processing.
+
+    Call :meth:`add` once per frame in order, then :meth:`finish` once.
+    """
+
+    def __init__(self, backend: AUBackend, camera: Camera, keep_aligned: bool) -> None:
+        self.backend = backend
+        self.camera = camera
+        self.keep_aligned = keep_aligned
+        self.analyser = AUAnalyser(backend.au_models, dynamic=backend.dynamic)
+        self.table = FrameTable(OPENFACE_COLUMNS)
+        self._finished = False
+
+    def add(self, frame: Frame, lm: LandmarkResult) -> FrameResult:
+        """Process one frame given its landmarks; returns the frame's (online) results."""
+        if self._finished:
+            raise RuntimeError("this session is finished; start a new one per video")
+        b = self.backend
+        row: dict[str, object] = {
+            "frame": frame.index + 1,
+            "face_id": 0,
+            "timestamp": frame.timestamp,
+            "confidence": lm.confidence,
+            "success": int(lm.success),
+        }
+        result = FrameResult(
+            frame=frame.index + 1,
+            timestamp=frame.timestamp,
+            success=lm.success,
+            confidence=lm.confidence,
+            landmarks=lm.landmarks,
+        )
+        if lm.success:
+            params_global, params_local = calc_params(b.pdm, lm.landmarks)
+            aligned = align_face(frame.image, lm.landmarks, params_global, b.pdm, b.triangulation)
+            hog = hog_descriptor(aligned)
+            geom = geometry_descriptor(b.pdm, params_local)
+            intensity, presence = self.analyser.add_frame(hog, geom, True, frame.timestamp)
+            # Pose and p_* from the landmark fitter's own parameters when it has them.
+            pg = lm.params_global if lm.params_global is not None else params_global
+            pl = lm.params_local if lm.params_local is not None else params_local
+            c = self.camera
+            pose = pose_from_params(b.pdm, pg, pl, lm.landmarks, c.fx, c.fy, c.cx, c.cy)
+            lm3d = landmarks_3d_camera(b.pdm, pg, pl, lm.landmarks, c.fx, c.fy, c.cx, c.cy)
+            row.update(
+                pose=pose,
+                landmarks=lm.landmarks,
+                landmarks_3d=lm3d,
+                params_global=pg,
+                params_local=pl,
+            )
+            result.pose = pose
+            result.au_intensity = np.asarray(intensity, float)
+            result.au_presence = np.asarray(presence, float)
+            if self.keep_aligned:
+                result.aligned_face = aligned
+        else:
+            intensity, presence = self.analyser.add_frame(None, None, False, frame.timestamp)
+            row.update(
+                pose=np.zeros(6),
+                landmarks=lm.landmarks,
+                landmarks_3d=np.zeros((68, 3)),
+                params_global=np.zeros(6),
+                params_local=np.zeros(b.pdm.n_modes),
+            )
+        self.table.add(row)
+        return result
+
+    def finish(self) -> pd.DataFrame:
+        """The video's table, with AUs after OpenFace's offline post-processing."""
+        self._finished = True
+        intensity, presence = self.analyser.finalize()
+        self.table.set_column_block([f"{n}_r" for n in AU_INTENSITY_NAMES], intensity)
+        self.table.set_column_block([f"{n}_c" for n in AU_PRESENCE_NAMES], presence)
+        return self.table.to_dataframe()

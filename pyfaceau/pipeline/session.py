@@ -1,0 +1,96 @@
+"""Running a whole input (video, image folder or image) through a front end and the back end."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import pandas as pd
+
+from ..errors import InputError
+from ..output.table import write_csv
+from .backend import AUBackend
+from .sources import open_source
+from .types import LandmarkFrontEnd
+
+__all__ = ["make_front_end", "process"]
+
+ModelsArg = str | os.PathLike | Sequence[str | os.PathLike] | None
+
+
+def make_front_end(
+    mode: str,
+    models: ModelsArg = None,
+    *,
+    landmarks_csv: str | os.PathLike | None = None,
+    refine: bool = True,
+) -> LandmarkFrontEnd:
+    """Build a landmark front end.
+
+    Parameters
+    ----------
+    mode : ``"faithful"`` (OpenFace's MTCNN + CLNF), ``"fast"`` (RetinaFace + PFLD +
+        targeted refinement) or ``"csv"`` (landmarks from an OpenFace CSV).
+    models : model folders searched first.
+    landmarks_csv : the CSV, for ``mode="csv"``.
+    refine : with ``"fast"``, refine the AU-critical landmarks with SVR patch experts.
+    """
+    if mode == "csv":
+        if landmarks_csv is None:
+            raise InputError("mode 'csv' needs a landmark CSV")
+        from .csv_landmarks import CsvLandmarkFrontEnd
+
+        return CsvLandmarkFrontEnd(landmarks_csv)
+    if mode == "fast":
+        from .fast import FastLandmarkFrontEnd
+
+        return FastLandmarkFrontEnd(models=models, refine=refine)
+    if mode == "faithful":
+        from .faithful import OpenFaceLandmarkFrontEnd
+
+        return OpenFaceLandmarkFrontEnd(models=models)
+    raise InputError(f"unknown mode '{mode}' (faithful, fast or csv)")
+
+
+def process(
+    input_path: str | os.PathLike,
+    front_end: LandmarkFrontEnd,
+    *,
+    output_csv: str | os.PathLike | None = None,
+    models: ModelsArg = None,
+    dynamic: bool | None = None,
+    backend: AUBackend | None = None,
+    on_frame: Callable[[int, int], None] | None = None,
+) -> pd.DataFrame:
+    """Measure AUs on every frame of ``input_path``.
+
+    Parameters
+    ----------
+    input_path : a video file, a folder of images (processed as a sequence) or an image.
+    front_end : the landmark front end (see :func:`make_front_end`); reset first.
+    output_csv : if given, the table is written there (atomically) as OpenFace's CSV.
+    dynamic : dynamic AU models with person normalisation; default True for videos and
+        sequences, False for a single image (as OpenFace's FaceLandmarkImg).
+    backend : a loaded :class:`AUBackend` to reuse (its ``dynamic`` setting wins).
+    on_frame : called after each frame with (frames done, frames expected).
+
+    Returns
+    -------
+    pandas.DataFrame with OpenFace's column names, one row per frame.
+    """
+    source = open_source(input_path)
+    if backend is None:
+        use_dynamic = dynamic if dynamic is not None else source.kind != "image"
+        backend = AUBackend(models, dynamic=use_dynamic)
+    session = backend.new_session(source.width, source.height)
+    front_end.reset()
+    total = len(source)
+    for done, frame in enumerate(source, start=1):
+        session.add(frame, front_end.track(frame.image))
+        if on_frame is not None:
+            on_frame(done, total)
+    df = session.finish()
+    if output_csv is not None:
+        write_csv(df, Path(output_csv))
+    return df
