@@ -1,0 +1,87 @@
+"""Issue acceptance for the AU back end: OpenFace's own landmarks in, OpenFace's AUs out.
+
+Every sample video runs through ``process`` with ``--landmarks-csv`` pointing at its
+reference file; AUs, pose and PDM parameters are compared with the reference over the
+frames where OpenFace succeeded.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import REFERENCE, SAMPLES, load_reference
+from pyfaceau.cli import main
+from pyfaceau.evaluation import au_agreement
+from pyfaceau.pipeline.backend import AUBackend
+from pyfaceau.pipeline.csv_landmarks import CsvLandmarkFrontEnd
+from pyfaceau.pipeline.session import process
+
+#: Issue acceptance thresholds.
+MIN_R = 0.99  # Pearson r of every AUxx_r whose reference std > 0.05
+MIN_STD_FOR_R = 0.05
+MAX_MAE = 0.05  # every AUxx_r
+MIN_PRESENCE_AGREEMENT = 0.98  # every AUxx_c
+
+VIDEOS = {
+    "default": "default.wmv",
+    "changeLighting": "changeLighting.wmv",
+    "2015-10-15-15-14": "2015-10-15-15-14.avi",
+    "multi_face": "multi_face.avi",
+    "0188_03_021_al_pacino": "0188_03_021_al_pacino.avi",
+    "0244_03_004_anderson_cooper": "0244_03_004_anderson_cooper.avi",
+    "0417_02_003_bill_clinton": "0417_02_003_bill_clinton.avi",
+    "0686_02_003_gloria_estefan": "0686_02_003_gloria_estefan.avi",
+    "1192_01_006_julia_roberts": "1192_01_006_julia_roberts.avi",
+    "1804_03_006_sylvester_stallone": "1804_03_006_sylvester_stallone.avi",
+    "1878_01_002_vladimir_putin": "1878_01_002_vladimir_putin.avi",
+    "image_sequence": "image_sequence",
+}
+
+
+@pytest.fixture(scope="module")
+def backend():
+    return AUBackend()
+
+
+@pytest.mark.parametrize("stem", sorted(VIDEOS))
+def test_aus_match_openface_given_its_landmarks(stem, backend):
+    ref = load_reference(stem)
+    ours = process(SAMPLES / VIDEOS[stem], CsvLandmarkFrontEnd(REFERENCE / f"{stem}.csv"),
+                   backend=backend)
+    assert len(ours) == len(ref)
+    assert (ours["frame"].to_numpy() == ref["frame"].to_numpy()).all()
+    assert (ours["success"].to_numpy() == ref["success"].to_numpy()).all()
+    table = au_agreement(ours, ref)
+    varying = table["ref_std"] > MIN_STD_FOR_R
+    low_r = table.loc[varying & (table["r"] < MIN_R), "r"]
+    assert low_r.empty, f"{stem}: Pearson r below {MIN_R}: {low_r.round(4).to_dict()}"
+    high_mae = table.loc[table["mae"] > MAX_MAE, "mae"]
+    assert high_mae.empty, f"{stem}: MAE above {MAX_MAE}: {high_mae.round(4).to_dict()}"
+    low_c = table.loc[table["presence_agree"] < MIN_PRESENCE_AGREEMENT, "presence_agree"]
+    assert low_c.empty, f"{stem}: presence agreement below {MIN_PRESENCE_AGREEMENT}: {low_c.round(4).to_dict()}"
+
+    ok = ref["success"].to_numpy() > 0
+    # pose and PDM parameters from calc_params on the same landmarks: OpenFace's are the
+    # CLNF fitter's, so they agree closely but not exactly.
+    for col, tol in [("pose_Rx", 0.02), ("pose_Ry", 0.02), ("pose_Rz", 0.02), ("p_scale", 0.01),
+                     ("p_tx", 0.5), ("p_ty", 0.5)]:
+        diff = np.abs(ours.loc[ok, col].to_numpy() - ref.loc[ok, col].to_numpy())
+        assert np.median(diff) < tol, f"{stem}: {col} median |diff| {np.median(diff):.4f}"
+    # failed frames: zeros, as OpenFace writes them
+    if (~ok).any():
+        assert (ours.loc[~ok, [c for c in ours.columns if c.endswith("_r")]].to_numpy() == 0).all()
+
+
+def test_cli_with_landmarks_csv_writes_openface_columns(tmp_path):
+    out = tmp_path / "out.csv"
+    result = CliRunner().invoke(main, [str(SAMPLES / "changeLighting.wmv"), "-o", str(out),
+                                       "--landmarks-csv", str(REFERENCE / "changeLighting.csv"),
+                                       "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "88 frames" in result.output
+    header = out.read_text().splitlines()[0].split(",")
+    ref_header = (REFERENCE / "changeLighting.csv").read_text().splitlines()[0].split(",")
+    assert header == [c for c in ref_header if c in set(header)]  # OpenFace's order
+    assert {"frame", "success", "AU01_r", "AU45_c", "pose_Rx", "p_33", "X_67"} <= set(header)

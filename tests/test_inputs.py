@@ -1,0 +1,132 @@
+"""Bad and odd inputs: clear one-line errors, odd image types decoded, nothing lost."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import REFERENCE, SAMPLES
+from pyfaceau.cli import main
+from pyfaceau.errors import InputError
+from pyfaceau.output.table import FrameTable, write_csv
+from pyfaceau.pipeline.csv_landmarks import CsvLandmarkFrontEnd
+from pyfaceau.pipeline.sources import open_source, to_bgr8
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        open_source(tmp_path / "nope.avi")
+
+
+def test_corrupt_video(tmp_path):
+    bad = tmp_path / "bad.avi"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00AVI garbage" * 100)
+    with pytest.raises(InputError, match="cannot be decoded as a video"):
+        open_source(bad)
+
+
+def test_truncated_video_keeps_the_frames_it_has(tmp_path):
+    data = (SAMPLES / "changeLighting.wmv").read_bytes()
+    cut = tmp_path / "cut.wmv"
+    cut.write_bytes(data[: len(data) // 2])
+    frames = list(open_source(cut))
+    assert 10 < len(frames) < 88
+
+
+def test_empty_folder_and_undecodable_image(tmp_path):
+    with pytest.raises(InputError, match="no images"):
+        open_source(tmp_path)
+    img = tmp_path / "x.png"
+    img.write_bytes(b"not a png")
+    with pytest.raises(InputError, match="cannot be decoded as an image"):
+        list(open_source(img))
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.full((20, 30), 200, np.uint8),
+        np.full((20, 30, 1), 200, np.uint8),
+        np.full((20, 30, 4), 200, np.uint8),
+        np.full((20, 30, 3), 200 * 257, np.uint16),
+        np.full((20, 30, 3), 200 / 255, np.float32),
+    ],
+    ids=["grey", "grey1", "bgra", "uint16", "float"],
+)
+def test_odd_image_types_become_bgr8(image):
+    out = to_bgr8(image)
+    assert out.shape == (20, 30, 3) and out.dtype == np.uint8
+    assert abs(int(out[0, 0, 0]) - 200) <= 1
+
+
+def test_sixteen_bit_png_file(tmp_path):
+    p = tmp_path / "img16.png"
+    cv2.imwrite(str(p), np.full((16, 16), 40000, np.uint16))
+    (frame,) = list(open_source(p))
+    assert frame.image.shape == (16, 16, 3) and frame.image[0, 0, 0] == 40000 >> 8
+
+
+def test_bad_image_types_rejected():
+    with pytest.raises(InputError):
+        to_bgr8(np.zeros((4, 4, 2), np.uint8))
+    with pytest.raises(InputError):
+        to_bgr8(np.zeros((4, 4), np.int64))
+    with pytest.raises(InputError):
+        to_bgr8(np.zeros((0, 4), np.uint8))
+
+
+def test_landmark_csv_errors(tmp_path):
+    with pytest.raises(InputError, match="no such landmark CSV"):
+        CsvLandmarkFrontEnd(tmp_path / "none.csv")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("frame,success\n1,1\n")
+    with pytest.raises(InputError, match="not an OpenFace landmark CSV"):
+        CsvLandmarkFrontEnd(bad)
+
+
+def test_landmark_csv_replays_frames():
+    fe = CsvLandmarkFrontEnd(REFERENCE / "multi_face.csv")
+    results = [fe.track(np.zeros((1, 1, 3), np.uint8)) for _ in range(702)]
+    assert sum(r.success for r in results) == 700
+    assert not results[577].success and results[0].landmarks.shape == (68, 2)
+    assert not fe.track(np.zeros((1, 1, 3), np.uint8)).success  # past the end
+
+
+def test_csv_written_atomically(tmp_path):
+    out = tmp_path / "out.csv"
+    out.write_text("precious\n")
+    table = FrameTable(["frame", "success", "AU01_r"])
+    table.add({"frame": 1, "success": 1, "AU01_r": 0.123})
+    write_csv(table.to_dataframe(), out)
+    assert out.read_text() == "frame,success,AU01_r\n1,1,0.12\n"
+    assert not (tmp_path / "out.csv.part").exists()
+
+
+def test_cli_one_line_errors(tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(main, [str(tmp_path / "missing.avi"), "-o", str(tmp_path / "o.csv"),
+                             "--landmarks-csv", str(REFERENCE / "default.csv")])
+    assert r.exit_code == 2
+    assert r.output.strip().count("\n") == 0 and "no such file" in r.output
+    r = runner.invoke(main, [str(SAMPLES / "default.wmv"), "--no-refine"])
+    assert r.exit_code == 2 and "--no-refine goes with --fast" in r.output
+
+
+def test_cli_missing_models_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYFACEAU_MODELS", str(tmp_path))
+    monkeypatch.setattr("pyfaceau.modelstore.store.default_data_dir", lambda: tmp_path / "none")
+    r = CliRunner().invoke(main, [str(SAMPLES / "changeLighting.wmv"), "-o", str(tmp_path / "o.csv"),
+                                  "--landmarks-csv", str(REFERENCE / "changeLighting.csv")])
+    assert r.exit_code == 2
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and "not found" in lines[0] and "pyfaceau models" in lines[0]
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_console_script_and_help():
+    r = CliRunner().invoke(main, ["--help"])
+    assert r.exit_code == 0 and "models" in r.output
+    r = CliRunner().invoke(main, ["--version"])
+    assert "pyfaceau" in r.output
