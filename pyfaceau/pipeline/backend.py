@@ -30,6 +30,7 @@ from ..modelstore import resolve
 from ..output.table import AU_INTENSITY_NAMES, AU_PRESENCE_NAMES, OPENFACE_COLUMNS, FrameTable
 from ..parsers.triangulation import read_triangulation
 from ..pdm import calc_params, landmarks_3d_camera, load_pdm, pose_from_params
+from ..pdm.pose import default_intrinsics
 from .sources import Frame
 from .types import LandmarkResult
 
@@ -40,11 +41,6 @@ log = logging.getLogger(__name__)
 #: Model files the back end reads (OpenFace's ``AU_predictors`` folder).
 PDM_FILE = "AU_predictors/In-the-wild_aligned_PDM_68.txt"
 TRIANGULATION_FILE = "AU_predictors/tris_68_full.txt"
-
-#: OpenFace FeatureExtraction's default focal length for a 640-pixel-wide image
-#: (``Utilities/src/SequenceCapture.cpp``: fx = 500 * (width / 640)).
-DEFAULT_FOCAL_AT_640 = 500.0
-
 
 @dataclass(frozen=True)
 class Camera:
@@ -57,9 +53,9 @@ class Camera:
 
     @classmethod
     def openface_default(cls, width: int, height: int) -> "Camera":
-        """OpenFace's guess when no calibration is given: fx = fy = 500 * W / 640."""
-        f = DEFAULT_FOCAL_AT_640 * (width / 640.0)
-        return cls(f, f, width / 2.0, height / 2.0)
+        """OpenFace's guess when no calibration is given (``SequenceCapture``):
+        fx = fy = (500 * W / 640 + 500 * H / 480) / 2, principal point at the centre."""
+        return cls(*default_intrinsics(width, height))
 
 
 @dataclass

@@ -1,0 +1,269 @@
+"""OpenFace's face alignment for AU analysis (``FaceAnalyser/src/Face_utils.cpp``).
+
+FaceAnalyser aligns every frame to a similarity-normalised mean face before extracting
+HOG features: the landmarks' 24 rigid points are aligned, with scale, to the PDM's mean
+shape times ``sim_scale`` (``AlignShapesWithScale``), the image is warped with
+``warpAffine`` (bilinear), and pixels outside the face are zeroed with the mask of a
+piece-wise affine warp (``PAW``) over the landmarks, eyebrows raised to include the
+forehead (``AlignFaceMask``).
+
+All computations mirror OpenFace's float32 arithmetic so that the mask edge and the warp
+matrix reproduce OpenFace's pixels.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ..errors import InputError
+from ..pdm.pdm import PDM, ArrayLike
+
+__all__ = [
+    "align_face",
+    "align_shapes_with_scale",
+    "alignment_warp_matrix",
+    "face_mask",
+    "RIGID_POINTS",
+    "EYEBROW_POINTS",
+    "EYEBROW_RAISE",
+    "AU_SIM_SCALE",
+    "AU_SIM_SIZE",
+]
+
+#: The landmarks that are stable under expression (face outline, nose, eye corners and
+#: lower lids), used to estimate the similarity transform (``extract_rigid_points``,
+#: Face_utils.cpp).
+RIGID_POINTS: tuple[int, ...] = (
+    1, 2, 3, 4, 12, 13, 14, 15, 27, 28, 29, 31, 32, 33, 34, 35, 36, 39, 40, 41, 42, 45, 46, 47,
+)
+#: Landmarks moved up before building the mask "to include more of upper face": the two
+#: top jaw points and the eyebrows (``AlignFaceMask``, Face_utils.cpp).
+EYEBROW_POINTS: tuple[int, ...] = (0, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26)
+#: How far they move, in mean-shape units at ``sim_scale`` 0.7: ``(30 / 0.7) * sim_scale``
+#: pixels (Face_utils.cpp).
+EYEBROW_RAISE = 30.0 / 0.7
+#: FaceAnalyser's AU alignment: scale of the mean shape and output size
+#: (``FaceAnalyserParameters``: ``sim_scale_au = 0.7``, ``sim_size_au = 112``).
+AU_SIM_SCALE = 0.7
+AU_SIM_SIZE = 112
+
+_F32 = np.float32
+
+
+def align_shapes_with_scale(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """OpenFace's ``AlignShapesWithScale`` (``RotationHelpers.h``): scaled Kabsch in 2D.
+
+    Parameters
+    ----------
+    src : (k, 2) points to align (pixels).
+    dst : (k, 2) points to align them to.
+
+    Returns
+    -------
+    (2, 2) float32 ``A = s * R`` such that ``A @ (src_i - mean(src))`` best matches
+    ``dst_i - mean(dst)`` (rotation without reflection, uniform scale).
+
+    Notes
+    -----
+    Matches OpenFace's float32 arithmetic: means and sums of squares accumulate in double
+    (``cv::mean``, ``cv::sum``) and are stored as float; the SVD is OpenCV's on float32.
+    """
+    s = np.asarray(src, dtype=_F32)
+    d = np.asarray(dst, dtype=_F32)
+    n = s.shape[0]
+    s_mean = s.astype(np.float64).mean(axis=0).astype(_F32)
+    d_mean = d.astype(np.float64).mean(axis=0).astype(_F32)
+    s_c = (s - s_mean).astype(_F32)
+    d_c = (d - d_mean).astype(_F32)
+    s_src = _F32(np.sqrt(np.sum((s_c * s_c).astype(np.float64)) / n))
+    s_dst = _F32(np.sqrt(np.sum((d_c * d_c).astype(np.float64)) / n))
+    s_n = (s_c.astype(np.float64) * (1.0 / float(s_src))).astype(_F32)
+    d_n = (d_c.astype(np.float64) * (1.0 / float(s_dst))).astype(_F32)
+    scale = s_dst / s_src
+    # Kabsch (AlignShapesKabsch2D): R = V diag(1, sign det(V U^T)) U^T of SVD(from^T to).
+    cov = (s_n.T.astype(np.float64) @ d_n.astype(np.float64)).astype(_F32)
+    _, u, vt = cv2.SVDecomp(cov)
+    det = float(np.linalg.det((vt.T @ u.T).astype(np.float64)))
+    corr = np.eye(2, dtype=_F32)
+    corr[1, 1] = 1.0 if det > 0 else -1.0
+    rot = (vt.T @ corr @ u.T).astype(_F32)
+    return (scale * rot).astype(_F32)
+
+
+def _check_landmarks(landmarks: np.ndarray) -> np.ndarray:
+    lm = np.asarray(landmarks, dtype=np.float64)
+    if lm.shape != (68, 2):
+        raise InputError(f"landmarks: expected (68, 2), got {lm.shape}")
+    if not np.isfinite(lm).all():
+        raise InputError("landmarks: has NaN or infinite values")
+    return lm.astype(_F32)
+
+
+def alignment_warp_matrix(
+    landmarks: np.ndarray,
+    params_global: ArrayLike,
+    pdm: PDM,
+    scale: float = AU_SIM_SCALE,
+    size: int = AU_SIM_SIZE,
+    rigid: bool = True,
+) -> np.ndarray:
+    """The similarity warp of OpenFace's ``AlignFace`` / ``AlignFaceMask``.
+
+    Parameters
+    ----------
+    landmarks : (68, 2) pixels.
+    params_global : (6,) ``[scale, rx, ry, rz, tx, ty]``; only ``tx, ty`` are used (the
+        face centre), as in OpenFace. FaceAnalyser takes them from ``CalcParams`` on the
+        landmarks (:func:`pyfaceau.pdm.calc_params`).
+    pdm : the PDM whose mean shape is the alignment target.
+    scale : ``sim_scale``, mean-shape mm to output pixels.
+    size : output width and height, pixels.
+    rigid : align only :data:`RIGID_POINTS` (OpenFace's AU alignment) or all 68 points.
+
+    Returns
+    -------
+    (2, 3) float32 affine matrix from image to aligned-face pixels.
+    """
+    lm = _check_landmarks(landmarks)
+    g = pdm.global_vec(params_global)
+    n = pdm.n_points
+    # cv::Mat_<float> * double: the product is formed in double and stored as float.
+    target = (pdm.mean_shape[: 2 * n, 0].astype(np.float64) * float(scale)).astype(_F32)
+    dst = np.stack([target[:n], target[n:]], axis=1)
+    src = lm
+    if rigid:
+        idx = list(RIGID_POINTS)
+        src, dst = src[idx], dst[idx]
+    a = align_shapes_with_scale(src, dst)
+    t = (a @ np.array([g[4], g[5]], dtype=_F32)).astype(_F32)
+    half = _F32(size // 2)  # out_width / 2 is an integer division in OpenFace
+    warp = np.empty((2, 3), dtype=_F32)
+    warp[:, :2] = a
+    warp[0, 2] = -t[0] + half
+    warp[1, 2] = -t[1] + half
+    return warp
+
+
+def face_mask(
+    landmarks: np.ndarray, triangulation: np.ndarray, width: int, height: int
+) -> np.ndarray:
+    """The pixel mask of OpenFace's ``PAW`` over a triangulated shape.
+
+    A pixel centre ``(x, y)`` (integer coordinates, the PAW's ``min_x = min_y = 0``) is
+    inside if it lies in any triangle, edges included, by PAW's float32 same-side tests.
+
+    Parameters
+    ----------
+    landmarks : (n, 2) float pixels of the shape in the output image.
+    triangulation : (t, 3) int vertex indices (``tris_68_full.txt``).
+    width, height : mask size; OpenFace builds it with ``max = size - 1`` and
+        ``int(max - min + 1.5)`` pixels, i.e. ``size`` pixels.
+
+    Returns
+    -------
+    (height, width) uint8, 1 inside the face, 0 outside.
+    """
+    pts = np.asarray(landmarks, dtype=_F32)
+    tris = np.asarray(triangulation)
+    # PAW(dest, tri, 0, 0, cols - 1, rows - 1): w = (int)(max_x - min_x + 1.5).
+    w = int(_F32(width - 1) - _F32(0) + _F32(1.5))
+    h = int(_F32(height - 1) - _F32(0) + _F32(1.5))
+    mask = np.zeros((h, w), dtype=np.uint8)
+    xs_all = np.arange(w, dtype=_F32)
+    ys_all = np.arange(h, dtype=_F32)
+    for j, k, l in tris:
+        x1, y1 = pts[j]
+        x2, y2 = pts[k]
+        x3, y3 = pts[l]
+        min_x, max_x = min(x1, x2, x3), max(x1, x2, x3)
+        min_y, max_y = min(y1, y2, y3), max(y1, y2, y3)
+        # findTriangle skips points outside the triangle's bounding box (float compare).
+        cols = np.nonzero((xs_all >= min_x) & (xs_all <= max_x))[0]
+        rows = np.nonzero((ys_all >= min_y) & (ys_all <= max_y))[0]
+        if cols.size == 0 or rows.size == 0:
+            continue
+        x0 = xs_all[cols][None, :]
+        y0 = ys_all[rows][:, None]
+        inside = (
+            _same_side(x0, y0, x1, y1, x2, y2, x3, y3)
+            & _same_side(x0, y0, x2, y2, x1, y1, x3, y3)
+            & _same_side(x0, y0, x3, y3, x1, y1, x2, y2)
+        )
+        sub = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        sub |= inside.astype(np.uint8)
+    return mask
+
+
+def _same_side(x0, y0, x1, y1, x2, y2, x3, y3) -> np.ndarray:  # noqa: ANN001 - float32 arrays
+    """PAW's ``sameSide`` in float32: is (x0, y0) on the side of line (2, 3) that 1 is on."""
+    x = (x3 - x2) * (y0 - y2) - (x0 - x2) * (y3 - y2)
+    y = (x3 - x2) * (y1 - y2) - (x1 - x2) * (y3 - y2)
+    return (x * y) >= _F32(0)
+
+
+def align_face(
+    image_bgr: np.ndarray,
+    landmarks: np.ndarray,
+    params_global: ArrayLike,
+    pdm: PDM,
+    triangulation: np.ndarray,
+    scale: float = AU_SIM_SCALE,
+    size: int = AU_SIM_SIZE,
+    rigid: bool = True,
+    *,
+    mask: bool = True,
+) -> np.ndarray:
+    """OpenFace's ``AlignFaceMask`` as FaceAnalyser calls it for AUs (or ``AlignFace``).
+
+    Parameters
+    ----------
+    image_bgr : (H, W, 3) uint8 BGR frame (a (H, W) grey image also works).
+    landmarks : (68, 2) float pixels.
+    params_global : (6,) ``[scale, rx, ry, rz, tx, ty]`` from ``CalcParams`` on the
+        landmarks (only ``tx, ty`` are used).
+    pdm : the PDM (``AU_predictors/In-the-wild_aligned_PDM_68.txt``).
+    triangulation : (111, 3) int (``tris_68_full.txt``).
+    scale : ``sim_scale`` (0.7 for AUs).
+    size : output width and height (112 for AUs).
+    rigid : align on the rigid points only (True for AUs).
+    mask : zero the pixels outside the face (``AlignFaceMask``); False gives
+        ``AlignFace``'s unmasked warp.
+
+    Returns
+    -------
+    (size, size, 3) uint8 aligned face (``(size, size)`` for a grey input).
+
+    Notes
+    -----
+    Matches OpenFace: ``warpAffine`` with ``INTER_LINEAR`` and a zero constant border;
+    the mask uses the landmarks mapped by the same warp, with points 0, 16 and 17-26
+    raised by ``(30 / 0.7) * scale`` pixels; the mask multiplies each channel.
+    """
+    img = np.asarray(image_bgr)
+    if img.dtype != np.uint8 or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3):
+        raise InputError(
+            f"image_bgr: expected a (H, W, 3) or (H, W) uint8 image, got {img.shape} {img.dtype}"
+        )
+    if size <= 0:
+        raise InputError(f"size must be positive, got {size}")
+    lm = _check_landmarks(landmarks)
+    warp = alignment_warp_matrix(lm, params_global, pdm, scale, size, rigid)
+    aligned = cv2.warpAffine(img, warp, (size, size), flags=cv2.INTER_LINEAR)
+    if not mask:
+        return aligned
+    # The landmarks in the aligned image (OpenCV gemm: double sums, float result).
+    dest = (lm.astype(np.float64) @ warp[:, :2].T.astype(np.float64)).astype(_F32)
+    dest[:, 0] = dest[:, 0] + warp[0, 2]
+    dest[:, 1] = dest[:, 1] + warp[1, 2]
+    raise_px = EYEBROW_RAISE * float(scale)
+    for i in EYEBROW_POINTS:
+        # float -= double: formed in double, stored as float.
+        dest[i, 1] = _F32(float(dest[i, 1]) - raise_px)
+    tris = np.asarray(triangulation)
+    if tris.ndim != 2 or tris.shape[1] != 3 or tris.min() < 0 or tris.max() >= 68:
+        raise InputError(f"triangulation: expected (t, 3) indices into 68 points, got {tris.shape}")
+    m = face_mask(dest, tris, size, size)
+    if aligned.ndim == 3:
+        return aligned * m[:, :, None]
+    return aligned * m

@@ -1,0 +1,458 @@
+"""OpenFace's 3D point distribution model (``LandmarkDetector/src/PDM.cpp``).
+
+The PDM describes a face shape as ``mean + princ_comp @ params_local`` in object space
+(mm), placed in the image by a weak-perspective (scaled orthographic) projection with
+``params_global = [scale, rx, ry, rz, tx, ty]`` (rotation as XYZ Euler angles, radians;
+translation in pixels).
+
+Layouts
+-------
+Public methods (:meth:`PDM.shape_3d`, :meth:`PDM.shape_2d`) take and return ``(n, 3)`` /
+``(n, 2)`` float64 arrays. The kernels the CLNF fitter needs (Jacobians, parameter update,
+clamping, bounding box) mirror OpenFace's maths and therefore work in OpenFace's column
+layout: a 2D shape is ``(2n,)`` ``[x_0..x_{n-1}, y_0..y_{n-1}]``, a 3D shape ``(3n,)``
+``[x.., y.., z..]``, and Jacobian rows follow the 2D layout (row ``i`` is ``x_i``, row
+``n + i`` is ``y_i``).
+
+Precision
+---------
+OpenFace keeps the model and every parameter in float32 (``cv::Mat_<float>``,
+``cv::Vec6f``). The kernels compute in float32 in OpenFace's order of operations;
+parameters are returned as float64 arrays that hold float32-rounded values, so a value
+passed back in is unchanged by the float32 rounding at the next call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from ..parsers.pdm import read_pdm
+from .rotation import (
+    axis_angle_to_euler,
+    euler_to_rotation_matrix,
+    orthonormalise,
+    rotation_matrix_to_axis_angle,
+)
+
+__all__ = ["PDM", "load_pdm", "N_SIGMAS_CLAMP", "ArrayLike"]
+
+ArrayLike = Sequence[float] | np.ndarray
+
+#: Local parameters are clamped to +-3 standard deviations (``PDM::Clamp``, PDM.cpp).
+N_SIGMAS_CLAMP = 3.0
+
+_F32 = np.float32
+
+
+def _vec(x: ArrayLike, n: int, name: str) -> np.ndarray:
+    """``x`` as a float32 vector of length ``n`` (OpenFace's float parameters)."""
+    a = np.asarray(x, dtype=np.float64).reshape(-1)
+    if a.shape[0] != n:
+        raise InputError(f"{name}: expected {n} values, got {a.shape[0]}")
+    return a.astype(_F32)
+
+
+@dataclass(frozen=True, eq=False)
+class PDM:
+    """A linear 3D point distribution model, as OpenFace's ``LandmarkDetector::PDM``.
+
+    Attributes
+    ----------
+    mean_shape : (3n, 1) float32, mm, rows ``[x.., y.., z..]`` (OpenFace's ``mean_shape``).
+    princ_comp : (3n, m) float32, principal components (OpenFace's ``princ_comp``).
+    eigen_values : (m,) float32, variances of the modes (OpenFace's ``eigen_values``).
+    path : the file the model came from, if any.
+    """
+
+    mean_shape: np.ndarray
+    princ_comp: np.ndarray
+    eigen_values: np.ndarray
+    path: Path | None = None
+
+    def __post_init__(self) -> None:
+        # Freeze the arrays too: a PDM is shared between stages and must not change.
+        for name in ("mean_shape", "princ_comp", "eigen_values"):
+            arr = np.ascontiguousarray(getattr(self, name), dtype=_F32)
+            arr.setflags(write=False)
+            object.__setattr__(self, name, arr)
+        n3 = self.mean_shape.shape[0]
+        if self.mean_shape.shape != (n3, 1) or n3 % 3:
+            raise InputError(f"mean_shape must be (3n, 1), got {self.mean_shape.shape}")
+        if self.princ_comp.ndim != 2 or self.princ_comp.shape[0] != n3:
+            raise InputError(f"princ_comp must be ({n3}, m), got {self.princ_comp.shape}")
+        if self.eigen_values.shape != (self.princ_comp.shape[1],):
+            raise InputError(
+                f"eigen_values must be ({self.princ_comp.shape[1]},), got {self.eigen_values.shape}"
+            )
+
+    # -- sizes -------------------------------------------------------------------------
+    @property
+    def n_points(self) -> int:
+        """Number of landmarks ``n`` (OpenFace's ``NumberOfPoints``)."""
+        return self.mean_shape.shape[0] // 3
+
+    @property
+    def n_modes(self) -> int:
+        """Number of shape modes ``m`` (OpenFace's ``NumberOfModes``)."""
+        return self.princ_comp.shape[1]
+
+    # -- argument helpers --------------------------------------------------------------
+    def local_vec(self, params_local: ArrayLike | None) -> np.ndarray:
+        """``params_local`` as float32 ``(m,)``; None means zeros (the mean shape)."""
+        if params_local is None:
+            return np.zeros(self.n_modes, dtype=_F32)
+        return _vec(params_local, self.n_modes, "params_local")
+
+    @staticmethod
+    def global_vec(params_global: ArrayLike) -> np.ndarray:
+        """``params_global`` as float32 ``(6,)`` (OpenFace's ``cv::Vec6f``)."""
+        return _vec(params_global, 6, "params_global")
+
+    def _weights(self, weights: np.ndarray | None) -> np.ndarray | None:
+        """Diagonal of OpenFace's ``W`` as float32 ``(2n,)``, or None for identity."""
+        if weights is None:
+            return None
+        w = np.asarray(weights)
+        k = 2 * self.n_points
+        if w.shape == (k, k):
+            w = np.diagonal(w)
+        elif w.shape != (k,):
+            raise InputError(f"weights: expected ({k},) or ({k}, {k}), got {w.shape}")
+        return w.astype(_F32)
+
+    # -- shapes, OpenFace layout ---------------------------------------------------------
+    def calc_shape_3d(self, params_local: ArrayLike | None) -> np.ndarray:
+        """OpenFace's ``CalcShape3D``: the 3D shape in object space, column layout.
+
+        Parameters
+        ----------
+        params_local : (m,) shape parameters (None: the mean shape).
+
+        Returns
+        -------
+        (3n,) float32, mm, ``[x.., y.., z..]`` = ``mean_shape + princ_comp @ params_local``.
+        """
+        p = self.local_vec(params_local)
+        # OpenFace uses BLAS sgemm here: a float32 product.
+        return self.mean_shape[:, 0] + self.princ_comp @ p
+
+    def calc_shape_2d(self, params_global: ArrayLike, params_local: ArrayLike | None) -> np.ndarray:
+        """OpenFace's ``CalcShape2D``: weak-perspective projection, column layout.
+
+        Parameters
+        ----------
+        params_global : (6,) ``[scale, rx, ry, rz, tx, ty]``.
+        params_local : (m,) shape parameters (None: the mean shape).
+
+        Returns
+        -------
+        (2n,) float32 pixels ``[x_0..x_{n-1}, y_0..y_{n-1}]``.
+        """
+        g = self.global_vec(params_global)
+        n = self.n_points
+        s3 = self.calc_shape_3d(params_local)
+        r = euler_to_rotation_matrix(g[1:4])
+        x, y, z = s3[:n], s3[n : 2 * n], s3[2 * n :]
+        out = np.empty(2 * n, dtype=_F32)
+        out[:n] = g[0] * (r[0, 0] * x + r[0, 1] * y + r[0, 2] * z) + g[4]
+        out[n:] = g[0] * (r[1, 0] * x + r[1, 1] * y + r[1, 2] * z) + g[5]
+        return out
+
+    # -- shapes, public layout -----------------------------------------------------------
+    def shape_3d(self, params_local: ArrayLike | None = None) -> np.ndarray:
+        """The 3D shape in object space.
+
+        Parameters
+        ----------
+        params_local : (m,) shape parameters (None: the mean shape).
+
+        Returns
+        -------
+        (n, 3) float64, mm, columns x, y, z.
+        """
+        n = self.n_points
+        return self.calc_shape_3d(params_local).reshape(3, n).T.astype(np.float64)
+
+    def shape_2d(self, params_global: ArrayLike, params_local: ArrayLike | None = None) -> np.ndarray:
+        """The 2D landmarks in the image (OpenFace's ``CalcShape2D``).
+
+        Parameters
+        ----------
+        params_global : (6,) ``[scale, rx, ry, rz, tx, ty]`` (radians, pixels).
+        params_local : (m,) shape parameters (None: the mean shape).
+
+        Returns
+        -------
+        (n, 2) float64 pixels, columns x, y.
+        """
+        n = self.n_points
+        return self.calc_shape_2d(params_global, params_local).reshape(2, n).T.astype(np.float64)
+
+    # -- CLNF kernels -------------------------------------------------------------------
+    def _rigid_columns(self, s3: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The 6 rigid Jacobian columns for x rows and y rows, float32 ``(n, 6)`` each."""
+        n = self.n_points
+        r = euler_to_rotation_matrix(g[1:4])
+        s = g[0]
+        x, y, z = s3[:n], s3[n : 2 * n], s3[2 * n :]
+        jx = np.empty((n, 6), dtype=_F32)
+        jy = np.empty((n, 6), dtype=_F32)
+        # Small-angle derivative of R @ R' with R' = [[1, -wz, wy], [wz, 1, -wx],
+        # [-wy, wx, 1]]: the order of the float32 products follows PDM.cpp.
+        jx[:, 0] = x * r[0, 0] + y * r[0, 1] + z * r[0, 2]
+        jy[:, 0] = x * r[1, 0] + y * r[1, 1] + z * r[1, 2]
+        jx[:, 1] = s * (y * r[0, 2] - z * r[0, 1])
+        jy[:, 1] = s * (y * r[1, 2] - z * r[1, 1])
+        jx[:, 2] = -s * (x * r[0, 2] - z * r[0, 0])
+        jy[:, 2] = -s * (x * r[1, 2] - z * r[1, 0])
+        jx[:, 3] = s * (x * r[0, 1] - y * r[0, 0])
+        jy[:, 3] = s * (x * r[1, 1] - y * r[1, 0])
+        jx[:, 4] = 1.0
+        jy[:, 4] = 0.0
+        jx[:, 5] = 0.0
+        jy[:, 5] = 1.0
+        return jx, jy
+
+    def compute_rigid_jacobian(
+        self,
+        params_local: ArrayLike | None,
+        params_global: ArrayLike,
+        weights: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """OpenFace's ``ComputeRigidJacobian``: Jacobian over the 6 global parameters.
+
+        Parameters
+        ----------
+        params_local : (m,) shape parameters.
+        params_global : (6,) ``[scale, rx, ry, rz, tx, ty]``.
+        weights : OpenFace's NU-RLMS weight matrix ``W``: ``(2n, 2n)`` diagonal matrix or
+            its ``(2n,)`` diagonal, rows in column layout (``x_i`` at ``i``, ``y_i`` at
+            ``n + i``). None means the identity.
+
+        Returns
+        -------
+        jacobian : (2n, 6) float32, rows ``[x_0..x_{n-1}, y_0..y_{n-1}]``.
+        jacobian_w_t : (6, 2n) float32, ``(diag(W) * jacobian).T``.
+
+        Notes
+        -----
+        Matches PDM.cpp: the weights are always applied (unlike :meth:`compute_jacobian`).
+        """
+        g = self.global_vec(params_global)
+        jx, jy = self._rigid_columns(self.calc_shape_3d(params_local), g)
+        jac = np.concatenate([jx, jy], axis=0)
+        w = self._weights(weights)
+        if w is None:
+            return jac, np.ascontiguousarray(jac.T)
+        return jac, np.ascontiguousarray((jac * w[:, None]).T)
+
+    def compute_jacobian(
+        self,
+        params_local: ArrayLike | None,
+        params_global: ArrayLike,
+        weights: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """OpenFace's ``ComputeJacobian``: Jacobian over global and local parameters.
+
+        Parameters
+        ----------
+        params_local : (m,) shape parameters.
+        params_global : (6,) ``[scale, rx, ry, rz, tx, ty]``.
+        weights : OpenFace's ``W``: ``(2n, 2n)`` diagonal matrix or its ``(2n,)`` diagonal
+            (column layout). None means the identity.
+
+        Returns
+        -------
+        jacobian : (2n, 6 + m) float32, rows ``[x_0..x_{n-1}, y_0..y_{n-1}]``, columns
+            ``[scale, rx, ry, rz, tx, ty, p_0..p_{m-1}]``.
+        jacobian_w_t : (6 + m, 2n) float32, ``(diag(W) * jacobian).T``.
+
+        Notes
+        -----
+        Matches PDM.cpp, including its shortcut: the weights are applied only when
+        ``trace(W) != 2n``; a weight vector whose sum is exactly ``2n`` is treated as the
+        identity, as OpenFace does.
+        """
+        g = self.global_vec(params_global)
+        n, m = self.n_points, self.n_modes
+        s3 = self.calc_shape_3d(params_local)
+        jx, jy = self._rigid_columns(s3, g)
+        r = euler_to_rotation_matrix(g[1:4])
+        s = g[0]
+        vx, vy, vz = self.princ_comp[:n], self.princ_comp[n : 2 * n], self.princ_comp[2 * n :]
+        jac = np.empty((2 * n, 6 + m), dtype=_F32)
+        jac[:n, :6] = jx
+        jac[n:, :6] = jy
+        # How a shape mode moves the projected points, once rotated and scaled.
+        jac[:n, 6:] = s * (r[0, 0] * vx + r[0, 1] * vy + r[0, 2] * vz)
+        jac[n:, 6:] = s * (r[1, 0] * vx + r[1, 1] * vy + r[1, 2] * vz)
+        w = self._weights(weights)
+        # cv::trace sums the float diagonal in double; compare as OpenFace does.
+        if w is None or float(np.sum(w, dtype=np.float64)) == float(2 * n):
+            return jac, np.ascontiguousarray(jac.T)
+        return jac, np.ascontiguousarray((jac * w[:, None]).T)
+
+    def update_model_parameters(
+        self,
+        delta_p: ArrayLike,
+        params_local: ArrayLike | None,
+        params_global: ArrayLike,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """OpenFace's ``UpdateModelParameters``: apply a Gauss-Newton step.
+
+        Parameters
+        ----------
+        delta_p : (6,) or (6 + m,) update ``[d_scale, wx, wy, wz, d_tx, d_ty, d_p...]``;
+            the rotation part is a small-angle axis rotation composed on the right.
+        params_local : (m,) current shape parameters.
+        params_global : (6,) current ``[scale, rx, ry, rz, tx, ty]``.
+
+        Returns
+        -------
+        params_global : (6,) float64 (float32-rounded values), updated.
+        params_local : (m,) float64 (float32-rounded values), updated if ``delta_p`` has
+            local entries, else unchanged.
+
+        Notes
+        -----
+        Matches PDM.cpp: ``R1 @ orthonormalise(R')``, then Euler angles through axis-angle
+        (``cv::Rodrigues``); a NaN angle resets all three angles to 0 as OpenFace does.
+        """
+        d = np.asarray(delta_p, dtype=np.float64).reshape(-1).astype(_F32)
+        if d.shape[0] not in (6, 6 + self.n_modes):
+            raise InputError(f"delta_p: expected 6 or {6 + self.n_modes} values, got {d.shape[0]}")
+        g = self.global_vec(params_global).copy()
+        p = self.local_vec(params_local).copy()
+        g[0] += d[0]
+        g[4] += d[4]
+        g[5] += d[5]
+        r1 = euler_to_rotation_matrix(g[1:4])
+        r2 = np.eye(3, dtype=_F32)
+        r2[2, 1], r2[1, 2] = d[1], -d[1]
+        r2[0, 2], r2[2, 0] = d[2], -d[2]
+        r2[1, 0], r2[0, 1] = d[3], -d[3]
+        r2 = orthonormalise(r2)
+        r3 = (r1 @ r2).astype(_F32)
+        euler = axis_angle_to_euler(rotation_matrix_to_axis_angle(r3))
+        if np.isnan(euler).any():
+            euler = np.zeros(3, dtype=_F32)  # OpenFace's "temporary fix" for instability
+        g[1:4] = euler
+        if d.shape[0] > 6:
+            p = p + d[6:]
+        return g.astype(np.float64), p.astype(np.float64)
+
+    def clamp(
+        self, params_local: ArrayLike, params_global: ArrayLike
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """OpenFace's ``PDM::Clamp``: limit shape parameters to +-3 standard deviations.
+
+        Parameters
+        ----------
+        params_local : (m,) shape parameters.
+        params_global : (6,) global parameters (returned unchanged: OpenFace's pose limit
+            is commented out).
+
+        Returns
+        -------
+        params_local : (m,) float64 (float32-rounded values), clamped.
+        params_global : (6,) float64 (float32-rounded values).
+        """
+        p = self.local_vec(params_local).copy()
+        g = self.global_vec(params_global)
+        limit = (_F32(N_SIGMAS_CLAMP) * np.sqrt(self.eigen_values)).astype(_F32)
+        over = np.abs(p) > limit
+        p[over] = np.where(p[over] > 0, limit[over], -limit[over])
+        return p.astype(np.float64), g.astype(np.float64)
+
+    def calc_bounding_box(
+        self, params_global: ArrayLike, params_local: ArrayLike | None = None
+    ) -> tuple[float, float, float, float]:
+        """OpenFace's ``CalcBoundingBox``: the box around the projected model.
+
+        Parameters
+        ----------
+        params_global : (6,) ``[scale, rx, ry, rz, tx, ty]``.
+        params_local : (m,) shape parameters (None: the mean shape).
+
+        Returns
+        -------
+        ``(x, y, width, height)`` pixels (float32-rounded values).
+        """
+        n = self.n_points
+        s2 = self.calc_shape_2d(params_global, params_local)
+        min_x, max_x = s2[:n].min(), s2[:n].max()
+        min_y, max_y = s2[n:].min(), s2[n:].max()
+        return (float(min_x), float(min_y), float(abs(min_x - max_x)), float(abs(min_y - max_y)))
+
+    def calc_params_from_bbox(
+        self,
+        bbox: Sequence[float],
+        params_local: ArrayLike | None = None,
+        rotation: Sequence[float] = (0.0, 0.0, 0.0),
+    ) -> np.ndarray:
+        """OpenFace's ``CalcParams`` overload from a bounding box (CLNF initialisation).
+
+        Places the model, with the given shape and rotation, so that the box around its
+        projected points matches ``bbox`` (the box spans the face outline left to right and
+        chin to eyebrows).
+
+        Parameters
+        ----------
+        bbox : ``(x, y, width, height)`` pixels.
+        params_local : (m,) shape parameters (None: the mean shape).
+        rotation : (3,) Euler angles ``[rx, ry, rz]`` radians.
+
+        Returns
+        -------
+        (6,) float64 ``[scale, rx, ry, rz, tx, ty]`` (float32-rounded values).
+        """
+        bx, by, bw, bh = (_F32(v) for v in bbox)
+        rot = _vec(rotation, 3, "rotation")
+        n = self.n_points
+        shape = self.calc_shape_3d(params_local).reshape(3, n)
+        # cv::Mat * cv::Mat is OpenCV's gemm: double sums, float result.
+        rotated = (
+            euler_to_rotation_matrix(rot).astype(np.float64) @ shape.astype(np.float64)
+        ).astype(_F32)
+        # cv::minMaxLoc reports doubles; OpenFace mixes them with floats below.
+        min_x, max_x = float(rotated[0].min()), float(rotated[0].max())
+        min_y, max_y = float(rotated[1].min()), float(rotated[1].max())
+        width = _F32(abs(min_x - max_x))
+        height = _F32(abs(min_y - max_y))
+        scaling = ((bw / width) + (bh / height)) / _F32(2.0)
+        tx = bx + bw / _F32(2)
+        ty = by + bh / _F32(2)
+        tx = _F32(float(tx) - float(scaling) * (min_x + max_x) / 2.0)
+        ty = _F32(float(ty) - float(scaling) * (min_y + max_y) / 2.0)
+        return np.array([scaling, rot[0], rot[1], rot[2], tx, ty], dtype=_F32).astype(np.float64)
+
+
+def load_pdm(path: str | Path) -> PDM:
+    """Load an OpenFace PDM file (e.g. ``In-the-wild_aligned_PDM_68.txt``).
+
+    Parameters
+    ----------
+    path : path of the file; use :func:`pyfaceau.modelstore.resolve` to find the
+        checksum-verified copy, e.g. ``resolve("model/pdms/In-the-wild_aligned_PDM_68.txt")``.
+
+    Returns
+    -------
+    PDM
+
+    Raises
+    ------
+    ModelFileError
+        If the file is missing, truncated or not a PDM file.
+    """
+    data = read_pdm(path)
+    return PDM(
+        mean_shape=data.mean_shape,
+        princ_comp=data.princ_comp,
+        eigen_values=data.eigen_values,
+        path=data.path,
+    )
