@@ -1,0 +1,675 @@
+"""OpenFace 2.2's MTCNN face detector, reproduced in NumPy.
+
+Everything follows ``FaceDetectorMTCNN.cpp`` (``FaceDetectorMTCNN::DetectFaces``,
+``CNN::Inference``) and ``CNN_utils.cpp`` (``convolution_direct_blas``, ``max_pooling``,
+``fully_connected``, ``PReLU``) of OpenFace 2.2 (``lib/local/LandmarkDetector/src``):
+
+1. Pyramid: scales ``12 / min_face * 0.709**i`` down to the smallest image side; each level
+   is ``cv::resize`` (bilinear) of the float image, normalised ``(x - 127.5) * 0.0078125``,
+   its channels fed in R, G, B order (OpenFace splits the BGR image and reverses it). The
+   image is not transposed.
+2. PNet heat map >= 0.6 gives 12 px boxes (stride 2); NMS 0.5 (IoU) per scale, NMS 0.7 over
+   all scales, box regression, squaring ("rectify", truncating to whole pixels).
+3. RNet on 24 x 24 crops (zero padded, bilinear) >= 0.7, NMS 0.7, regression, squaring.
+4. ONet on 48 x 48 crops >= 0.7, regression with the box grown by one pixel, NMS 0.7 with
+   the intersection over the smaller area, then OpenFace's correction that makes the box
+   tight around the 68 landmarks: ``x += -0.0075 w``, ``y += 0.2459 h``, ``w *= 1.0323``,
+   ``h *= 0.7751``.
+
+Box arithmetic reproduces OpenFace's float32 / int conversions (``cv::Rect_<float>`` to
+``cv::Rect`` rounds half to even; ``(int)`` truncates). The networks are evaluated with an
+im2col + GEMM convolution in OpenFace's column order (input map, kernel column, kernel row,
+then the bias as last column), in float32, on one thread as OpenFace does (OpenCV's
+``cv::gemm``; see :func:`_gemm`). The whole detector takes about 20 ms of CPU per 640 x 480
+frame.
+
+Notes
+-----
+Matches OpenFace: thresholds, pyramid, NMS order and modes, crops, regressions and the final
+correction. Deviates: the last float bits of network outputs can differ (GEMM summation order
+and OpenCV version), which may flip a proposal exactly at a threshold; boxes that OpenFace
+would crash on (no overlap with the image, non-positive size) are dropped. Adds: ONet's five
+points (OpenFace computes and ignores them), mapped from ONet's crop to the image.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from ..errors import InputError
+from ..modelstore import MANIFEST, resolve, verify_file
+from ..parsers.mtcnn import (
+    CNNData,
+    ConvLayer,
+    FullyConnectedLayer,
+    MaxPoolLayer,
+    MTCNNData,
+    PReLULayer,
+    SigmoidLayer,
+    read_mtcnn,
+)
+from .types import FaceDetections
+
+__all__ = [
+    "MTCNNDetector",
+    "MTCNNNetwork",
+    "load_mtcnn",
+    "pick_single_face",
+    "MODEL_FILES",
+]
+
+log = logging.getLogger(__name__)
+
+#: Manifest paths of OpenFace's MTCNN files (``model/mtcnn_detector/``).
+MODEL_FILES = (
+    "model/mtcnn_detector/MTCNN_detector.txt",
+    "model/mtcnn_detector/PNet.dat",
+    "model/mtcnn_detector/RNet.dat",
+    "model/mtcnn_detector/ONet.dat",
+)
+
+# --- constants of FaceDetectorMTCNN.cpp / FaceDetectorMTCNN.h (OpenFace 2.2) ----------------
+#: ``DetectFaces`` default ``min_face``: smallest face searched, pixels.
+MIN_FACE_SIZE = 60
+#: ``DetectFaces`` defaults ``t1, t2, t3``: PNet, RNet, ONet probability thresholds.
+THRESHOLDS = (0.6, 0.7, 0.7)
+#: ``pyramid_factor``: size ratio of consecutive pyramid levels.
+PYRAMID_FACTOR = 0.709
+#: ``face_support``: PNet's receptive field, pixels.
+FACE_SUPPORT = 12
+#: ``stride`` in ``generate_bounding_boxes``: PNet's output step, pixels.
+PNET_STRIDE = 2
+#: Input normalisation ``(x - 127.5) * 0.0078125``.
+PIXEL_MEAN = 127.5
+PIXEL_SCALE = 0.0078125
+#: NMS thresholds: per PNet scale (IoU), across scales and after RNet (IoU), after ONet
+#: (intersection over the smaller box).
+NMS_PNET_SCALE = 0.5
+NMS_PNET_ALL = 0.7
+NMS_RNET = 0.7
+NMS_ONET = 0.7
+#: Crop sizes of RNet and ONet, pixels.
+RNET_SIZE = 24
+ONET_SIZE = 48
+#: Final correction of the ONet box "to be tight around facial landmarks":
+#: ``x += w * dx``, ``y += h * dy``, ``w *= sw``, ``h *= sh``.
+CORRECTION_DX = -0.0075
+CORRECTION_DY = 0.2459
+CORRECTION_SW = 1.0323
+CORRECTION_SH = 0.7751
+
+_F32 = np.float32
+
+
+# =========================================================================================
+# Networks
+# =========================================================================================
+class MTCNNNetwork:
+    """A network of OpenFace's MTCNN format evaluated in NumPy (float32).
+
+    Parameters
+    ----------
+    data : the parsed network (:func:`pyfaceau.parsers.mtcnn.read_cnn`).
+
+    Notes
+    -----
+    Activations are ``(N, H, W, C)`` float32 (a batch of images, channels last). A fully
+    connected layer on ``C`` maps with ``C`` inputs is applied per pixel (PNet's last layer),
+    otherwise the maps are flattened in OpenFace's order: channel, then column, then row
+    (``fully_connected`` in ``CNN_utils.cpp`` transposes each map before flattening).
+    """
+
+    def __init__(self, data: CNNData) -> None:
+        self.path = data.path
+        self._ops: list[tuple] = []
+        for layer in data.layers:
+            if isinstance(layer, ConvLayer):
+                k, c, kh, kw = layer.weights.shape
+                # OpenFace's weight matrix: rows indexed c * kw * kh + xx * kh + yy, then bias.
+                w = layer.weights.transpose(1, 3, 2, 0).reshape(c * kw * kh, k)
+                w_mat = np.vstack([w, layer.bias[None, :]]).astype(_F32)
+                self._ops.append(("conv", np.ascontiguousarray(w_mat), kh, kw))
+            elif isinstance(layer, MaxPoolLayer):
+                self._ops.append(
+                    ("pool", layer.kernel_x, layer.kernel_y, layer.stride_x, layer.stride_y)
+                )
+            elif isinstance(layer, FullyConnectedLayer):
+                self._ops.append(
+                    ("fc", np.ascontiguousarray(layer.weights.T.astype(_F32)),
+                     layer.bias.astype(_F32))
+                )
+            elif isinstance(layer, PReLULayer):
+                self._ops.append(("prelu", layer.slopes.astype(_F32)))
+            elif isinstance(layer, SigmoidLayer):
+                self._ops.append(("sigmoid",))
+            else:  # pragma: no cover - the parser only makes the types above
+                raise TypeError(f"unknown layer {layer!r}")
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Run the network.
+
+        Parameters
+        ----------
+        x : ``(N, H, W, 3)`` float32, normalised R, G, B maps.
+
+        Returns
+        -------
+        ``(N, H', W', K)`` float32 maps if the network stays convolutional (PNet), else
+        ``(N, K)`` float32 vectors (RNet, ONet).
+        """
+        x = np.asarray(x, dtype=_F32)
+        for op in self._ops:
+            kind = op[0]
+            if kind == "conv":
+                x = conv2d(x, op[1], op[2], op[3])
+            elif kind == "pool":
+                x = max_pool(x, *op[1:])
+            elif kind == "prelu":
+                x = prelu(x, op[1])
+            elif kind == "fc":
+                x = fully_connected(x, op[1], op[2])
+            else:
+                x = (1.0 / (1.0 + np.exp(-x))).astype(_F32)
+        return x
+
+
+def conv2d(x: np.ndarray, w_mat: np.ndarray, kh: int, kw: int) -> np.ndarray:
+    """Valid cross-correlation by im2col + GEMM (``convolution_direct_blas``).
+
+    Parameters
+    ----------
+    x : ``(N, H, W, C)`` float32.
+    w_mat : ``(C * kw * kh + 1, K)`` float32; row ``c * kw * kh + xx * kh + yy`` holds the
+        weight of input map ``c`` at kernel row ``yy``, column ``xx``; the last row is the bias.
+    kh, kw : kernel rows and columns.
+
+    Returns
+    -------
+    ``(N, H - kh + 1, W - kw + 1, K)`` float32.
+    """
+    n, h, w, c = x.shape
+    ho, wo = h - kh + 1, w - kw + 1
+    if ho <= 0 or wo <= 0:
+        return np.zeros((n, max(ho, 0), max(wo, 0), w_mat.shape[1]), dtype=_F32)
+    ck = c * kw * kh
+    cols = np.empty((n, ho, wo, ck + 1), dtype=_F32)
+    cols[..., ck] = 1.0
+    s0, s1, s2, s3 = cols.strides
+    blocks = np.lib.stride_tricks.as_strided(
+        cols, shape=(n, ho, wo, c, kw, kh), strides=(s0, s1, s2, kw * kh * s3, kh * s3, s3),
+        writeable=True,
+    )
+    for xx in range(kw):
+        for yy in range(kh):
+            blocks[..., xx, yy] = x[:, yy : yy + ho, xx : xx + wo, :]
+    out = _gemm(cols.reshape(-1, ck + 1), w_mat)
+    return out.reshape(n, ho, wo, -1)
+
+
+def _gemm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` in float32 on OpenCV's single-threaded GEMM.
+
+    OpenFace runs its GEMMs on one thread (``CNN::Read`` calls
+    ``openblas_set_num_threads(1)``). NumPy's multi-threaded OpenBLAS is up to ten times
+    slower on these small products when the other cores are busy, so OpenCV's ``cv::gemm``
+    is used instead; the products are the same to float32 rounding.
+    """
+    return cv2.gemm(a, b, 1.0, None, 0.0)
+
+
+def max_pool(
+    x: np.ndarray, kernel_x: int, kernel_y: int, stride_x: int, stride_y: int
+) -> np.ndarray:
+    """OpenFace's ``max_pooling``: output ``round((n - k) / s) + 1``, windows clipped at the edge.
+
+    Parameters
+    ----------
+    x : ``(N, H, W, C)`` float32.
+
+    Returns
+    -------
+    ``(N, H', W', C)`` float32.
+    """
+    n, h, w, c = x.shape
+    # C++: (int)round((float)(n - k) / (float)s) + 1, round() taking halves away from zero
+    out_x = int(round_half_away(float(_F32(w - kernel_x) / _F32(stride_x)))) + 1
+    out_y = int(round_half_away(float(_F32(h - kernel_y) / _F32(stride_y)))) + 1
+    if out_x <= 0 or out_y <= 0:
+        return np.zeros((n, max(out_y, 0), max(out_x, 0), c), dtype=_F32)
+    need_h = (out_y - 1) * stride_y + kernel_y
+    need_w = (out_x - 1) * stride_x + kernel_x
+    if need_h > h or need_w > w:
+        padded = np.full((n, max(need_h, h), max(need_w, w), c), -np.inf, dtype=_F32)
+        padded[:, :h, :w] = x
+        x = padded
+    out = None
+    for dy in range(kernel_y):
+        for dx in range(kernel_x):
+            sl = x[:, dy : dy + (out_y - 1) * stride_y + 1 : stride_y,
+                   dx : dx + (out_x - 1) * stride_x + 1 : stride_x]
+            out = sl.copy() if out is None else np.maximum(out, sl, out=out)
+    return out
+
+
+def round_half_away(v: float) -> float:
+    """C's ``round``: halves away from zero."""
+    return math.copysign(math.floor(abs(v) + 0.5), v)
+
+
+def prelu(x: np.ndarray, slopes: np.ndarray) -> np.ndarray:
+    """``x if x >= 0 else slope[c] * x`` on the last axis (channels)."""
+    # max(x, 0) + slope * min(x, 0): OpenFace's per-element branch bit for bit (one of the
+    # two terms is zero), and 3-4x faster than np.where
+    neg = np.minimum(x, _F32(0))
+    neg *= slopes
+    out = np.maximum(x, _F32(0))
+    out += neg
+    return out
+
+
+def fully_connected(x: np.ndarray, w_t: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """OpenFace's ``fully_connected``.
+
+    Parameters
+    ----------
+    x : ``(N, H, W, C)`` maps or ``(N, D)`` vectors, float32.
+    w_t : ``(in, out)`` float32 (the transposed weights).
+    bias : ``(out,)`` float32.
+
+    Returns
+    -------
+    ``(N, H, W, out)`` when ``C == in`` (per-pixel layer), else ``(N, out)``.
+    """
+    if x.ndim == 4:
+        n, h, w, c = x.shape
+        if c == w_t.shape[0]:
+            return (_gemm(x.reshape(-1, c), w_t) + bias).reshape(n, h, w, -1)
+        # flatten as OpenFace: map by map, each map transposed (column-major)
+        x = np.ascontiguousarray(x.transpose(0, 3, 2, 1)).reshape(n, -1)
+    if x.shape[1] != w_t.shape[0]:
+        raise ValueError(f"fully connected layer expects {w_t.shape[0]} inputs, got {x.shape[1]}")
+    return _gemm(np.ascontiguousarray(x), w_t) + bias
+
+
+# =========================================================================================
+# Box helpers (OpenFace's float32 / int arithmetic)
+# =========================================================================================
+def _to_int_rect(boxes: np.ndarray) -> np.ndarray:
+    """``cv::Rect_<float>`` -> ``cv::Rect``: each of x, y, w, h rounded half to even."""
+    return np.rint(boxes.astype(np.float64)).astype(np.int64)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, minimum: bool) -> np.ndarray:
+    """OpenFace's ``non_maximum_supression``.
+
+    Parameters
+    ----------
+    boxes : ``(n, 4)`` float32 ``(x, y, w, h)`` pixels.
+    scores : ``(n,)`` float32.
+    threshold : overlap above which the lower scored box is removed.
+    minimum : divide the intersection by the smaller area (True) or by the union (False).
+
+    Returns
+    -------
+    ``(k,)`` int64 indices kept, highest score first (ties: later index first, as the
+    ``std::multimap`` OpenFace sorts with).
+    """
+    n = boxes.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    r = _to_int_rect(boxes)
+    x1, y1 = r[:, 0], r[:, 1]
+    x2, y2 = r[:, 0] + r[:, 2], r[:, 1] + r[:, 3]
+    area = r[:, 2] * r[:, 3]
+    order = np.argsort(scores, kind="stable")[::-1]
+    alive = np.ones(n, dtype=bool)
+    keep: list[int] = []
+    thr = _F32(threshold)
+    for pos, i in enumerate(order):
+        if not alive[i]:
+            continue
+        keep.append(int(i))
+        rest = order[pos + 1 :]
+        rest = rest[alive[rest]]
+        if rest.size == 0:
+            break
+        iw = np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest])
+        ih = np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest])
+        inter = np.where((iw > 0) & (ih > 0), iw * ih, 0)
+        denom = np.minimum(area[i], area[rest]) if minimum else area[i] + area[rest] - inter
+        with np.errstate(divide="ignore", invalid="ignore"):
+            overlap = inter.astype(_F32) / denom.astype(_F32)
+        alive[rest[overlap > thr]] = False
+    return np.asarray(keep, dtype=np.int64)
+
+
+def apply_correction(boxes: np.ndarray, corrections: np.ndarray, add1: bool) -> np.ndarray:
+    """OpenFace's ``apply_correction``: regression on the rounded box.
+
+    Parameters
+    ----------
+    boxes : ``(n, 4)`` float32 ``(x, y, w, h)``.
+    corrections : ``(n, 4)`` float32 ``(dx1, dy1, dx2, dy2)`` in box sizes.
+    add1 : grow the rounded box by one pixel first (ONet stage).
+
+    Returns
+    -------
+    ``(n, 4)`` float32 ``(x, y, w, h)``.
+    """
+    r = _to_int_rect(boxes)
+    if add1:
+        r[:, 2:] += 1
+    x, y = r[:, 0].astype(_F32), r[:, 1].astype(_F32)
+    w, h = r[:, 2].astype(_F32), r[:, 3].astype(_F32)
+    c = corrections.astype(_F32)
+    min_x = x + c[:, 0] * w
+    min_y = y + c[:, 1] * h
+    max_x = (r[:, 0] + r[:, 2]).astype(_F32) + w * c[:, 2]
+    max_y = (r[:, 1] + r[:, 3]).astype(_F32) + h * c[:, 3]
+    return np.stack([min_x, min_y, max_x - min_x, max_y - min_y], axis=1).astype(_F32)
+
+
+def rectify(boxes: np.ndarray) -> np.ndarray:
+    """OpenFace's ``rectify``: squares on the longer side, truncated to whole pixels."""
+    b = boxes.astype(_F32)
+    w, h = b[:, 2], b[:, 3]
+    side = np.maximum(w, h)
+    # ``float new_min_x = x + 0.5 * (width - max_side)``: double sum stored as float, then (int)
+    new_x = (b[:, 0].astype(np.float64) + 0.5 * (w - side).astype(np.float64)).astype(_F32)
+    new_y = (b[:, 1].astype(np.float64) + 0.5 * (h - side).astype(np.float64)).astype(_F32)
+    return np.stack([np.trunc(new_x), np.trunc(new_y), np.trunc(side), np.trunc(side)],
+                    axis=1).astype(_F32)
+
+
+def _crop_batch(image: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Zero padded crops of ``[x - 1, x + w) x [y - 1, y + h)`` resized to ``size``.
+
+    Parameters
+    ----------
+    image : ``(H, W, 3)`` float32 BGR.
+    boxes : ``(n, 4)`` float32 integral ``(x, y, w, h)``.
+
+    Returns
+    -------
+    crops : ``(m, size, size, 3)`` float32 normalised R, G, B.
+    valid : ``(n,)`` bool, the boxes cropped (others overlap no pixel or are empty).
+    """
+    hi, wi = image.shape[:2]
+    crops = []
+    valid = np.zeros(boxes.shape[0], dtype=bool)
+    for k, (x, y, w, h) in enumerate(boxes.astype(np.int64)):
+        if w < 0 or h < 0:
+            continue
+        tw, th = w + 1, h + 1
+        sx_in, sy_in = max(x - 1, 0), max(y - 1, 0)
+        ex_in, ey_in = min(x + w, wi), min(y + h, hi)
+        if ex_in <= sx_in or ey_in <= sy_in:
+            continue
+        tmp = np.zeros((th, tw, 3), dtype=_F32)
+        ox, oy = sx_in - (x - 1), sy_in - (y - 1)
+        tmp[oy : oy + ey_in - sy_in, ox : ox + ex_in - sx_in] = image[sy_in:ey_in, sx_in:ex_in]
+        crops.append(cv2.resize(tmp, (size, size)))
+        valid[k] = True
+    if not crops:
+        return np.zeros((0, size, size, 3), dtype=_F32), valid
+    batch = np.stack(crops)
+    batch = (batch - _F32(PIXEL_MEAN)) * _F32(PIXEL_SCALE)
+    return np.ascontiguousarray(batch[..., ::-1]), valid
+
+
+def _two_class_probability(logits: np.ndarray) -> np.ndarray:
+    """``1 / (1 + exp(l0 - l1))`` (``DetectFaces``), float32."""
+    e = np.exp((logits[..., 0] - logits[..., 1]).astype(_F32))
+    return (1.0 / (1.0 + e.astype(np.float64))).astype(_F32)
+
+
+# =========================================================================================
+# Detector
+# =========================================================================================
+def load_mtcnn(
+    models: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+) -> MTCNNData:
+    """Find (checksum-verified) and read OpenFace's MTCNN files.
+
+    Parameters
+    ----------
+    models : folders searched first (see :func:`pyfaceau.modelstore.resolve`).
+
+    Returns
+    -------
+    MTCNNData
+
+    Raises
+    ------
+    ModelFileError
+        If a file is missing, altered or malformed.
+    """
+    txt = resolve(MODEL_FILES[0], models)
+    # the networks are read next to the .txt (as OpenFace does): verify those copies
+    for relpath in MODEL_FILES[1:]:
+        candidate = txt.parent / relpath.rsplit("/", 1)[1]
+        if candidate.is_file():
+            verify_file(candidate, MANIFEST[relpath])
+        else:
+            resolve(relpath, models)  # raises, listing the folders searched
+    return read_mtcnn(txt)
+
+
+class MTCNNDetector:
+    """OpenFace 2.2's MTCNN face detector (``FaceDetectorMTCNN::DetectFaces``).
+
+    Parameters
+    ----------
+    models : folders searched for the model files first (see
+        :func:`pyfaceau.modelstore.resolve`); ignored when ``data`` is given.
+    min_face_size : smallest face searched, pixels (OpenFace: 60).
+    thresholds : PNet, RNet, ONet probability thresholds (OpenFace: 0.6, 0.7, 0.7).
+    data : already parsed networks (:func:`load_mtcnn`), to share between detectors.
+
+    Examples
+    --------
+    >>> det = MTCNNDetector()
+    >>> faces = det.detect(cv2.imread("face.jpg"))
+    >>> faces.boxes  # (n, 4) x1, y1, x2, y2 after OpenFace's correction
+    """
+
+    def __init__(
+        self,
+        models: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+        *,
+        min_face_size: int = MIN_FACE_SIZE,
+        thresholds: tuple[float, float, float] = THRESHOLDS,
+        data: MTCNNData | None = None,
+    ) -> None:
+        if (isinstance(min_face_size, bool) or int(min_face_size) != min_face_size
+                or min_face_size < 1):
+            raise InputError(
+                f"min_face_size must be a positive whole number of pixels, got {min_face_size!r}"
+            )
+        if len(thresholds) != 3 or not all(0.0 <= float(t) <= 1.0 for t in thresholds):
+            raise InputError(
+                f"thresholds must be three probabilities in [0, 1], got {thresholds!r}"
+            )
+        self.min_face_size = int(min_face_size)
+        self.thresholds = tuple(float(t) for t in thresholds)
+        self.data = data if data is not None else load_mtcnn(models)
+        self.pnet = MTCNNNetwork(self.data.pnet)
+        self.rnet = MTCNNNetwork(self.data.rnet)
+        self.onet = MTCNNNetwork(self.data.onet)
+
+    # -------------------------------------------------------------------------------------
+    def detect(self, image: np.ndarray) -> FaceDetections:
+        """Faces in an image, as OpenFace's MTCNN reports them.
+
+        Parameters
+        ----------
+        image : ``(H, W, 3)`` uint8 BGR or ``(H, W)`` uint8 grey.
+
+        Returns
+        -------
+        FaceDetections
+            ``boxes`` ``(n, 4)`` float64 ``(x1, y1, x2, y2)`` pixels after OpenFace's
+            landmark-fitting correction (not clipped), ``scores`` ``(n,)`` ONet
+            probabilities, ``landmarks`` ``(n, 5, 2)`` ONet's five points. In OpenFace's
+            output order (ONet NMS order: highest score first).
+        """
+        rects, scores, points = self.detect_rects(image)
+        boxes = np.column_stack([rects[:, 0], rects[:, 1], rects[:, 0] + rects[:, 2],
+                                 rects[:, 1] + rects[:, 3]]) if len(rects) else np.zeros((0, 4))
+        return FaceDetections(boxes=boxes, scores=scores.astype(np.float64), landmarks=points)
+
+    def detect_rects(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """As :meth:`detect`, with OpenFace's own ``cv::Rect_<float>`` layout.
+
+        Returns
+        -------
+        rects : ``(n, 4)`` float64 ``(x, y, width, height)`` (float32 values, as OpenFace).
+        scores : ``(n,)`` float32.
+        landmarks : ``(n, 5, 2)`` float64 pixels.
+        """
+        img = _validate_image(image)
+        height, width = img.shape[:2]
+        t1, t2, t3 = (_F32(t) for t in self.thresholds)
+
+        # ---- PNet over the pyramid ----
+        min_dim = min(height, width)
+        num_scales = int(math.floor(
+            math.log(self.min_face_size / min_dim) / math.log(PYRAMID_FACTOR))) + 1
+        all_boxes, all_scores, all_corr = [], [], []
+        for i in range(max(num_scales, 0)):
+            scale = (FACE_SUPPORT / self.min_face_size) * PYRAMID_FACTOR ** i
+            h_pyr, w_pyr = int(math.ceil(height * scale)), int(math.ceil(width * scale))
+            if h_pyr < 1 or w_pyr < 1:  # cannot happen with the scale formula; no resize to 0
+                continue
+            level = cv2.resize(img, (w_pyr, h_pyr))
+            level = (level - _F32(PIXEL_MEAN)) * _F32(PIXEL_SCALE)
+            out = self.pnet(np.ascontiguousarray(level[None, :, :, ::-1]))[0]
+            prob = _two_class_probability(out)
+            # OpenFace scans columns outer, rows inner
+            xs, ys = np.nonzero(prob.T >= t1)
+            if xs.size == 0:
+                continue
+            s32 = _F32(scale)
+            min_x = np.trunc((PNET_STRIDE * xs + 1).astype(_F32) / s32)
+            max_x = np.trunc((PNET_STRIDE * xs + FACE_SUPPORT).astype(_F32) / s32)
+            min_y = np.trunc((PNET_STRIDE * ys + 1).astype(_F32) / s32)
+            max_y = np.trunc((PNET_STRIDE * ys + FACE_SUPPORT).astype(_F32) / s32)
+            boxes = np.stack([min_x, min_y, max_x - min_x, max_y - min_y], axis=1).astype(_F32)
+            scores = prob[ys, xs]
+            corr = out[ys, xs, 2:6]
+            keep = nms(boxes, scores, NMS_PNET_SCALE, minimum=False)
+            all_boxes.append(boxes[keep])
+            all_scores.append(scores[keep])
+            all_corr.append(corr[keep])
+        if not all_boxes:
+            return _empty_rects()
+        boxes = np.concatenate(all_boxes)
+        scores = np.concatenate(all_scores)
+        corr = np.concatenate(all_corr)
+        keep = nms(boxes, scores, NMS_PNET_ALL, minimum=False)
+        boxes = rectify(apply_correction(boxes[keep], corr[keep], add1=False))
+        log.debug("MTCNN: %d PNet proposals over %d scales", boxes.shape[0], num_scales)
+
+        # ---- RNet ----
+        crops, valid = _crop_batch(img, boxes, RNET_SIZE)
+        boxes = boxes[valid]
+        if boxes.shape[0] == 0:
+            return _empty_rects()
+        out = self.rnet(crops)
+        scores = _two_class_probability(out[:, :2])
+        sel = scores >= t2
+        boxes, scores, corr = boxes[sel], scores[sel], out[sel, 2:6]
+        keep = nms(boxes, scores, NMS_RNET, minimum=False)
+        boxes = rectify(apply_correction(boxes[keep], corr[keep], add1=False))
+        log.debug("MTCNN: %d RNet proposals", boxes.shape[0])
+
+        # ---- ONet ----
+        crops, valid = _crop_batch(img, boxes, ONET_SIZE)
+        boxes = boxes[valid]
+        if boxes.shape[0] == 0:
+            return _empty_rects()
+        out = self.onet(crops)
+        scores = _two_class_probability(out[:, :2])
+        sel = scores >= t3
+        onet_in, scores, corr, pts = boxes[sel], scores[sel], out[sel, 2:6], out[sel, 6:16]
+        boxes = apply_correction(onet_in, corr, add1=True)
+        keep = nms(boxes, scores, NMS_ONET, minimum=True)
+        boxes, scores, onet_in, pts = boxes[keep], scores[keep], onet_in[keep], pts[keep]
+
+        # ---- OpenFace's correction towards the 68 landmarks ----
+        b = boxes.astype(np.float64)
+        x = (b[:, 2] * CORRECTION_DX + b[:, 0]).astype(_F32)
+        y = (b[:, 3] * CORRECTION_DY + b[:, 1]).astype(_F32)
+        w = (CORRECTION_SW * b[:, 2]).astype(_F32)
+        h = (CORRECTION_SH * b[:, 3]).astype(_F32)
+        rects = np.stack([x, y, w, h], axis=1).astype(np.float64)
+        return rects, scores, _onet_points(onet_in, pts)
+
+
+def _onet_points(boxes: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """ONet's five points relative to its input box: ``(n, 5, 2)`` float64 pixels."""
+    b = boxes.astype(np.float64)
+    p = pts.astype(np.float64)
+    size_x = b[:, 2:3] + 1.0
+    size_y = b[:, 3:4] + 1.0
+    px = b[:, 0:1] - 1.0 + p[:, 0:5] * size_x
+    py = b[:, 1:2] - 1.0 + p[:, 5:10] * size_y
+    return np.stack([px, py], axis=2)
+
+
+def _empty_rects() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return np.zeros((0, 4)), np.zeros(0, dtype=_F32), np.zeros((0, 5, 2))
+
+
+def _validate_image(image: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` float32 BGR from a uint8 BGR or grey image."""
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"image must be a NumPy array, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise InputError(f"image must be uint8 (OpenCV BGR or grey), got dtype {image.dtype}")
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    elif image.ndim != 3 or image.shape[2] != 3:
+        raise InputError(f"image must be (H, W, 3) BGR or (H, W) grey, got shape {image.shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise InputError(f"image is empty (shape {image.shape})")
+    return image.astype(_F32)
+
+
+def pick_single_face(
+    detections: FaceDetections, preference: tuple[int, int] | None = None
+) -> int:
+    """The face OpenFace tracks among several (``DetectSingleFaceMTCNN``).
+
+    Parameters
+    ----------
+    detections : MTCNN detections (OpenFace's order).
+    preference : a pixel ``(x, y)`` (OpenFace's ``cv::Point``); the detection whose box centre
+        is closest is chosen. Without it the widest box is chosen.
+
+    Returns
+    -------
+    Index into ``detections``; the first on ties.
+
+    Raises
+    ------
+    IndexError
+        If there are no detections.
+    """
+    if len(detections) == 0:
+        raise IndexError("pick_single_face: there are no detections")
+    b = detections.boxes.astype(_F32)
+    w = b[:, 2] - b[:, 0]
+    if preference is None or preference[0] == -1 or preference[1] == -1:
+        return int(np.argmax(w))
+    h = b[:, 3] - b[:, 1]
+    cx = w / _F32(2) + b[:, 0]
+    cy = h / _F32(2) + b[:, 1]
+    dist = np.sqrt((_F32(preference[0]) - cx) ** 2 + (_F32(preference[1]) - cy) ** 2)
+    return int(np.argmin(dist))
