@@ -69,9 +69,6 @@ def test_aus_match_openface_given_its_landmarks(stem, backend):
                      ("p_tx", 0.5), ("p_ty", 0.5)]:
         diff = np.abs(ours.loc[ok, col].to_numpy() - ref.loc[ok, col].to_numpy())
         assert np.median(diff) < tol, f"{stem}: {col} median |diff| {np.median(diff):.4f}"
-    # failed frames: zeros, as OpenFace writes them
-    if (~ok).any():
-        assert (ours.loc[~ok, [c for c in ours.columns if c.endswith("_r")]].to_numpy() == 0).all()
 
 
 def test_cli_with_landmarks_csv_writes_openface_columns(tmp_path):

@@ -1,8 +1,13 @@
 """Landmark input from an OpenFace CSV (``--landmarks-csv``).
 
 Re-scores existing OpenFace landmark output with pyfaceau's AU back end, and lets the
-back end be tested in isolation. As in OpenFace's ``FaceAnalyser``, only the 2D landmarks
-and the success flag are used; the back end fits the PDM itself.
+back end be tested in isolation. As in OpenFace's ``FaceAnalyser``, the back end uses the 2D
+landmarks and the success flag and fits the PDM itself.
+
+OpenFace prints landmarks rounded to 0.1 px. When the CSV also has the fitter's parameters
+(``p_*``), the landmarks are first recovered below that rounding
+(:func:`pyfaceau.pdm.dequantise.dequantise_landmarks`, never moving a point by more than
+0.05 px); ``dequantise=False`` uses the printed values as they are.
 """
 
 from __future__ import annotations
@@ -14,7 +19,14 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..modelstore import resolve
+from ..pdm import load_pdm
+from ..pdm.dequantise import dequantise_landmarks
 from .types import LandmarkResult
+
+#: The landmark fitter's PDM (the same file as the AU back end's).
+FITTER_PDM_FILE = "model/pdms/In-the-wild_aligned_PDM_68.txt"
+_GLOBAL_COLUMNS = ["p_scale", "p_rx", "p_ry", "p_rz", "p_tx", "p_ty"]
 
 __all__ = ["CsvLandmarkFrontEnd", "read_openface_csv"]
 
@@ -43,9 +55,16 @@ class CsvLandmarkFrontEnd:
 
     Rows are matched by the ``frame`` column (1-based); a frame with no row, or with
     ``success == 0``, gives a failed result.
+
+    Parameters
+    ----------
+    path : the OpenFace CSV.
+    dequantise : recover the landmarks below their 0.1 px rounding from the ``p_*``
+        columns when the CSV has them.
+    models : model folders searched first (for the fitter's PDM).
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, *, dequantise: bool = True, models=None) -> None:
         df = read_openface_csv(path)
         if "face_id" in df.columns and df["face_id"].nunique() > 1:
             df = df[df["face_id"] == df["face_id"].min()]
@@ -53,6 +72,12 @@ class CsvLandmarkFrontEnd:
         ys = df[[f"y_{i}" for i in range(68)]].to_numpy(np.float64)
         self._landmarks = np.stack([xs, ys], axis=-1)
         self._success = df["success"].to_numpy() > 0
+        param_columns = _GLOBAL_COLUMNS + [f"p_{i}" for i in range(34)]
+        self._params: np.ndarray | None = None
+        self._pdm = None
+        if dequantise and all(c in df.columns for c in param_columns):
+            self._params = df[param_columns].to_numpy(np.float64)
+            self._pdm = load_pdm(resolve(FITTER_PDM_FILE, models))
         self._confidence = (
             df["confidence"].to_numpy(np.float64) if "confidence" in df else np.ones(len(df))
         )
@@ -67,8 +92,8 @@ class CsvLandmarkFrontEnd:
         self._next_frame += 1
         if row is None or not self._success[row]:
             return LandmarkResult.failed()
-        return LandmarkResult(
-            success=True,
-            confidence=float(self._confidence[row]),
-            landmarks=self._landmarks[row].copy(),
-        )
+        landmarks = self._landmarks[row].copy()
+        if self._params is not None:
+            p = self._params[row]
+            landmarks = dequantise_landmarks(self._pdm, landmarks, p[:6], p[6:])
+        return LandmarkResult(success=True, confidence=float(self._confidence[row]), landmarks=landmarks)

@@ -24,7 +24,8 @@ class LandmarkResult:
         (OpenFace's ``success`` column).
     confidence : OpenFace's ``confidence`` column, in [0, 1] (the CLNF validator's
         certainty on the faithful path; the detector/landmark score on the fast path).
-    landmarks : ``(68, 2)`` float64, pixels (x, y). Zeros when ``success`` is False.
+    landmarks : ``(68, 2)`` float64, pixels (x, y). When ``success`` is False: the
+        fitter's last attempt where it has one (OpenFace writes those), else zeros.
     params_global : ``(6,)`` float64 ``[scale, rx, ry, rz, tx, ty]`` of the landmark fitter,
         or None when the front end has no PDM fit of its own (fast path).
     params_local : ``(34,)`` float64 shape parameters of the fitter, or None.

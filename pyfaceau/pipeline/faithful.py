@@ -1,0 +1,160 @@
+"""The OpenFace-faithful landmark front end: MTCNN + CLNF + validator, tracked as
+OpenFace's FeatureExtraction does.
+
+Per frame (``FeatureExtraction.cpp``): the frame is converted to grey
+(``SequenceCapture::GetGrayFrame``, i.e. ``cv::cvtColor(BGR2GRAY)``), then
+``DetectLandmarksInVideo`` runs (:class:`~pyfaceau.landmarks.clnf.tracking.SequenceTracker`);
+the CSV's ``success`` is its return value and ``confidence`` the model's
+``detection_certainty``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from ..errors import InputError, PyFaceAUError
+from ..landmarks.clnf.tracking import (
+    BoxInitialiser,
+    CLNFFitter,
+    FaceDetector,
+    LandmarkValidator,
+    SequenceTracker,
+    TrackingParameters,
+)
+from ..landmarks.clnf.validator import load_detection_validator
+from ..modelstore import resolve
+from .types import LandmarkResult
+
+__all__ = ["PDM_RELPATH", "OpenFaceLandmarkFrontEnd", "to_gray"]
+
+#: The PDM of ``clnf_general.txt`` (``PDM pdms/In-the-wild_aligned_PDM_68.txt``).
+PDM_RELPATH = "model/pdms/In-the-wild_aligned_PDM_68.txt"
+
+ModelDirs = str | os.PathLike | Sequence[str | os.PathLike] | None
+
+
+def to_gray(frame: np.ndarray) -> np.ndarray:
+    """OpenFace's ``ConvertToGrayscale_8bit`` for 8-bit frames.
+
+    Parameters
+    ----------
+    frame : (H, W, 3) BGR, (H, W, 4) BGRA or (H, W) grey, uint8.
+
+    Returns
+    -------
+    (H, W) uint8.
+    """
+    f = np.asarray(frame)
+    if f.dtype != np.uint8:
+        raise InputError(f"frame must be uint8, found {f.dtype}")
+    if f.ndim == 2:
+        return f
+    if f.ndim == 3 and f.shape[2] == 3:
+        return cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)
+    if f.ndim == 3 and f.shape[2] == 4:
+        return cv2.cvtColor(f, cv2.COLOR_BGRA2GRAY)
+    raise InputError(f"frame must be (H, W), (H, W, 3) or (H, W, 4), found {f.shape}")
+
+
+def _default_fitter(models: ModelDirs) -> CLNFFitter:
+    try:
+        from ..landmarks.clnf import model as clnf_model
+    except ImportError as exc:  # the fitter module is not in this build
+        raise PyFaceAUError(
+            "the CLNF fitter (pyfaceau.landmarks.clnf.model) cannot be imported "
+            f"({exc}); pass fitter= explicitly"
+        ) from exc
+    return clnf_model.CLNF(models=models)
+
+
+class OpenFaceLandmarkFrontEnd:
+    """OpenFace 2.2's landmark detection and tracking for one video at a time.
+
+    Parameters
+    ----------
+    models : folders searched first for the model files
+        (:func:`pyfaceau.modelstore.resolve`).
+    fitter : the CLNF fitter (default: OpenFace's ``main_clnf_general.txt`` model from
+        :mod:`pyfaceau.landmarks.clnf.model`).
+    detector : face detector (default: :class:`pyfaceau.detection.mtcnn.MTCNNDetector`).
+    validator : detection validator (default: ``validator_cnn.txt``).
+    pdm : the PDM used to place the model in a detected box (default: the fitter's
+        ``pdm`` attribute, else ``In-the-wild_aligned_PDM_68.txt``).
+    parameters : tracking parameters (default: OpenFace's).
+
+    Notes
+    -----
+    Implements :class:`pyfaceau.pipeline.types.LandmarkFrontEnd`. Matches OpenFace's
+    FeatureExtraction: on frames that fail, the result still holds the model's current
+    landmarks and parameters (OpenFace writes them to the CSV), with ``success`` False.
+    """
+
+    def __init__(
+        self,
+        models: ModelDirs = None,
+        *,
+        fitter: CLNFFitter | None = None,
+        detector: FaceDetector | None = None,
+        validator: LandmarkValidator | None = None,
+        pdm: BoxInitialiser | None = None,
+        parameters: TrackingParameters | None = None,
+    ) -> None:
+        if fitter is None:
+            fitter = _default_fitter(models)
+        if detector is None:
+            from ..detection.mtcnn import MTCNNDetector
+
+            detector = MTCNNDetector(models)
+        if validator is None:
+            validator = load_detection_validator(models)
+        if pdm is None:
+            pdm = getattr(fitter, "pdm", None)
+        if pdm is None:
+            from ..pdm import load_pdm
+
+            pdm = load_pdm(resolve(PDM_RELPATH, models))
+        self.fitter = fitter
+        self.detector = detector
+        self.validator = validator
+        self.pdm = pdm
+        self._tracker = SequenceTracker(
+            fitter, detector, validator, pdm, parameters=parameters
+        )
+
+    @property
+    def parameters(self) -> TrackingParameters:
+        return self._tracker.parameters
+
+    def track(self, frame_bgr: np.ndarray) -> LandmarkResult:
+        """Landmarks of the tracked face in the next frame of the video.
+
+        Parameters
+        ----------
+        frame_bgr : (H, W, 3) uint8 BGR frame (or (H, W) uint8 grey).
+
+        Returns
+        -------
+        LandmarkResult with OpenFace's ``success``, ``confidence``, landmarks (68, 2)
+        and PDM parameters.
+        """
+        gray = to_gray(frame_bgr)
+        success = self._tracker.step(frame_bgr, gray)
+        return self._tracker.result(success)
+
+    @property
+    def part_landmarks(self) -> dict[str, np.ndarray]:
+        """The hierarchical part models' landmarks after the last frame.
+
+        Part name (``inner``, ``left_eye_28``, ``right_eye_28``) -> (k, 2) float64 pixels;
+        the eye models' 28 points are OpenFace's ``eye_lmk_x_*``/``eye_lmk_y_*``. Empty
+        when the parts did not run (small faces) or no face has been fitted.
+        """
+        return {k: v.copy() for k, v in self._tracker.state.part_landmarks.items()}
+
+    def reset(self) -> None:
+        """Start a new video (``CLNF::Reset``)."""
+        self._tracker.reset()
