@@ -115,6 +115,8 @@ def process_cmd(
         )
         elapsed = time.perf_counter() - t0
         if bar is not None:
+            bar.total = bar.n  # the container's frame count is only an estimate
+            bar.refresh()
             bar.close()
     except PyFaceAUError as exc:
         _fail(exc)

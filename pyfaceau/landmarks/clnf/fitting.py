@@ -1,0 +1,463 @@
+"""NU-RLMS: OpenFace's regularised landmark mean-shift fitting of the PDM.
+
+Mirrors ``CLNF::Fit``, ``CLNF::NU_RLMS``, ``CLNF::NonVectorisedMeanShift_precalc_kde``
+and ``CLNF::GetWeightMatrix`` (``LandmarkDetector/src/LandmarkDetectorModel.cpp``):
+
+- per scale (patch experts at 0.25, 0.35, 0.5 of the reference size for the face
+  model), skipping scales whose window size is 0: response maps around the current
+  shape, then a rigid NU-RLMS pass (global parameters only, no regularisation) and a
+  non-rigid pass (global and local parameters, Tikhonov regularisation by
+  ``reg_factor / eigenvalue``), both starting from, and sampling the responses around,
+  the shape at the start of the scale;
+- each pass: up to ``num_optimisation_iteration`` Gauss-Newton steps, stopping when the
+  shape moved less than 0.01 px (L2 norm over all coordinates) since the last step; the
+  step solves ``(J_w^T J + R) dp = J_w^T v - R p`` where ``v`` are the mean-shifts of
+  the response maps under a Gaussian KDE, in image coordinates;
+- the KDE is evaluated from a table precomputed on a 0.1 px grid of the landmark's
+  offset in the response window (OpenFace's approximation, reproduced exactly);
+- with ``refine_parameters``, ``reg_factor``, ``sigma`` and ``weight_factor`` change
+  with the scale as OpenFace's ``Fit`` does.
+
+All arithmetic is float32 as in OpenFace; PDM maths comes from :class:`pyfaceau.pdm.PDM`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import cv2
+import numba as nb
+import numpy as np
+
+from ...pdm import PDM
+from .patch_experts import CCNFScale, patch_responses
+
+__all__ = [
+    "FitParameters",
+    "ScaleFitResult",
+    "MEAN_SHIFT_STEP",
+    "SHAPE_CONVERGENCE_PX",
+    "MIN_FACE_SCALE",
+    "LIKELIHOOD_SCALE",
+    "KDECache",
+    "weight_matrix_diagonal",
+    "nu_rlms",
+    "fit_scales",
+]
+
+#: Grid step (px) of the precomputed KDE table (``step_size = 0.1``,
+#: ``NonVectorisedMeanShift_precalc_kde``, LandmarkDetectorModel.cpp).
+MEAN_SHIFT_STEP = np.float32(0.1)
+#: A NU-RLMS pass stops when the shape moved less than this (``norm(...) < 0.01``).
+SHAPE_CONVERGENCE_PX = 0.01
+#: ``CLNF::Fit`` fails when the scale drops below this ("face too small", < ~30 px).
+MIN_FACE_SCALE = 0.25
+#: ``CLNF::Fit`` also records the likelihood when the scale drops below this.
+LIKELIHOOD_SCALE = 0.30
+#: Reference scale for the per-scale parameter refinement (``/ 0.25``, ``Fit``).
+REFINE_BASE_SCALE = 0.25
+#: Offset added to the KDE sums before the log (numerical stability, ``NU_RLMS``).
+LHOOD_EPS = 1e-8
+
+_F32 = np.float32
+
+
+@dataclass(frozen=True)
+class FitParameters:
+    """The subset of OpenFace's ``FaceModelParameters`` that ``CLNF::Fit`` uses.
+
+    Attributes
+    ----------
+    window_sizes : response window size per scale (0 skips the scale); extra entries
+        beyond the model's scales are ignored, as in OpenFace.
+    reg_factor : weight of the shape prior (Tikhonov, over eigenvalues).
+    sigma : KDE standard deviation of the mean-shift (px in the reference frame).
+    weight_factor : NU-RLMS weighting by patch confidence; 0 means identity weights.
+    num_iterations : Gauss-Newton iterations per pass (``num_optimisation_iteration``).
+    refine_parameters : adapt ``reg_factor``, ``sigma``, ``weight_factor`` per scale.
+    """
+
+    window_sizes: tuple[int, ...]
+    reg_factor: float = 25.0
+    sigma: float = 1.5
+    weight_factor: float = 0.0
+    num_iterations: int = 5
+    refine_parameters: bool = True
+
+    def for_scale(self, patch_scaling: Sequence[float], scale: int) -> "FitParameters":
+        """The parameters ``Fit`` uses at ``scale`` (``tmp_parameters``), float32 values."""
+        if not self.refine_parameters:
+            return self
+        scale_max = min(scale, 2)
+        lg = math.log(patch_scaling[scale_max] / REFINE_BASE_SCALE) / math.log(2)
+        reg = float(_F32(float(_F32(self.reg_factor)) - 15 * lg))
+        if reg <= 0:
+            reg = float(_F32(0.001))
+        sigma = float(_F32(float(_F32(self.sigma)) + 0.25 * lg))
+        wf = float(_F32(self.weight_factor))
+        wf = float(_F32(wf + 2 * wf * lg))
+        return replace(self, reg_factor=reg, sigma=sigma, weight_factor=wf)
+
+
+@dataclass
+class ScaleFitResult:
+    """What :func:`fit_scales` returns (OpenFace's ``CLNF::Fit`` outputs).
+
+    Attributes
+    ----------
+    params_global : (6,) float64 (float32 values).
+    params_local : (m,) float64 (float32 values).
+    success : False when the face became too small (scale < 0.25).
+    model_likelihood : mean log KDE likelihood over visible landmarks at the last scale
+        fitted (OpenFace's ``model_likelihood``); -10 if never computed.
+    landmark_likelihoods : (n,) float32 per-landmark KDE sums (-1e8 when invisible), or
+        None if never computed.
+    view : view index used at the last scale fitted.
+    """
+
+    params_global: np.ndarray
+    params_local: np.ndarray
+    success: bool
+    model_likelihood: float
+    landmark_likelihoods: np.ndarray | None
+    view: int
+
+
+class KDECache:
+    """OpenFace's ``kde_resp_precalc``: KDE tables per response window size.
+
+    OpenFace keys the table by window size only and keeps the first sigma it saw; for
+    its parameter schedules a window size always comes with the same sigma, so keying by
+    ``(window, a)`` gives the same tables.
+    """
+
+    def __init__(self) -> None:
+        self._tables: dict[tuple[int, float], np.ndarray] = {}
+
+    def table(self, resp_size: int, a: np.float32) -> np.ndarray:
+        """The ``((10 w)^2, w^2)`` float32 table of ``exp(a ((dy - ii)^2 + (dx - jj)^2))``.
+
+        Row ``x * 10w + y`` is the offset ``(dx, dy) = (0.1 x, 0.1 y)``, column
+        ``ii * w + jj`` the response pixel (row ``ii``, column ``jj``).
+        """
+        key = (int(resp_size), float(a))
+        t = self._tables.get(key)
+        if t is None:
+            # OpenFace loops ``for (x = 0; x < resp_size / step_size; x++)`` (float bound)
+            steps = math.ceil(float(_F32(resp_size) / MEAN_SHIFT_STEP))  # 10 * w
+            grid = (np.arange(steps, dtype=_F32) * MEAN_SHIFT_STEP).astype(_F32)
+            pix = np.arange(resp_size, dtype=_F32)
+            # d2x[x, jj] = (dx - jj)^2, d2y[y, ii] = (dy - ii)^2, float32
+            d2x = np.square(grid[:, None] - pix[None, :]).astype(_F32)
+            d2y = np.square(grid[:, None] - pix[None, :]).astype(_F32)
+            # t[x, y, ii, jj] = exp(a * (vx + vy)), vx from (dy, ii), vy from (dx, jj)
+            s = d2y[None, :, :, None] + d2x[:, None, None, :]
+            t = np.exp((_F32(a) * s).astype(_F32)).astype(_F32)
+            t = np.ascontiguousarray(t.reshape(steps * steps, resp_size * resp_size))
+            self._tables[key] = t
+        return t
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _mean_shift_kde(
+    responses: np.ndarray,
+    dxs: np.ndarray,
+    dys: np.ndarray,
+    table: np.ndarray,
+    visible: np.ndarray,
+    step: np.float32,
+    out: np.ndarray,
+) -> None:
+    """``NonVectorisedMeanShift_precalc_kde``: mean-shift of every response map.
+
+    Parameters
+    ----------
+    responses : (n, w, w) float32.
+    dxs, dys : (n,) float32 landmark positions in the response windows.
+    table : KDE table from :meth:`KDECache.table`.
+    visible : (n,) bool.
+    step : the table's grid step (0.1).
+    out : (n, 2) float32, filled with the mean-shift (x, y) in the reference frame.
+    """
+    n, w, _ = responses.shape
+    upper = np.float32(np.float32(w) - step)
+    stride = int(np.float64(np.float32(w) / step) + 0.5)
+    for i in range(n):
+        if not visible[i]:
+            out[i, 0] = 0.0
+            out[i, 1] = 0.0
+            continue
+        dx = dxs[i]
+        dy = dys[i]
+        if dx < 0:
+            dx = np.float32(0.0)
+        if dy < 0:
+            dy = np.float32(0.0)
+        if dx > upper:
+            dx = upper
+        if dy > upper:
+            dy = upper
+        col = int(np.float64(dy / step) + 0.5)
+        row = int(np.float64(dx / step) + 0.5)
+        idx = row * stride + col
+        mx = np.float32(0.0)
+        my = np.float32(0.0)
+        s = np.float32(0.0)
+        k = 0
+        for ii in range(w):
+            for jj in range(w):
+                v = responses[i, ii, jj] * table[idx, k]
+                k += 1
+                s += v
+                mx += v * np.float32(jj)
+                my += v * np.float32(ii)
+        out[i, 0] = mx / s - dx
+        out[i, 1] = my / s - dy
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _kde_likelihoods(
+    responses: np.ndarray,
+    dxs: np.ndarray,
+    dys: np.ndarray,
+    visible: np.ndarray,
+    sigma: np.float32,
+    out: np.ndarray,
+) -> np.float32:
+    """The likelihood block at the end of ``NU_RLMS`` (no table, no clamping).
+
+    Returns the float32 sum of ``log(sum + 1e-8)`` over visible landmarks and fills
+    ``out`` (n,) with the per-landmark sums (-1e8 where invisible).
+    """
+    n, w, _ = responses.shape
+    ss = np.float64(sigma) * np.float64(sigma)
+    total = np.float32(0.0)
+    for i in range(n):
+        out[i] = np.float32(-1e8)
+        if not visible[i]:
+            continue
+        dx = dxs[i]
+        dy = dys[i]
+        s = np.float32(0.0)
+        for ii in range(w):
+            vx = (dy - np.float32(ii)) * (dy - np.float32(ii))
+            for jj in range(w):
+                vy = (dx - np.float32(jj)) * (dx - np.float32(jj))
+                v = responses[i, ii, jj]
+                v = np.float32(v * math.exp(-0.5 * np.float64(vx + vy) / ss))
+                s += v
+        out[i] = s
+        total = np.float32(np.float64(total) + math.log(np.float64(s) + 1e-8))
+    return total
+
+
+def _gemm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``cv::Mat`` float32 product: double accumulation, float32 result (OpenCV gemm)."""
+    return (a.astype(np.float64) @ b.astype(np.float64)).astype(_F32)
+
+
+def weight_matrix_diagonal(
+    experts: CCNFScale, view: int, weight_factor: float
+) -> np.ndarray | None:
+    """``CLNF::GetWeightMatrix`` for CCNF experts, as its diagonal.
+
+    Parameters
+    ----------
+    experts : the scale's patch experts.
+    view : view index.
+    weight_factor : NU-RLMS weight factor (after per-scale refinement).
+
+    Returns
+    -------
+    (2n,) float32 ``weight_factor * patch_confidence`` (x then y), or None for the
+    identity (``weight_factor <= 0``).
+    """
+    if weight_factor <= 0:
+        return None
+    conf = experts.confidences[view].astype(_F32)
+    w = (_F32(weight_factor) * conf).astype(_F32)
+    return np.concatenate([w, w])
+
+
+def nu_rlms(
+    pdm: PDM,
+    experts: CCNFScale,
+    responses: np.ndarray,
+    params_global: np.ndarray,
+    params_local: np.ndarray,
+    base_shape: np.ndarray,
+    sim_img_to_ref: np.ndarray,
+    sim_ref_to_img: np.ndarray,
+    resp_size: int,
+    view: int,
+    rigid: bool,
+    params: FitParameters,
+    kde: KDECache,
+    compute_likelihood: bool = False,
+) -> tuple[np.ndarray, np.ndarray, float, np.ndarray | None]:
+    """One NU-RLMS pass (OpenFace's ``CLNF::NU_RLMS``).
+
+    Parameters
+    ----------
+    pdm : the model's PDM (n points, m modes).
+    experts : the scale's patch experts (visibility and confidences of ``view``).
+    responses : (n, w, w) float32 response maps around ``base_shape``.
+    params_global : (6,) initial ``[scale, rx, ry, rz, tx, ty]``.
+    params_local : (m,) initial shape parameters.
+    base_shape : (2n,) float32 shape (column layout) the responses are centred on.
+    sim_img_to_ref, sim_ref_to_img : (2, 2) float32 similarity transforms.
+    resp_size : response window size ``w``.
+    view : view index.
+    rigid : optimise the 6 global parameters only (no regularisation).
+    params : the (per-scale) fitting parameters.
+    kde : the model's KDE table cache.
+    compute_likelihood : also return the KDE likelihood.
+
+    Returns
+    -------
+    params_global : (6,) float64 (float32 values).
+    params_local : (m,) float64 (float32 values).
+    log_likelihood : float, mean ``log(sum + 1e-8)`` over visible landmarks (0 when not
+        computed).
+    landmark_likelihoods : (n,) float32 or None.
+    """
+    n, m = pdm.n_points, pdm.n_modes
+    glob = pdm.global_vec(params_global).astype(np.float64)
+    loc = pdm.local_vec(params_local).astype(np.float64)
+    visible = experts.visibilities[view] != 0
+    invisible = ~visible
+    inv2 = np.concatenate([invisible, invisible])
+
+    if rigid:
+        reg = np.zeros(6, dtype=_F32)
+    else:
+        reg = np.zeros(6 + m, dtype=_F32)
+        reg[6:] = (_F32(params.reg_factor) / pdm.eigen_values).astype(_F32)
+    reg_mat = np.diag(reg)
+    weights = weight_matrix_diagonal(experts, view, params.weight_factor)
+
+    sigma = _F32(params.sigma)
+    a = _F32(-0.5 / float(sigma * sigma))
+    table = kde.table(resp_size, a)
+    half = _F32((resp_size - 1) // 2)
+    base_2d = np.stack([base_shape[:n], base_shape[n:]], axis=1).astype(_F32)
+    ref_to_img_t = sim_ref_to_img.T.astype(_F32)
+    img_to_ref_t = sim_img_to_ref.T.astype(_F32)
+
+    dxs = np.zeros(n, dtype=_F32)
+    dys = np.zeros(n, dtype=_F32)
+    shifts = np.empty((n, 2), dtype=_F32)
+    previous: np.ndarray | None = None
+    for it in range(params.num_iterations):
+        shape = pdm.calc_shape_2d(glob, loc)
+        if it > 0 and previous is not None:
+            diff = (shape - previous).astype(np.float64)
+            if math.sqrt(float(diff @ diff)) < SHAPE_CONVERGENCE_PX:
+                break
+        previous = shape
+
+        if rigid:
+            jac, jac_w_t = pdm.compute_rigid_jacobian(loc, glob, weights)
+        else:
+            jac, jac_w_t = pdm.compute_jacobian(loc, glob, weights)
+
+        cur_2d = np.stack([shape[:n], shape[n:]], axis=1)
+        offsets = _gemm((cur_2d - base_2d).astype(_F32), img_to_ref_t)
+        dxs = (offsets[:, 0] + half).astype(_F32)
+        dys = (offsets[:, 1] + half).astype(_F32)
+        _mean_shift_kde(responses, dxs, dys, table, visible, MEAN_SHIFT_STEP, shifts)
+        ms_img = _gemm(shifts, ref_to_img_t)
+        mean_shifts = np.concatenate([ms_img[:, 0], ms_img[:, 1]])
+
+        if invisible.any():
+            jac = jac.copy()
+            jac_w_t = jac_w_t.copy()
+            jac[inv2] = 0
+            jac_w_t[:, inv2] = 0
+            mean_shifts[inv2] = 0
+
+        rhs = _gemm(jac_w_t, mean_shifts[:, None])[:, 0]
+        if not rigid:
+            loc32 = loc.astype(_F32)
+            rhs[6:] = rhs[6:] - (reg[6:].astype(np.float64) * loc32).astype(_F32)
+        hessian = (jac_w_t @ jac + reg_mat).astype(_F32)  # BLAS sgemm in OpenFace
+        _, update = cv2.solve(hessian, rhs[:, None], flags=cv2.DECOMP_CHOLESKY)
+        glob, loc = pdm.update_model_parameters(update[:, 0], loc, glob)
+        loc, glob = pdm.clamp(loc, glob)
+
+    loglik = 0.0
+    lhoods = None
+    if compute_likelihood:
+        lhoods = np.empty(n, dtype=_F32)
+        total = _kde_likelihoods(responses, dxs, dys, visible, sigma, lhoods)
+        n_vis = int(visible.sum())
+        loglik = float(_F32(float(total) / n_vis)) if n_vis else 0.0
+    return glob, loc, loglik, lhoods
+
+
+def fit_scales(
+    pdm: PDM,
+    scales: Sequence[CCNFScale],
+    image: np.ndarray,
+    params_global: np.ndarray,
+    params_local: np.ndarray,
+    params: FitParameters,
+    kde: KDECache,
+) -> ScaleFitResult:
+    """OpenFace's ``CLNF::Fit``: NU-RLMS over the scales with non-zero window size.
+
+    Parameters
+    ----------
+    pdm : the model's PDM.
+    scales : patch experts per scale (ascending ``patch_scaling``).
+    image : (H, W) float32 grey image (0..255).
+    params_global : (6,) initial ``[scale, rx, ry, rz, tx, ty]``.
+    params_local : (m,) initial shape parameters.
+    params : fitting parameters (``window_sizes`` per scale).
+    kde : the model's KDE table cache.
+
+    Returns
+    -------
+    ScaleFitResult
+    """
+    glob = pdm.global_vec(params_global).astype(np.float64)
+    loc = pdm.local_vec(params_local).astype(np.float64)
+    n_scales = len(scales)
+    windows = list(params.window_sizes)
+    patch_scalings = [s.patch_scaling for s in scales]
+    likelihood = -10.0
+    lhoods = None
+    view = 0
+    for scale in range(n_scales):
+        if scale >= len(windows) or windows[scale] == 0:
+            continue
+        window = int(windows[scale])
+        experts = scales[scale]
+        view = experts.view_index(glob)
+        shape = pdm.calc_shape_2d(glob, loc)
+        reference = pdm.calc_shape_2d((experts.patch_scaling, 0, 0, 0, 0, 0), loc)
+        responses, img_to_ref, ref_to_img = patch_responses(
+            experts, image, shape, reference, view, window
+        )
+        sp = params.for_scale(patch_scalings, scale)
+        glob, loc, _, _ = nu_rlms(
+            pdm, experts, responses, glob, loc, shape, img_to_ref, ref_to_img,
+            window, view, True, sp, kde,
+        )
+        last = (
+            scale == n_scales - 1
+            or scale + 1 >= len(windows)
+            or windows[scale + 1] == 0
+            or glob[0] < LIKELIHOOD_SCALE
+        )
+        glob, loc, lik, lh = nu_rlms(
+            pdm, experts, responses, glob, loc, shape, img_to_ref, ref_to_img,
+            window, view, False, sp, kde, compute_likelihood=last,
+        )
+        if last:
+            likelihood, lhoods = lik, lh
+        if glob[0] < MIN_FACE_SCALE:
+            return ScaleFitResult(glob, loc, False, likelihood, lhoods, view)
+    return ScaleFitResult(glob, loc, True, likelihood, lhoods, view)

@@ -1,0 +1,453 @@
+"""CCNF patch experts: response maps of every landmark over its search window.
+
+Mirrors OpenFace 2.2's ``Patch_experts::Response`` / ``GetViewIdx``
+(``LandmarkDetector/src/Patch_experts.cpp``) and ``CCNF_patch_expert::ResponseOpenBlas``
+/ ``ComputeSigmas`` (``CCNF_patch_expert.cpp``), the path OpenFace takes with CCNF
+experts:
+
+1. the view (orientation bin) closest to the current rotation is chosen;
+2. a similarity transform maps the image shape onto the model's shape at the experts'
+   reference scale (``patch_scaling``); the area of interest around every landmark
+   (``window + patch - 1`` pixels square) is sampled from the image with that
+   transform (``cv::warpAffine``, bilinear, inverse map, zero border);
+3. every ``patch``-sized sub-window is mean-normalised and scaled to unit norm
+   (``im2colContrastNormBias``); each neuron responds with
+   ``2 alpha / (1 + exp(-(bias + norm_weights * <w, patch>)))`` (neurons with
+   ``alpha <= 1e-4`` are skipped), summed over neurons;
+4. the CRF's spatial smoothing: ``response = Sigma @ response`` with
+   ``Sigma = inv(2 (sum(alpha) I + sum_b beta_b S_b))`` for the window size (cached),
+   and the map is shifted so that its minimum is 0 if it was negative.
+
+All arithmetic is float32 as in OpenFace (the sigmoid in float64, as there).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import cv2
+import numba as nb
+import numpy as np
+
+from ...errors import ModelFileError
+from ...parsers.ccnf_patches import CCNFPatchFile
+
+__all__ = [
+    "NEURON_ALPHA_MIN",
+    "CCNFScale",
+    "align_shapes_with_scale",
+    "similarity_to_reference",
+    "patch_responses",
+]
+
+#: Neurons with ``alpha`` at or below this are skipped (``CCNF_patch_expert::Response``,
+#: CCNF_patch_expert.cpp).
+NEURON_ALPHA_MIN = 1e-4
+
+_F32 = np.float32
+
+
+# --------------------------------------------------------------------------------------
+# Kernels
+# --------------------------------------------------------------------------------------
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _im2col_contrast_norm(aois: np.ndarray, ph: int, pw: int, out: np.ndarray) -> None:
+    """OpenFace's ``im2colContrastNormBias`` for a stack of areas of interest.
+
+    Parameters
+    ----------
+    aois : (k, A, A) float32 areas of interest.
+    ph, pw : patch height and width.
+    out : (k, P, 1 + ph*pw) float32, filled: column 0 is 1 (the bias input), columns
+        ``1 + xx*ph + yy`` hold the normalised patch (column-major, as OpenFace's
+        weights), rows are the window positions in row-major order (``y * ws + x``).
+    """
+    k = aois.shape[0]
+    rows = aois.shape[1] - ph + 1
+    cols = aois.shape[2] - pw + 1
+    n_items = ph * pw
+    inv_n = np.float32(n_items)
+    for l in range(k):
+        for i in range(rows):
+            for j in range(cols):
+                r = i * cols + j
+                o = out[l, r]
+                o[0] = np.float32(1.0)
+                s = np.float32(0.0)
+                for yy in range(ph):
+                    for xx in range(pw):
+                        v = aois[l, i + yy, j + xx]
+                        s += v
+                        o[1 + xx * ph + yy] = v
+                mean = s / inv_n
+                ss = np.float32(0.0)
+                for c in range(1, n_items + 1):
+                    v = o[c] - mean
+                    o[c] = v
+                    ss += v * v
+                norm = np.float32(math.sqrt(ss))
+                if norm == 0:
+                    norm = np.float32(1.0)
+                inv = np.float32(1.0 / np.float64(norm))
+                for c in range(1, n_items + 1):
+                    o[c] *= inv
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _sigmoid_sum_smooth(
+    z: np.ndarray, alpha2: np.ndarray, sigmas: np.ndarray, out: np.ndarray
+) -> None:
+    """Neuron sigmoids summed, CRF smoothing with Sigma, and the non-negativity shift.
+
+    Parameters
+    ----------
+    z : (k, P, K) float32 neuron activations (bias included).
+    alpha2 : (k, K) float64, ``2 * alpha`` of used neurons, 0 for skipped ones.
+    sigmas : (k, P, P) float32.
+    out : (k, P) float32 response maps (row-major windows), filled.
+    """
+    k, p_count, n_neurons = z.shape
+    resp = np.empty(p_count, dtype=np.float32)
+    for l in range(k):
+        for p in range(p_count):
+            resp[p] = np.float32(0.0)
+        for nn in range(n_neurons):
+            a2 = alpha2[l, nn]
+            if a2 == 0.0:
+                continue
+            for p in range(p_count):
+                resp[p] = np.float32(
+                    np.float64(resp[p]) + a2 / (1.0 + math.exp(-np.float64(z[l, p, nn])))
+                )
+        mn = np.float32(np.inf)
+        for p in range(p_count):
+            acc = np.float32(0.0)
+            for q in range(p_count):
+                acc += sigmas[l, p, q] * resp[q]
+            out[l, p] = acc
+            if acc < mn:
+                mn = acc
+        if mn < 0:
+            for p in range(p_count):
+                out[l, p] -= mn
+
+
+# --------------------------------------------------------------------------------------
+# Similarity transform to the reference shape
+# --------------------------------------------------------------------------------------
+def align_shapes_with_scale(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """OpenFace's ``Utilities::AlignShapesWithScale`` (Kabsch with scale, no translation).
+
+    Parameters
+    ----------
+    src : (n, 2) points to align (float32 in OpenFace).
+    dst : (n, 2) points to align onto.
+
+    Returns
+    -------
+    (2, 2) float32 ``A = s R`` minimising ``|A (src - mean) - (dst - mean)|``.
+
+    Notes
+    -----
+    Matches ``RotationHelpers.h``: means and scales in float32 from double sums, a
+    reflection-free rotation from the SVD of ``src_n.T @ dst_n``.
+    """
+    src = np.asarray(src, dtype=_F32)
+    dst = np.asarray(dst, dtype=_F32)
+    n = src.shape[0]
+    src_c = src - src.mean(axis=0, dtype=np.float64).astype(_F32)
+    dst_c = dst - dst.mean(axis=0, dtype=np.float64).astype(_F32)
+    s_src = _F32(math.sqrt(float(np.sum(src_c * src_c, dtype=np.float64)) / n))
+    s_dst = _F32(math.sqrt(float(np.sum(dst_c * dst_c, dtype=np.float64)) / n))
+    src_n = src_c / s_src
+    dst_n = dst_c / s_dst
+    s = s_dst / s_src
+    u, _, vt = np.linalg.svd((src_n.T @ dst_n).astype(np.float64))
+    d = np.linalg.det(vt.T @ u.T)
+    corr = np.diag([1.0, 1.0 if d > 0 else -1.0])
+    rot = (vt.T @ corr @ u.T).astype(_F32)
+    return (s * rot).astype(_F32)
+
+
+def similarity_to_reference(
+    shape_2d: np.ndarray, reference_2d: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The image-to-reference similarity and its inverse, as ``Patch_experts::Response``.
+
+    Parameters
+    ----------
+    shape_2d : (2n,) float32 current landmarks, column layout ``[x.., y..]``.
+    reference_2d : (2n,) float32 the same shape at the experts' scale, no rotation.
+
+    Returns
+    -------
+    sim_img_to_ref : (2, 2) float32.
+    sim_ref_to_img : (2, 2) float32, its inverse (``cv::DECOMP_LU``).
+    """
+    n = shape_2d.shape[0] // 2
+    img = np.stack([shape_2d[:n], shape_2d[n:]], axis=1)
+    ref = np.stack([reference_2d[:n], reference_2d[n:]], axis=1)
+    img_to_ref = align_shapes_with_scale(img, ref)
+    ref_to_img = np.linalg.inv(img_to_ref.astype(np.float64)).astype(_F32)
+    return img_to_ref, ref_to_img
+
+
+# --------------------------------------------------------------------------------------
+# One scale of CCNF patch experts
+# --------------------------------------------------------------------------------------
+@dataclass
+class _ViewExperts:
+    """The experts of one view, stacked over landmarks (visible ones only)."""
+
+    visible: np.ndarray  # (k,) int64 landmark indices with an expert
+    weights: np.ndarray  # (k, F, K) float32: row 0 bias, rows 1.. weights*norm_weights
+    alpha2: np.ndarray  # (k, K) float64: 2*alpha of used neurons, 0 otherwise
+    sum_alpha: np.ndarray  # (k,) float32: sum of all alphas (ComputeSigmas)
+    betas: np.ndarray  # (k, C) float64
+    patch_h: int
+    patch_w: int
+
+
+@dataclass
+class CCNFScale:
+    """The CCNF patch experts of one scale (one ``ccnf_patches_*.txt``).
+
+    Attributes
+    ----------
+    patch_scaling : float, scale of the reference shape (OpenFace's ``patch_scaling``).
+    centers : (n_views, 3) float64 view orientations, radians.
+    visibilities : (n_views, n) int32.
+    confidences : (n_views, n) float64 patch confidences (0 where invisible).
+    sigma_components : window size -> its ``(w*w, w*w)`` float32 components.
+    """
+
+    patch_scaling: float
+    centers: np.ndarray
+    visibilities: np.ndarray
+    confidences: np.ndarray
+    sigma_components: dict[int, tuple[np.ndarray, ...]]
+    _views: list[_ViewExperts]
+    _sigma_cache: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
+
+    @classmethod
+    def from_file(cls, data: CCNFPatchFile) -> "CCNFScale":
+        """Stack a parsed file's experts for vectorised responses.
+
+        Raises
+        ------
+        ModelFileError
+            If the experts of one view differ in patch size (OpenFace's files do not).
+        """
+        views = []
+        n_views, n = data.n_views, data.n_points
+        conf = np.zeros((n_views, n), dtype=np.float64)
+        for v in range(n_views):
+            idx = [i for i in range(n) if data.visibilities[v, i] and not data.experts[v][i].empty]
+            experts = [data.experts[v][i] for i in idx]
+            for i in idx:
+                conf[v, i] = data.experts[v][i].patch_confidence
+            if experts:
+                ph, pw = experts[0].height, experts[0].width
+                if any((e.height, e.width) != (ph, pw) for e in experts):
+                    raise ModelFileError(f"{data.path}: patch experts of view {v} differ in size")
+                kmax = max(len(e.neurons) for e in experts)
+                n_comp = max(len(e.betas) for e in experts)
+            else:
+                ph = pw = 1
+                kmax = n_comp = 0
+            feat = 1 + ph * pw
+            w = np.zeros((len(experts), feat, kmax), dtype=_F32)
+            a2 = np.zeros((len(experts), kmax), dtype=np.float64)
+            sa = np.zeros(len(experts), dtype=_F32)
+            betas = np.zeros((len(experts), n_comp), dtype=np.float64)
+            for li, e in enumerate(experts):
+                s = _F32(0.0)
+                for ki, nr in enumerate(e.neurons):
+                    # weight_matrix row: bias, then the template flattened column-major
+                    # and multiplied by norm_weights, all float32 (CCNF_patch_expert.cpp).
+                    w[li, 0, ki] = _F32(nr.bias)
+                    w[li, 1:, ki] = nr.weights.T.reshape(-1) * _F32(nr.norm_weights)
+                    if nr.alpha > NEURON_ALPHA_MIN:
+                        a2[li, ki] = 2.0 * nr.alpha
+                    s = _F32(float(s) + nr.alpha)
+                sa[li] = s
+                betas[li, : len(e.betas)] = e.betas
+            views.append(
+                _ViewExperts(
+                    visible=np.array(idx, dtype=np.int64),
+                    weights=w,
+                    alpha2=a2,
+                    sum_alpha=sa,
+                    betas=betas,
+                    patch_h=ph,
+                    patch_w=pw,
+                )
+            )
+        comps = {w: c for w, c in zip(data.window_sizes, data.sigma_components) if len(c) > 0}
+        return cls(
+            patch_scaling=float(data.patch_scaling),
+            centers=data.centers.copy(),
+            visibilities=data.visibilities.copy(),
+            confidences=conf,
+            sigma_components=comps,
+            _views=views,
+        )
+
+    @property
+    def n_views(self) -> int:
+        return self.centers.shape[0]
+
+    @property
+    def n_points(self) -> int:
+        return self.visibilities.shape[1]
+
+    def patch_size(self, view: int) -> tuple[int, int]:
+        """``(height, width)`` of the experts of ``view``."""
+        ve = self._views[view]
+        return ve.patch_h, ve.patch_w
+
+    def view_index(self, params_global: np.ndarray) -> int:
+        """OpenFace's ``GetViewIdx``: the view whose centre is nearest the rotation.
+
+        Parameters
+        ----------
+        params_global : (6,) ``[scale, rx, ry, rz, tx, ty]``.
+
+        Returns
+        -------
+        int, the view index (first one on ties).
+        """
+        g = np.asarray(params_global, dtype=_F32)
+        best, idx = _F32(0.0), 0
+        for i in range(self.n_views):
+            c = self.centers[i]
+            v1 = _F32(float(g[1]) - c[0])
+            v2 = _F32(float(g[2]) - c[1])
+            v3 = _F32(float(g[3]) - c[2])
+            d = v1 * v1 + v2 * v2 + v3 * v3
+            if i == 0 or d < best:
+                best, idx = d, i
+        return idx
+
+    def sigmas(self, view: int, window: int) -> np.ndarray:
+        """OpenFace's ``ComputeSigmas`` for every visible landmark of a view (cached).
+
+        Parameters
+        ----------
+        view : view index.
+        window : response window size ``w``.
+
+        Returns
+        -------
+        (k, w*w, w*w) float32, in the order of the view's visible landmarks.
+
+        Notes
+        -----
+        ``Sigma = inv(2 (sum(alpha) I + sum_b beta_b S_b))``; without sigma components
+        for the window (the eye models) only the identity term remains, as in OpenFace.
+        Inverted with OpenCV's float32 Cholesky (``cv::invert``), as OpenFace does.
+        """
+        key = (view, window)
+        cached = self._sigma_cache.get(key)
+        if cached is not None:
+            return cached
+        ve = self._views[view]
+        p = window * window
+        comps = self.sigma_components.get(window, ())
+        eye = np.eye(p, dtype=_F32)
+        out = np.empty((len(ve.visible), p, p), dtype=_F32)
+        for li in range(len(ve.visible)):
+            q = ve.sum_alpha[li] * eye
+            q2 = np.zeros((p, p), dtype=_F32)
+            for b, comp in enumerate(comps):
+                q2 = q2 + _F32(ve.betas[li, b]) * comp
+            inv_sigma = (_F32(2.0) * (q + q2)).astype(_F32)
+            # cv::invert(..., DECOMP_CHOLESKY) in float32, as OpenFace (zeros if not SPD).
+            ok, sig = cv2.invert(inv_sigma, flags=cv2.DECOMP_CHOLESKY)
+            out[li] = sig if ok else 0.0
+        self._sigma_cache[key] = out
+        return out
+
+    def responses(
+        self,
+        image: np.ndarray,
+        shape_2d: np.ndarray,
+        sim_ref_to_img: np.ndarray,
+        view: int,
+        window: int,
+    ) -> np.ndarray:
+        """Response maps of every landmark (``Patch_experts::Response``, CCNF branch).
+
+        Parameters
+        ----------
+        image : (H, W) float32 grey image (0..255).
+        shape_2d : (2n,) float32 current landmarks, column layout.
+        sim_ref_to_img : (2, 2) float32 reference-to-image similarity.
+        view : view index (:meth:`view_index`).
+        window : response window size.
+
+        Returns
+        -------
+        (n, window, window) float32; maps of landmarks invisible in the view are zero.
+        """
+        n = self.n_points
+        out = np.zeros((n, window, window), dtype=_F32)
+        ve = self._views[view]
+        k = len(ve.visible)
+        if k == 0:
+            return out
+        ph, pw = ve.patch_h, ve.patch_w
+        aw = window + pw - 1
+        ah = window + ph - 1
+        a1 = _F32(sim_ref_to_img[0, 0])
+        b1 = _F32(-sim_ref_to_img[0, 1])
+        half = _F32((aw - _F32(1.0)) / _F32(2.0))
+        aois = np.empty((k, ah, aw), dtype=_F32)
+        m = np.empty((2, 3), dtype=_F32)
+        m[0, 0], m[0, 1], m[1, 0], m[1, 1] = a1, -b1, b1, a1
+        flags = cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR
+        for li, ind in enumerate(ve.visible):
+            x = shape_2d[ind]
+            y = shape_2d[ind + n]
+            m[0, 2] = x - a1 * half + b1 * half
+            m[1, 2] = y - a1 * half - b1 * half
+            cv2.warpAffine(image, m, (aw, ah), dst=aois[li], flags=flags)
+        p_count = window * window
+        cols = np.empty((k, p_count, 1 + ph * pw), dtype=_F32)
+        _im2col_contrast_norm(aois, ph, pw, cols)
+        z = np.matmul(cols, ve.weights)  # (k, P, K) float32 (OpenFace: sgemm)
+        resp = np.empty((k, p_count), dtype=_F32)
+        _sigmoid_sum_smooth(z, ve.alpha2, self.sigmas(view, window), resp)
+        out[ve.visible] = resp.reshape(k, window, window)
+        return out
+
+
+def patch_responses(
+    scale: CCNFScale,
+    image: np.ndarray,
+    shape_2d: np.ndarray,
+    reference_2d: np.ndarray,
+    view: int,
+    window: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All of ``Patch_experts::Response`` for one scale.
+
+    Parameters
+    ----------
+    scale : the scale's experts.
+    image : (H, W) float32 grey image.
+    shape_2d : (2n,) float32 current landmarks (``CalcShape2D`` of the parameters).
+    reference_2d : (2n,) float32 ``CalcShape2D`` with ``[patch_scaling, 0, 0, 0, 0, 0]``
+        and the same local parameters.
+    view : view index.
+    window : response window size.
+
+    Returns
+    -------
+    responses : (n, window, window) float32.
+    sim_img_to_ref, sim_ref_to_img : (2, 2) float32.
+    """
+    img_to_ref, ref_to_img = similarity_to_reference(shape_2d, reference_2d)
+    resp = scale.responses(image, shape_2d, ref_to_img, view, window)
+    return resp, img_to_ref, ref_to_img
