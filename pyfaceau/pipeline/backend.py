@@ -134,8 +134,13 @@ class BackendSession:
         self.table = FrameTable(OPENFACE_COLUMNS)
         self._finished = False
 
-    def add(self, frame: Frame, lm: LandmarkResult) -> FrameResult:
-        """Process one frame given its landmarks; returns the frame's (online) results."""
+    def add(self, frame: Frame, lm: LandmarkResult, aligned_face: np.ndarray | None = None) -> FrameResult:
+        """Process one frame given its landmarks; returns the frame's (online) results.
+
+        ``aligned_face`` (``(112, 112, 3)`` uint8), if given, replaces the face this stage
+        would align from the frame, e.g. OpenFace's own aligned output, to test the stages
+        after alignment on their own.
+        """
         if self._finished:
             raise RuntimeError("this session is finished; start a new one per video")
         b = self.backend
@@ -155,7 +160,11 @@ class BackendSession:
         )
         if lm.success:
             params_global, params_local = calc_params(b.pdm, lm.landmarks)
-            aligned = align_face(frame.image, lm.landmarks, params_global, b.pdm, b.triangulation)
+            aligned = (
+                aligned_face
+                if aligned_face is not None
+                else align_face(frame.image, lm.landmarks, params_global, b.pdm, b.triangulation)
+            )
             hog = hog_descriptor(aligned)
             geom = geometry_descriptor(b.pdm, params_local)
             intensity, presence = self.analyser.add_frame(hog, geom, True, frame.timestamp)

@@ -1,0 +1,117 @@
+"""Agreement with OpenFace 2.2 on every sample: per-video and per-AU tables (markdown).
+
+    python bench/accuracy.py --mode faithful            # MTCNN + CLNF (default path)
+    python bench/accuracy.py --mode fast                # RetinaFace + PFLD + refinement
+    python bench/accuracy.py --mode fast --no-refine    # PFLD alone
+    python bench/accuracy.py --mode csv                 # OpenFace's landmarks (--landmarks-csv)
+
+Needs ../shared beside the checkout (samples and reference output). Prints markdown to
+stdout; ``--save DIR`` also keeps each video's CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+SAMPLES = SHARED / "samples"
+REFERENCE = SHARED / "reference"
+os.environ.setdefault(
+    "PYFACEAU_MODELS", os.pathsep.join([str(SHARED / "openface-2.2"), str(SHARED / "models")])
+)
+
+from pyfaceau.evaluation import au_agreement, common_success, landmark_distances  # noqa: E402
+from pyfaceau.output.table import AU_INTENSITY_NAMES  # noqa: E402
+from pyfaceau.pipeline.backend import AUBackend  # noqa: E402
+from pyfaceau.pipeline.session import make_front_end, process  # noqa: E402
+
+VIDEOS = {
+    "default": "default.wmv",
+    "changeLighting": "changeLighting.wmv",
+    "2015-10-15-15-14": "2015-10-15-15-14.avi",
+    "multi_face": "multi_face.avi",
+    "0188_03_021_al_pacino": "0188_03_021_al_pacino.avi",
+    "0244_03_004_anderson_cooper": "0244_03_004_anderson_cooper.avi",
+    "0417_02_003_bill_clinton": "0417_02_003_bill_clinton.avi",
+    "0686_02_003_gloria_estefan": "0686_02_003_gloria_estefan.avi",
+    "1192_01_006_julia_roberts": "1192_01_006_julia_roberts.avi",
+    "1804_03_006_sylvester_stallone": "1804_03_006_sylvester_stallone.avi",
+    "1878_01_002_vladimir_putin": "1878_01_002_vladimir_putin.avi",
+    "image_sequence": "image_sequence",
+}
+TARGET_POINTS = [17, 18, 19, 20, 21, 22, 26, 48, 54]
+
+
+def load_reference(stem: str) -> pd.DataFrame:
+    df = pd.read_csv(REFERENCE / f"{stem}.csv", skipinitialspace=True)
+    df.columns = [c.strip() for c in df.columns]
+    return df
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mode", choices=["faithful", "fast", "csv"], default="faithful")
+    ap.add_argument("--no-refine", action="store_true")
+    ap.add_argument("--videos", nargs="*", default=list(VIDEOS))
+    ap.add_argument("--save", type=Path, default=None)
+    args = ap.parse_args()
+
+    backend = AUBackend()
+    per_video, ours_all, ref_all = [], [], []
+    for stem in args.videos:
+        ref = load_reference(stem)
+        fe = make_front_end(args.mode, landmarks_csv=REFERENCE / f"{stem}.csv", refine=not args.no_refine)
+        t0 = time.perf_counter()
+        ours = process(SAMPLES / VIDEOS[stem], fe, backend=backend)
+        fps = len(ours) / (time.perf_counter() - t0)
+        if args.save:
+            args.save.mkdir(parents=True, exist_ok=True)
+            ours.to_csv(args.save / f"{stem}.csv", index=False)
+        both = common_success(ours, ref)
+        d = landmark_distances(ours, ref, both)
+        d9 = landmark_distances(ours, ref, both, TARGET_POINTS)
+        table = au_agreement(ours, ref, both)
+        varying = table["ref_std"] > 0.05
+        pose = {c: float(np.median(np.abs(ours.loc[both, c].to_numpy() - ref.loc[both, c].to_numpy())))
+                for c in ["pose_Tx", "pose_Ty", "pose_Tz", "pose_Rx", "pose_Ry", "pose_Rz"]}
+        per_video.append({
+            "video": stem,
+            "frames": len(ref),
+            "success agree": float(np.mean(ours["success"].to_numpy() == ref["success"].to_numpy())),
+            "lm median px": float(np.median(d)),
+            "lm p95 px": float(np.percentile(d, 95)),
+            "lm mean px": float(np.mean(d)),
+            "9-pt mean px": float(np.mean(d9)),
+            "AU r min": float(table.loc[varying, "r"].min()),
+            "AU r mean": float(table.loc[AU_INTENSITY_NAMES, "r"].mean()),
+            "MAE max": float(table["mae"].max()),
+            "presence min": float(table["presence_agree"].min()),
+            "pose T mm": max(pose["pose_Tx"], pose["pose_Ty"], pose["pose_Tz"]),
+            "pose R deg": float(np.degrees(max(pose["pose_Rx"], pose["pose_Ry"], pose["pose_Rz"]))),
+            "fps": fps,
+        })
+        ours_all.append(ours.loc[both].assign(frame=ours.loc[both, "frame"] + 100000 * len(ours_all)))
+        ref_all.append(ref.loc[both].assign(frame=ref.loc[both, "frame"] + 100000 * len(ref_all)))
+        print(f"{stem}: done ({fps:.1f} fps)", file=sys.stderr, flush=True)
+
+    pooled = au_agreement(pd.concat(ours_all, ignore_index=True), pd.concat(ref_all, ignore_index=True))
+    mode = args.mode + (" --no-refine" if args.no_refine else "")
+    print(f"### Per video, mode `{mode}`\n")
+    print(pd.DataFrame(per_video).to_markdown(index=False, floatfmt=".3f"))
+    print(f"\n### Per AU, all videos pooled (frames where both succeeded), mode `{mode}`\n")
+    print(pooled[["r", "mae", "ref_std", "presence_agree", "n"]].to_markdown(floatfmt=".3f"))
+    r = pooled.loc[AU_INTENSITY_NAMES, "r"]
+    print(f"\nMean r over the 17 intensities: {r.mean():.4f}; AUs with r >= 0.80: {(r >= 0.80).sum()} of 17; "
+          f"min r: {r.min():.4f}")
+
+
+if __name__ == "__main__":
+    main()
