@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -43,6 +43,7 @@ class LandmarkResult:
         return cls(success=False)
 
 
+@runtime_checkable
 class LandmarkFrontEnd(Protocol):
     """A stateful per-video landmark tracker (fast path or OpenFace-faithful path).
 
