@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from . import __version__
+from ._version import __version__
 from .errors import PyFaceAUError
 
 __all__ = ["main"]

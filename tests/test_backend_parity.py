@@ -109,3 +109,27 @@ def test_cli_with_landmarks_csv_writes_openface_columns(tmp_path):
     ref_header = (REFERENCE / "changeLighting.csv").read_text().splitlines()[0].split(",")
     assert header == [c for c in ref_header if c in set(header)]  # OpenFace's order
     assert {"frame", "success", "AU01_r", "AU45_c", "pose_Rx", "p_33", "X_67"} <= set(header)
+
+
+def test_batched_back_end_gives_the_same_table():
+    """Deferring the re-predicted frames' AU models to one batched run changes nothing."""
+    stem = "changeLighting"
+    tables = [
+        process(SAMPLES / VIDEOS[stem], CsvLandmarkFrontEnd(REFERENCE / f"{stem}.csv"),
+                backend=AUBackend(batched=batched))
+        for batched in (True, False)
+    ]
+    au_cols = [c for c in tables[0].columns if c.startswith("AU")]
+    np.testing.assert_allclose(tables[0][au_cols], tables[1][au_cols], atol=1e-9)
+
+
+def test_au_models_dir_override(tmp_path):
+    """An explicit AU model folder (OpenFace's AU_predictors layout) is used as given."""
+    import shutil
+
+    from conftest import OPENFACE_DIR
+
+    folder = tmp_path / "AU_predictors"
+    shutil.copytree(OPENFACE_DIR / "AU_predictors", folder)
+    backend = AUBackend(au_models_dir=folder)
+    assert backend.au_models.main_file == folder / "main_dynamic_svms.txt"

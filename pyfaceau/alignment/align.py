@@ -14,6 +14,7 @@ matrix reproduce OpenFace's pixels.
 from __future__ import annotations
 
 import cv2
+import numba as nb
 import numpy as np
 
 from ..errors import InputError
@@ -164,42 +165,54 @@ def face_mask(
     -------
     (height, width) uint8, 1 inside the face, 0 outside.
     """
-    pts = np.asarray(landmarks, dtype=_F32)
-    tris = np.asarray(triangulation)
+    pts = np.ascontiguousarray(landmarks, dtype=_F32)
+    tris = np.ascontiguousarray(triangulation, dtype=np.int64)
     # PAW(dest, tri, 0, 0, cols - 1, rows - 1): w = (int)(max_x - min_x + 1.5).
     w = int(_F32(width - 1) - _F32(0) + _F32(1.5))
     h = int(_F32(height - 1) - _F32(0) + _F32(1.5))
     mask = np.zeros((h, w), dtype=np.uint8)
-    xs_all = np.arange(w, dtype=_F32)
-    ys_all = np.arange(h, dtype=_F32)
-    for j, k, l in tris:
-        x1, y1 = pts[j]
-        x2, y2 = pts[k]
-        x3, y3 = pts[l]
-        min_x, max_x = min(x1, x2, x3), max(x1, x2, x3)
-        min_y, max_y = min(y1, y2, y3), max(y1, y2, y3)
-        # findTriangle skips points outside the triangle's bounding box (float compare).
-        cols = np.nonzero((xs_all >= min_x) & (xs_all <= max_x))[0]
-        rows = np.nonzero((ys_all >= min_y) & (ys_all <= max_y))[0]
-        if cols.size == 0 or rows.size == 0:
-            continue
-        x0 = xs_all[cols][None, :]
-        y0 = ys_all[rows][:, None]
-        inside = (
-            _same_side(x0, y0, x1, y1, x2, y2, x3, y3)
-            & _same_side(x0, y0, x2, y2, x1, y1, x3, y3)
-            & _same_side(x0, y0, x3, y3, x1, y1, x2, y2)
-        )
-        sub = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-        sub |= inside.astype(np.uint8)
+    _face_mask_kernel(pts, tris, mask)
     return mask
 
 
-def _same_side(x0, y0, x1, y1, x2, y2, x3, y3) -> np.ndarray:  # noqa: ANN001 - float32 arrays
+@nb.njit(cache=True, nogil=True)
+def _same_side(x0, y0, x1, y1, x2, y2, x3, y3) -> bool:  # noqa: ANN001 - float32 scalars
     """PAW's ``sameSide`` in float32: is (x0, y0) on the side of line (2, 3) that 1 is on."""
     x = (x3 - x2) * (y0 - y2) - (x0 - x2) * (y3 - y2)
     y = (x3 - x2) * (y1 - y2) - (x1 - x2) * (y3 - y2)
-    return (x * y) >= _F32(0)
+    return (x * y) >= np.float32(0.0)
+
+
+@nb.njit(cache=True, nogil=True)
+def _face_mask_kernel(pts: np.ndarray, tris: np.ndarray, mask: np.ndarray) -> None:
+    """Kernel of :func:`face_mask`: set ``mask`` to 1 inside any triangle (float32 tests)."""
+    h, w = mask.shape
+    for t in range(tris.shape[0]):
+        x1 = pts[tris[t, 0], 0]
+        y1 = pts[tris[t, 0], 1]
+        x2 = pts[tris[t, 1], 0]
+        y2 = pts[tris[t, 1], 1]
+        x3 = pts[tris[t, 2], 0]
+        y3 = pts[tris[t, 2], 1]
+        min_x = min(x1, x2, x3)
+        max_x = max(x1, x2, x3)
+        min_y = min(y1, y2, y3)
+        max_y = max(y1, y2, y3)
+        for row in range(h):
+            y0 = np.float32(row)
+            # findTriangle skips points outside the triangle's bounding box (float compare).
+            if not (y0 >= min_y and y0 <= max_y):
+                continue
+            for col in range(w):
+                x0 = np.float32(col)
+                if not (x0 >= min_x and x0 <= max_x):
+                    continue
+                if (
+                    _same_side(x0, y0, x1, y1, x2, y2, x3, y3)
+                    and _same_side(x0, y0, x2, y2, x1, y1, x3, y3)
+                    and _same_side(x0, y0, x3, y3, x1, y1, x2, y2)
+                ):
+                    mask[row, col] = 1
 
 
 def align_face(

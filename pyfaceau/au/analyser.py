@@ -139,6 +139,10 @@ class AUAnalyser:
     hog_length : HOG descriptor length (4464 for OpenFace's 112x112 aligned face).
     max_init_frames : tracked frames re-predicted at the end (OpenFace: 3000).
     capacity : initial number of frames the buffers hold (they grow as needed).
+    defer_predictions : skip the online prediction of frames that :meth:`finalize`
+        re-predicts anyway with the final medians (tracked frames among the first
+        ``max_init_frames``, dynamic models), so their models run once, batched, at the
+        end; :meth:`add_frame` returns NaN for them. The finalized output is identical.
 
     Examples
     --------
@@ -166,6 +170,7 @@ class AUAnalyser:
         hog_length: int = HOG_LENGTH,
         max_init_frames: int = MAX_INIT_FRAMES,
         capacity: int = 1024,
+        defer_predictions: bool = False,
     ) -> None:
         self.models = models if models is not None else load_au_models()
         self.dynamic = self.models.dynamic if dynamic is None else bool(dynamic)
@@ -180,6 +185,9 @@ class AUAnalyser:
         self.geom_length = self.models.n_features - self.hog_length
         self.max_init_frames = int(max_init_frames)
         self._capacity = int(capacity)
+        self.defer_predictions = bool(defer_predictions)
+        self._nan_reg = np.full(len(self.models.intensity_names), np.nan)
+        self._nan_cls = np.full(len(self.models.presence_names), np.nan)
         self.reset()
 
     # -- state -------------------------------------------------------------------------
@@ -261,15 +269,19 @@ class AUAnalyser:
             hog_med[hog_med < 0] = 0.0  # hog_desc_median.setTo(0, hog_desc_median < 0)
             self._geom_hist.update(g, add=success)
             self._median = np.concatenate([hog_med, self._geom_hist.median()])
-        x = np.concatenate([h, g])[None, :]
-        reg, cls = self.models.predict(x, self._median)
-        reg, cls = reg[0], cls[0]
+        repredicted = self.dynamic and success and self._frames_ok - 1 < self.max_init_frames
         if not success:
-            reg[:] = 0.0
-            cls[:] = 0.0
+            reg = np.zeros(len(self._nan_reg))
+            cls = np.zeros(len(self._nan_cls))
+        elif repredicted and self.defer_predictions:
+            reg, cls = self._nan_reg.copy(), self._nan_cls.copy()
+        else:
+            x = np.concatenate([h, g])[None, :]
+            reg, cls = self.models.predict(x, self._median)
+            reg, cls = reg[0], cls[0]
         self._reg.append(reg)
         self._cls.append(cls)
-        if self.dynamic and success and self._frames_ok - 1 < self.max_init_frames:
+        if repredicted:
             self._init_hog.append(h32)
             self._init_geom.append(g)
             self._init_index.append(self._frames - 1)

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import math
+
 import cv2
+import numba as nb
 import numpy as np
 
 from ..errors import InputError
 from .pdm import PDM
-from .rotation import euler_to_rotation_matrix
+from .rotation import _euler_to_rotation_kernel, euler_to_rotation_matrix
 
 __all__ = [
     "calc_params",
@@ -41,28 +44,79 @@ CALC_PARAMS_REG_FACTOR = 1.0
 _F32 = np.float32
 
 
-def _cv_gemm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """A float32 matrix product as OpenCV's own ``gemm`` forms it (double sums, float out)."""
-    return (a.astype(np.float64) @ b.astype(np.float64)).astype(_F32)
-
-
-def _cv_norm(v: np.ndarray) -> float:
-    """``cv::norm`` (L2) of a float vector: double accumulation, stored in a float."""
-    return float(_F32(np.sqrt(np.dot(v.astype(np.float64), v.astype(np.float64)))))
-
-
-def _project(
-    shape_3d: np.ndarray, scaling: np.float32, rot: np.ndarray, tx: np.float32, ty: np.float32
-) -> np.ndarray:
+@nb.njit(cache=True, nogil=True)
+def _project_kernel(shape_3d: np.ndarray, g: np.ndarray) -> np.ndarray:
     """``scaling * shape_3D.t() * R_2D.t()`` then translation, as CalcParams' loop does.
 
-    shape_3d is (3, n) float32; returns the (2n,) float32 column-layout 2D shape.
+    shape_3d is (3n,) float32 (rows x.., y.., z..), g the float32 global parameters;
+    returns the (2n,) float32 column-layout 2D shape. The cv::Mat product sums 3 exact
+    double products in order (as OpenCV's gemm and OpenBLAS do), then scales in double.
     """
-    proj = (np.float64(scaling) * (shape_3d.T.astype(np.float64) @ rot[:2].T.astype(np.float64)))
-    proj = proj.astype(_F32)
-    x = proj[:, 0] + tx
-    y = proj[:, 1] + ty
-    return np.concatenate([x, y]).astype(_F32)
+    n = shape_3d.shape[0] // 3
+    r = _euler_to_rotation_kernel(g[1], g[2], g[3])
+    scaling = np.float64(g[0])
+    out = np.empty(2 * n, dtype=np.float32)
+    for i in range(n):
+        x = np.float64(shape_3d[i])
+        y = np.float64(shape_3d[n + i])
+        z = np.float64(shape_3d[2 * n + i])
+        px = np.float32(scaling * (x * r[0, 0] + y * r[0, 1] + z * r[0, 2]))
+        py = np.float32(scaling * (x * r[1, 0] + y * r[1, 1] + z * r[1, 2]))
+        out[i] = px + g[4]
+        out[n + i] = py + g[5]
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def _error_kernel(shape_3d: np.ndarray, g: np.ndarray, target: np.ndarray) -> float:
+    """``cv::norm(projection - target)``: double sum of squares, stored in a float."""
+    return _norm_kernel(_project_kernel(shape_3d, g), target)
+
+
+@nb.njit(cache=True, nogil=True)
+def _norm_kernel(a: np.ndarray, b: np.ndarray) -> float:
+    """``cv::norm(a - b)`` (L2) of float32 vectors: double sums, stored in a float.
+
+    OpenCV's and OpenBLAS's summation orders differ from this one in the last double
+    bit at most, which the float rounding hides (it only decides a stopping test).
+    """
+    acc = 0.0
+    for i in range(a.shape[0]):
+        d = np.float64(np.float32(a[i] - b[i]))
+        acc += d * d
+    return np.float64(np.float32(math.sqrt(acc)))
+
+
+@nb.njit(cache=True, nogil=True)
+def _rhs_kernel(
+    shape_3d: np.ndarray,
+    g: np.ndarray,
+    target: np.ndarray,
+    jac_w_t: np.ndarray,
+    reg: np.ndarray,
+    loc: np.ndarray,
+) -> np.ndarray:
+    """``J^T (target - projection) - R p`` in float32 (OpenCV gemm: double sums)."""
+    resid = target - _project_kernel(shape_3d, g)
+    k = jac_w_t.shape[0]
+    rhs = np.empty(k, dtype=np.float32)
+    for c in range(k):
+        acc = 0.0
+        for row in range(resid.shape[0]):
+            acc += np.float64(jac_w_t[c, row]) * np.float64(resid[row])
+        rhs[c] = np.float32(acc)
+    for j in range(k - 6):
+        rhs[6 + j] = rhs[6 + j] - np.float32(np.float64(reg[6 + j]) * np.float64(loc[j]))
+    return rhs
+
+
+@nb.njit(cache=True, nogil=True)
+def _damp_kernel(update: np.ndarray, step: float) -> np.ndarray:
+    """``step * update`` formed in double, stored as float32."""
+    out = np.empty(update.shape[0], dtype=np.float32)
+    for j in range(update.shape[0]):
+        out[j] = np.float32(step * np.float64(update[j]))
+    return out
 
 
 def calc_params(
@@ -144,7 +198,11 @@ def calc_params(
     glob = np.array([scaling, rot[0], rot[1], rot[2], tx, ty], dtype=_F32)
 
     # Initial error, with CalcShape2D's element-wise float32 projection.
-    shape_3d = (mean_v + _cv_gemm(comp_v, loc[:, None])[:, 0]).astype(_F32)
+    # (comp_v in double once: cv::Mat products of floats are formed in double.)
+    comp_v64 = comp_v.astype(np.float64)
+    shape_3d = (mean_v + (comp_v64 @ loc.astype(np.float64)[:, None]).astype(_F32)[:, 0]).astype(
+        _F32
+    )
     sx, sy, sz = shape_3d[:n], shape_3d[n : 2 * n], shape_3d[2 * n :]
     cur = np.concatenate(
         [
@@ -152,7 +210,7 @@ def calc_params(
             scaling * (r[1, 0] * sx + r[1, 1] * sy + r[1, 2] * sz) + ty,
         ]
     ).astype(_F32)
-    curr_error = _cv_norm(cur - target)
+    curr_error = _norm_kernel(cur, target)
 
     reg = np.zeros(6 + m, dtype=_F32)
     reg[6:] = _F32(CALC_PARAMS_REG_FACTOR) / pdm.eigen_values
@@ -160,29 +218,20 @@ def calc_params(
 
     not_improved = 0
     for _ in range(CALC_PARAMS_MAX_ITER):
-        shape_3d = (mean_v + _cv_gemm(comp_v, loc[:, None])[:, 0]).astype(_F32).reshape(3, n)
-        cur = _project(shape_3d, scaling, r, tx, ty)
-        resid = (target - cur).astype(_F32)
-
-        jac, jac_w_t = sub.compute_jacobian(loc, glob, None)
-        rhs = _cv_gemm(jac_w_t, resid[:, None])[:, 0]
-        rhs[6:] = rhs[6:] - _cv_gemm(reg_mat[6:, 6:], loc[:, None])[:, 0]
+        shape_3d = mean_v + (comp_v64 @ loc.astype(np.float64)[:, None]).astype(_F32)[:, 0]
+        # ComputeJacobian forms its 3D shape with a float32 (BLAS) product.
+        jac, jac_w_t = sub._jacobian32(sub._shape_3d32(loc), glob, None, rigid=False)
+        rhs = _rhs_kernel(shape_3d, glob, target, jac_w_t, reg, loc)
         # OpenFace forms the Hessian with BLAS sgemm: float32.
-        hessian = (jac_w_t @ jac + reg_mat).astype(_F32)
+        hessian = jac_w_t @ jac
+        hessian += reg_mat
         _, update = cv2.solve(hessian, rhs[:, None], flags=cv2.DECOMP_CHOLESKY)
-        update = (np.float64(CALC_PARAMS_STEP) * update[:, 0].astype(np.float64)).astype(_F32)
-
-        g64, l64 = sub.update_model_parameters(update, loc, glob)
-        glob = g64.astype(_F32)
-        loc = l64.astype(_F32)
-        scaling = glob[0]
-        r = euler_to_rotation_matrix(glob[1:4])
-        tx, ty = glob[4], glob[5]
+        update = _damp_kernel(update.reshape(-1), CALC_PARAMS_STEP)
+        glob, loc = sub._update32(update, loc, glob)
 
         # OpenFace measures the error with the updated global parameters but the 3D shape
         # from before this update of the local parameters.
-        cur = _project(shape_3d, scaling, r, tx, ty)
-        error = _cv_norm(cur - target)
+        error = _error_kernel(shape_3d, glob, target)
         if CALC_PARAMS_IMPROVEMENT * curr_error < error:
             not_improved += 1
             if not_improved == CALC_PARAMS_PATIENCE:

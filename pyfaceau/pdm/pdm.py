@@ -28,15 +28,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import cv2
+import numba as nb
 import numpy as np
 
 from ..errors import InputError
 from ..parsers.pdm import read_pdm
 from .rotation import (
-    axis_angle_to_euler,
+    _axis_angle_to_rotation_kernel,
+    _euler_to_rotation_kernel,
+    _matmul33,
+    _orthonormalise_kernel,
+    _rotation_to_euler_kernel,
     euler_to_rotation_matrix,
-    orthonormalise,
-    rotation_matrix_to_axis_angle,
 )
 
 __all__ = ["PDM", "load_pdm", "N_SIGMAS_CLAMP", "ArrayLike"]
@@ -57,6 +61,139 @@ def _vec(x: ArrayLike, n: int, name: str) -> np.ndarray:
     return a.astype(_F32)
 
 
+# --------------------------------------------------------------------------------------
+# Kernels. The CLNF fitter calls the PDM maths ~150 times per frame; as NumPy one-liners
+# most of that time was per-call overhead, so the element-wise float32 maths lives in
+# these njit kernels, written in the same order of float32 operations as before (and as
+# PDM.cpp), so that the results are bit for bit the same. Products that OpenFace forms
+# with BLAS (``princ_comp @ p``, ``J_w^T J``) stay NumPy calls: their summation order is
+# OpenBLAS's and cannot be reproduced in a loop.
+# --------------------------------------------------------------------------------------
+@nb.njit(cache=True, nogil=True)
+def _project_kernel(s3: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """``CalcShape2D`` from the 3D shape: (3n,) float32 and (6,) float32 -> (2n,) float32."""
+    n = s3.shape[0] // 3
+    r = _euler_to_rotation_kernel(g[1], g[2], g[3])
+    out = np.empty(2 * n, dtype=np.float32)
+    for i in range(n):
+        x = s3[i]
+        y = s3[n + i]
+        z = s3[2 * n + i]
+        out[i] = g[0] * (r[0, 0] * x + r[0, 1] * y + r[0, 2] * z) + g[4]
+        out[n + i] = g[0] * (r[1, 0] * x + r[1, 1] * y + r[1, 2] * z) + g[5]
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def _jacobian_kernel(
+    s3: np.ndarray,
+    princ_comp: np.ndarray,
+    g: np.ndarray,
+    w: np.ndarray,
+    apply_weights: bool,
+    rigid: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``ComputeRigidJacobian`` (``rigid``) or ``ComputeJacobian``, and ``(W J)^T``.
+
+    ``s3`` (3n,) float32 3D shape, ``g`` (6,) float32, ``w`` (2n,) float32 weights used
+    when ``apply_weights``. Returns ``(2n, k)`` and ``(k, 2n)`` float32, k = 6 or 6 + m.
+    """
+    n = s3.shape[0] // 3
+    m = princ_comp.shape[1]
+    k = 6 if rigid else 6 + m
+    r = _euler_to_rotation_kernel(g[1], g[2], g[3])
+    s = g[0]
+    jac = np.empty((2 * n, k), dtype=np.float32)
+    for i in range(n):
+        x = s3[i]
+        y = s3[n + i]
+        z = s3[2 * n + i]
+        jx = jac[i]
+        jy = jac[n + i]
+        # Small-angle derivative of R @ R' with R' = [[1, -wz, wy], [wz, 1, -wx],
+        # [-wy, wx, 1]]: the order of the float32 products follows PDM.cpp.
+        jx[0] = x * r[0, 0] + y * r[0, 1] + z * r[0, 2]
+        jy[0] = x * r[1, 0] + y * r[1, 1] + z * r[1, 2]
+        jx[1] = s * (y * r[0, 2] - z * r[0, 1])
+        jy[1] = s * (y * r[1, 2] - z * r[1, 1])
+        jx[2] = -s * (x * r[0, 2] - z * r[0, 0])
+        jy[2] = -s * (x * r[1, 2] - z * r[1, 0])
+        jx[3] = s * (x * r[0, 1] - y * r[0, 0])
+        jy[3] = s * (x * r[1, 1] - y * r[1, 0])
+        jx[4] = 1.0
+        jy[4] = 0.0
+        jx[5] = 0.0
+        jy[5] = 1.0
+        if not rigid:
+            # How a shape mode moves the projected points, once rotated and scaled.
+            for j in range(m):
+                vx = princ_comp[i, j]
+                vy = princ_comp[n + i, j]
+                vz = princ_comp[2 * n + i, j]
+                jx[6 + j] = s * (r[0, 0] * vx + r[0, 1] * vy + r[0, 2] * vz)
+                jy[6 + j] = s * (r[1, 0] * vx + r[1, 1] * vy + r[1, 2] * vz)
+    jac_w_t = np.empty((k, 2 * n), dtype=np.float32)
+    for row in range(2 * n):
+        for c in range(k):
+            jac_w_t[c, row] = jac[row, c] * w[row] if apply_weights else jac[row, c]
+    return jac, jac_w_t
+
+
+@nb.njit(cache=True, nogil=True)
+def _update_begin_kernel(d: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First half of ``UpdateModelParameters``: scale and translation, and ``R'``."""
+    g2 = g.copy()
+    g2[0] += d[0]
+    g2[4] += d[4]
+    g2[5] += d[5]
+    r2 = np.zeros((3, 3), dtype=np.float32)
+    r2[0, 0] = 1.0
+    r2[1, 1] = 1.0
+    r2[2, 2] = 1.0
+    r2[2, 1] = d[1]
+    r2[1, 2] = -d[1]
+    r2[0, 2] = d[2]
+    r2[2, 0] = -d[2]
+    r2[1, 0] = d[3]
+    r2[0, 1] = -d[3]
+    return g2, r2
+
+
+@nb.njit(cache=True, nogil=True)
+def _update_rotation_kernel(g: np.ndarray, u: np.ndarray, vt: np.ndarray) -> np.ndarray:
+    """``R1 @ Orthonormalise(R')`` from the SVD factors of ``R'`` (float32 (3, 3))."""
+    r1 = _euler_to_rotation_kernel(g[1], g[2], g[3])
+    return _matmul33(r1, _orthonormalise_kernel(u, vt))
+
+
+@nb.njit(cache=True, nogil=True)
+def _update_end_kernel(
+    g: np.ndarray, axis_angle: np.ndarray, p: np.ndarray, d: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Last half of ``UpdateModelParameters``: Euler angles and the local parameters."""
+    euler = _rotation_to_euler_kernel(_axis_angle_to_rotation_kernel(axis_angle))
+    if np.isnan(euler[0]) or np.isnan(euler[1]) or np.isnan(euler[2]):
+        euler[:] = 0.0  # OpenFace's "temporary fix" for instability
+    g[1] = euler[0]
+    g[2] = euler[1]
+    g[3] = euler[2]
+    p2 = p.copy()
+    if d.shape[0] > 6:
+        for j in range(p.shape[0]):
+            p2[j] = p[j] + d[6 + j]
+    return g, p2
+
+
+@nb.njit(cache=True, nogil=True)
+def _clamp_kernel(p: np.ndarray, limit: np.ndarray) -> np.ndarray:
+    """``PDM::Clamp`` of float32 local parameters to +-``limit``."""
+    out = p.copy()
+    for j in range(p.shape[0]):
+        if abs(p[j]) > limit[j]:
+            out[j] = limit[j] if p[j] > 0 else -limit[j]
+    return out
+
+
 @dataclass(frozen=True, eq=False)
 class PDM:
     """A linear 3D point distribution model, as OpenFace's ``LandmarkDetector::PDM``.
@@ -67,6 +204,12 @@ class PDM:
     princ_comp : (3n, m) float32, principal components (OpenFace's ``princ_comp``).
     eigen_values : (m,) float32, variances of the modes (OpenFace's ``eigen_values``).
     path : the file the model came from, if any.
+
+    Notes
+    -----
+    Methods with a leading underscore and a ``32`` suffix are the kernels behind the
+    public methods, for the library's own hot loops (CLNF fitting, ``calc_params``): they
+    take already validated float32 arrays and return float32 arrays.
     """
 
     mean_shape: np.ndarray
@@ -89,6 +232,14 @@ class PDM:
             raise InputError(
                 f"eigen_values must be ({self.princ_comp.shape[1]},), got {self.eigen_values.shape}"
             )
+        # Per-model constants of the kernels, computed once.
+        object.__setattr__(self, "_mean_flat", np.ascontiguousarray(self.mean_shape[:, 0]))
+        object.__setattr__(
+            self,
+            "_clamp_limit",
+            (_F32(N_SIGMAS_CLAMP) * np.sqrt(self.eigen_values)).astype(_F32),
+        )
+        object.__setattr__(self, "_no_weights", np.ones(2 * (n3 // 3), dtype=_F32))
 
     # -- sizes -------------------------------------------------------------------------
     @property
@@ -137,9 +288,12 @@ class PDM:
         -------
         (3n,) float32, mm, ``[x.., y.., z..]`` = ``mean_shape + princ_comp @ params_local``.
         """
-        p = self.local_vec(params_local)
+        return self._shape_3d32(self.local_vec(params_local))
+
+    def _shape_3d32(self, p: np.ndarray) -> np.ndarray:
+        """:meth:`calc_shape_3d` of a float32 ``(m,)`` vector."""
         # OpenFace uses BLAS sgemm here: a float32 product.
-        return self.mean_shape[:, 0] + self.princ_comp @ p
+        return self._mean_flat + self.princ_comp @ p
 
     def calc_shape_2d(self, params_global: ArrayLike, params_local: ArrayLike | None) -> np.ndarray:
         """OpenFace's ``CalcShape2D``: weak-perspective projection, column layout.
@@ -153,15 +307,15 @@ class PDM:
         -------
         (2n,) float32 pixels ``[x_0..x_{n-1}, y_0..y_{n-1}]``.
         """
-        g = self.global_vec(params_global)
-        n = self.n_points
-        s3 = self.calc_shape_3d(params_local)
-        r = euler_to_rotation_matrix(g[1:4])
-        x, y, z = s3[:n], s3[n : 2 * n], s3[2 * n :]
-        out = np.empty(2 * n, dtype=_F32)
-        out[:n] = g[0] * (r[0, 0] * x + r[0, 1] * y + r[0, 2] * z) + g[4]
-        out[n:] = g[0] * (r[1, 0] * x + r[1, 1] * y + r[1, 2] * z) + g[5]
-        return out
+        return self._shape_2d32(self.global_vec(params_global), self.local_vec(params_local))
+
+    def _shape_2d32(self, g: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """:meth:`calc_shape_2d` of float32 ``(6,)`` and ``(m,)`` vectors."""
+        return _project_kernel(self._shape_3d32(p), g)
+
+    def _project32(self, s3: np.ndarray, g: np.ndarray) -> np.ndarray:
+        """The projection of :meth:`_shape_2d32` for a 3D shape already computed."""
+        return _project_kernel(s3, g)
 
     # -- shapes, public layout -----------------------------------------------------------
     def shape_3d(self, params_local: ArrayLike | None = None) -> np.ndarray:
@@ -194,30 +348,6 @@ class PDM:
         return self.calc_shape_2d(params_global, params_local).reshape(2, n).T.astype(np.float64)
 
     # -- CLNF kernels -------------------------------------------------------------------
-    def _rigid_columns(self, s3: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The 6 rigid Jacobian columns for x rows and y rows, float32 ``(n, 6)`` each."""
-        n = self.n_points
-        r = euler_to_rotation_matrix(g[1:4])
-        s = g[0]
-        x, y, z = s3[:n], s3[n : 2 * n], s3[2 * n :]
-        jx = np.empty((n, 6), dtype=_F32)
-        jy = np.empty((n, 6), dtype=_F32)
-        # Small-angle derivative of R @ R' with R' = [[1, -wz, wy], [wz, 1, -wx],
-        # [-wy, wx, 1]]: the order of the float32 products follows PDM.cpp.
-        jx[:, 0] = x * r[0, 0] + y * r[0, 1] + z * r[0, 2]
-        jy[:, 0] = x * r[1, 0] + y * r[1, 1] + z * r[1, 2]
-        jx[:, 1] = s * (y * r[0, 2] - z * r[0, 1])
-        jy[:, 1] = s * (y * r[1, 2] - z * r[1, 1])
-        jx[:, 2] = -s * (x * r[0, 2] - z * r[0, 0])
-        jy[:, 2] = -s * (x * r[1, 2] - z * r[1, 0])
-        jx[:, 3] = s * (x * r[0, 1] - y * r[0, 0])
-        jy[:, 3] = s * (x * r[1, 1] - y * r[1, 0])
-        jx[:, 4] = 1.0
-        jy[:, 4] = 0.0
-        jx[:, 5] = 0.0
-        jy[:, 5] = 1.0
-        return jx, jy
-
     def compute_rigid_jacobian(
         self,
         params_local: ArrayLike | None,
@@ -244,12 +374,8 @@ class PDM:
         Matches PDM.cpp: the weights are always applied (unlike :meth:`compute_jacobian`).
         """
         g = self.global_vec(params_global)
-        jx, jy = self._rigid_columns(self.calc_shape_3d(params_local), g)
-        jac = np.concatenate([jx, jy], axis=0)
-        w = self._weights(weights)
-        if w is None:
-            return jac, np.ascontiguousarray(jac.T)
-        return jac, np.ascontiguousarray((jac * w[:, None]).T)
+        s3 = self.calc_shape_3d(params_local)
+        return self._jacobian32(s3, g, self._weights(weights), rigid=True)
 
     def compute_jacobian(
         self,
@@ -279,23 +405,27 @@ class PDM:
         identity, as OpenFace does.
         """
         g = self.global_vec(params_global)
-        n, m = self.n_points, self.n_modes
         s3 = self.calc_shape_3d(params_local)
-        jx, jy = self._rigid_columns(s3, g)
-        r = euler_to_rotation_matrix(g[1:4])
-        s = g[0]
-        vx, vy, vz = self.princ_comp[:n], self.princ_comp[n : 2 * n], self.princ_comp[2 * n :]
-        jac = np.empty((2 * n, 6 + m), dtype=_F32)
-        jac[:n, :6] = jx
-        jac[n:, :6] = jy
-        # How a shape mode moves the projected points, once rotated and scaled.
-        jac[:n, 6:] = s * (r[0, 0] * vx + r[0, 1] * vy + r[0, 2] * vz)
-        jac[n:, 6:] = s * (r[1, 0] * vx + r[1, 1] * vy + r[1, 2] * vz)
         w = self._weights(weights)
+        if w is not None and self._weights_are_identity(w):
+            w = None
+        return self._jacobian32(s3, g, w, rigid=False)
+
+    def _weights_are_identity(self, w: np.ndarray) -> bool:
+        """``ComputeJacobian``'s test ``trace(W) == 2n`` on the float32 diagonal ``w``."""
         # cv::trace sums the float diagonal in double; compare as OpenFace does.
-        if w is None or float(np.sum(w, dtype=np.float64)) == float(2 * n):
-            return jac, np.ascontiguousarray(jac.T)
-        return jac, np.ascontiguousarray((jac * w[:, None]).T)
+        return float(np.sum(w, dtype=np.float64)) == float(2 * self.n_points)
+
+    def _jacobian32(
+        self, s3: np.ndarray, g: np.ndarray, w: np.ndarray | None, rigid: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Jacobian and ``(W J)^T`` from the float32 3D shape ``s3`` (:meth:`_shape_3d32`)
+        and float32 ``g``; ``w`` is the float32 ``(2n,)`` diagonal of ``W``, applied as
+        given (None: identity). ``rigid`` keeps the 6 global columns only."""
+        apply = w is not None
+        return _jacobian_kernel(
+            s3, self.princ_comp, g, w if apply else self._no_weights, apply, rigid
+        )
 
     def update_model_parameters(
         self,
@@ -326,25 +456,21 @@ class PDM:
         d = np.asarray(delta_p, dtype=np.float64).reshape(-1).astype(_F32)
         if d.shape[0] not in (6, 6 + self.n_modes):
             raise InputError(f"delta_p: expected 6 or {6 + self.n_modes} values, got {d.shape[0]}")
-        g = self.global_vec(params_global).copy()
-        p = self.local_vec(params_local).copy()
-        g[0] += d[0]
-        g[4] += d[4]
-        g[5] += d[5]
-        r1 = euler_to_rotation_matrix(g[1:4])
-        r2 = np.eye(3, dtype=_F32)
-        r2[2, 1], r2[1, 2] = d[1], -d[1]
-        r2[0, 2], r2[2, 0] = d[2], -d[2]
-        r2[1, 0], r2[0, 1] = d[3], -d[3]
-        r2 = orthonormalise(r2)
-        r3 = (r1 @ r2).astype(_F32)
-        euler = axis_angle_to_euler(rotation_matrix_to_axis_angle(r3))
-        if np.isnan(euler).any():
-            euler = np.zeros(3, dtype=_F32)  # OpenFace's "temporary fix" for instability
-        g[1:4] = euler
-        if d.shape[0] > 6:
-            p = p + d[6:]
+        g, p = self._update32(d, self.local_vec(params_local), self.global_vec(params_global))
         return g.astype(np.float64), p.astype(np.float64)
+
+    def _update32(
+        self, d: np.ndarray, p: np.ndarray, g: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`update_model_parameters` on float32 vectors; returns float32
+        ``(params_global, params_local)`` (new arrays)."""
+        g2, r2 = _update_begin_kernel(d, g)
+        # cv::SVD and cv::Rodrigues (matrix to vector, itself an SVD in double) are
+        # OpenCV's own code, called as OpenFace calls them.
+        _, u, vt = cv2.SVDecomp(r2)
+        r3 = _update_rotation_kernel(g2, u, vt)
+        axis_angle = cv2.Rodrigues(r3)[0].reshape(3)
+        return _update_end_kernel(g2, axis_angle, p, d)
 
     def clamp(
         self, params_local: ArrayLike, params_global: ArrayLike
@@ -362,12 +488,13 @@ class PDM:
         params_local : (m,) float64 (float32-rounded values), clamped.
         params_global : (6,) float64 (float32-rounded values).
         """
-        p = self.local_vec(params_local).copy()
+        p = self._clamp32(self.local_vec(params_local))
         g = self.global_vec(params_global)
-        limit = (_F32(N_SIGMAS_CLAMP) * np.sqrt(self.eigen_values)).astype(_F32)
-        over = np.abs(p) > limit
-        p[over] = np.where(p[over] > 0, limit[over], -limit[over])
         return p.astype(np.float64), g.astype(np.float64)
+
+    def _clamp32(self, p: np.ndarray) -> np.ndarray:
+        """:meth:`clamp` of float32 local parameters (a new array)."""
+        return _clamp_kernel(p, self._clamp_limit)
 
     def calc_bounding_box(
         self, params_global: ArrayLike, params_local: ArrayLike | None = None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -70,7 +71,8 @@ class FrameResult:
     success, confidence : as OpenFace's columns.
     landmarks : ``(68, 2)`` float64 pixels.
     pose : ``(6,)`` ``[Tx, Ty, Tz (mm), Rx, Ry, Rz (rad)]``, zeros when not successful.
-    au_intensity : ``(17,)`` online intensities in :data:`AU_INTENSITY_NAMES` order.
+    au_intensity : ``(17,)`` online intensities in :data:`AU_INTENSITY_NAMES` order (NaN
+        where a batched back end defers them to the end of the video).
     au_presence : ``(18,)`` online presence (0/1) in :data:`AU_PRESENCE_NAMES` order.
     aligned_face : ``(112, 112, 3)`` uint8, or None when not successful.
     """
@@ -94,7 +96,12 @@ class AUBackend:
     models : folders to search for model files first (see :func:`pyfaceau.modelstore.resolve`).
     dynamic : use OpenFace's dynamic AU models with person normalisation (videos, the
         default) or the static ones (single images).
-    pdm_file, triangulation_file, au_models_dir : explicit paths overriding the store.
+    pdm_file, triangulation_file : explicit paths overriding the store.
+    au_models_dir : a folder with OpenFace's ``AU_predictors`` layout (``main_dynamic_svms.txt``
+        / ``main_static_svms.txt`` and the files they name), overriding the store.
+    batched : run the AU models of the frames that the offline post-processing
+        re-predicts only once, batched, at the end of the video (the output is the same;
+        :class:`FrameResult` then has NaN online AU values for those frames).
     """
 
     def __init__(
@@ -105,19 +112,38 @@ class AUBackend:
         pdm_file: str | os.PathLike | None = None,
         triangulation_file: str | os.PathLike | None = None,
         au_models_dir: str | os.PathLike | None = None,
+        batched: bool = True,
     ) -> None:
         self.dynamic = dynamic
+        self.batched = batched
         self.pdm = load_pdm(pdm_file or resolve(PDM_FILE, models))
         self.triangulation = read_triangulation(
             triangulation_file or resolve(TRIANGULATION_FILE, models)
         )
-        self.au_models = load_au_models(au_models_dir if au_models_dir else models, dynamic=dynamic)
+        main_file = None
+        if au_models_dir is not None:
+            main_file = Path(au_models_dir) / ("main_dynamic_svms.txt" if dynamic else "main_static_svms.txt")
+        self.au_models = load_au_models(models, dynamic=dynamic, main_file=main_file)
 
     def new_session(
-        self, width: int, height: int, camera: Camera | None = None, keep_aligned: bool = False
+        self,
+        width: int,
+        height: int,
+        camera: Camera | None = None,
+        keep_aligned: bool = False,
+        batched: bool | None = None,
     ) -> "BackendSession":
-        """Start a video (or image sequence) of ``width`` x ``height`` pixels."""
-        return BackendSession(self, camera or Camera.openface_default(width, height), keep_aligned)
+        """Start a video (or image sequence) of ``width`` x ``height`` pixels.
+
+        ``batched`` overrides the back end's setting for this session (False when the
+        caller needs every frame's online AU values).
+        """
+        return BackendSession(
+            self,
+            camera or Camera.openface_default(width, height),
+            keep_aligned,
+            self.batched if batched is None else batched,
+        )
 
 
 class BackendSession:
@@ -126,11 +152,11 @@ class BackendSession:
     Call :meth:`add` once per frame in order, then :meth:`finish` once.
     """
 
-    def __init__(self, backend: AUBackend, camera: Camera, keep_aligned: bool) -> None:
+    def __init__(self, backend: AUBackend, camera: Camera, keep_aligned: bool, batched: bool) -> None:
         self.backend = backend
         self.camera = camera
         self.keep_aligned = keep_aligned
-        self.analyser = AUAnalyser(backend.au_models, dynamic=backend.dynamic)
+        self.analyser = AUAnalyser(backend.au_models, dynamic=backend.dynamic, defer_predictions=batched)
         self.table = FrameTable(OPENFACE_COLUMNS)
         self._finished = False
 

@@ -33,7 +33,7 @@ from ..detection.retinaface import RetinaFaceDetector
 from ..detection.types import FaceDetections
 from ..errors import InputError
 from ..landmarks.pfld import PFLDLandmarker, crop_square
-from ..refinement.targeted import Refinement, TargetedCLNFRefiner
+from ..refinement.targeted import FAST_SEARCH_WINDOW, Refinement, TargetedCLNFRefiner
 from .types import LandmarkResult
 
 __all__ = ["FastLandmarkFrontEnd", "box_from_anchor"]
@@ -127,7 +127,7 @@ class FastLandmarkFrontEnd:
             models=models, intra_op_threads=intra_op_threads
         )
         if refine is True:
-            refine = TargetedCLNFRefiner(models=models)
+            refine = TargetedCLNFRefiner(search_window=FAST_SEARCH_WINDOW, models=models)
         elif not (refine is None or refine is False or isinstance(refine, TargetedCLNFRefiner)):
             raise InputError(
                 "refine: expected True, False or a TargetedCLNFRefiner, got "

@@ -253,9 +253,83 @@ def _kde_likelihoods(
     return total
 
 
-def _gemm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``cv::Mat`` float32 product: double accumulation, float32 result (OpenCV gemm)."""
-    return (a.astype(np.float64) @ b.astype(np.float64)).astype(_F32)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _moved_less(shape: np.ndarray, previous: np.ndarray, limit: float) -> bool:
+    """``norm(shape - previous) < limit`` on float32 shapes (differences and sum in double)."""
+    acc = 0.0
+    for i in range(shape.shape[0]):
+        d = np.float64(np.float32(shape[i] - previous[i]))
+        acc += d * d
+    return math.sqrt(acc) < limit
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _nu_rlms_rhs(
+    shape: np.ndarray,
+    base_2d: np.ndarray,
+    sim_img_to_ref: np.ndarray,
+    sim_ref_to_img: np.ndarray,
+    half: np.float32,
+    responses: np.ndarray,
+    table: np.ndarray,
+    visible: np.ndarray,
+    jac: np.ndarray,
+    jac_w_t: np.ndarray,
+    reg: np.ndarray,
+    loc: np.ndarray,
+    rigid: bool,
+    dxs: np.ndarray,
+    dys: np.ndarray,
+) -> np.ndarray:
+    """One NU-RLMS step's right-hand side ``J_w^T v - R p`` (float32, length k).
+
+    Mean-shifts of the response maps at the current ``shape`` (column layout (2n,)),
+    mapped to the image; rows of invisible landmarks are zeroed in ``jac``, ``jac_w_t``
+    (in place) and in the mean-shifts; ``dxs``/``dys`` (n,) receive the landmarks'
+    positions in the response windows (for the likelihood).
+
+    Notes
+    -----
+    The 2-term products of ``cv::Mat`` float matrices (OpenCV gemm: double sums) are
+    exact in any order. ``J_w^T v`` sums 2n double products in order, where OpenBLAS's
+    ``dgemv`` sums them in another: the double results can differ in the last bit, which
+    the rounding to float32 hides unless it falls on a float32 rounding boundary.
+    """
+    n = base_2d.shape[0]
+    k = jac_w_t.shape[0]
+    shifts = np.empty((n, 2), dtype=np.float32)
+    for i in range(n):
+        ox = np.float32(shape[i] - base_2d[i, 0])
+        oy = np.float32(shape[n + i] - base_2d[i, 1])
+        offx = np.float32(np.float64(ox) * sim_img_to_ref[0, 0] + np.float64(oy) * sim_img_to_ref[0, 1])
+        offy = np.float32(np.float64(ox) * sim_img_to_ref[1, 0] + np.float64(oy) * sim_img_to_ref[1, 1])
+        dxs[i] = offx + half
+        dys[i] = offy + half
+    _mean_shift_kde(responses, dxs, dys, table, visible, MEAN_SHIFT_STEP, shifts)
+    ms = np.empty(2 * n, dtype=np.float32)
+    for i in range(n):
+        if visible[i]:
+            sx = np.float64(shifts[i, 0])
+            sy = np.float64(shifts[i, 1])
+            ms[i] = np.float32(sx * sim_ref_to_img[0, 0] + sy * sim_ref_to_img[0, 1])
+            ms[n + i] = np.float32(sx * sim_ref_to_img[1, 0] + sy * sim_ref_to_img[1, 1])
+        else:
+            ms[i] = 0.0
+            ms[n + i] = 0.0
+            for row in (i, n + i):
+                for c in range(k):
+                    jac[row, c] = 0.0
+                    jac_w_t[c, row] = 0.0
+    rhs = np.empty(k, dtype=np.float32)
+    for c in range(k):
+        acc = 0.0
+        for row in range(2 * n):
+            acc += np.float64(jac_w_t[c, row]) * np.float64(ms[row])
+        rhs[c] = np.float32(acc)
+    if not rigid:
+        for j in range(k - 6):
+            rhs[6 + j] = rhs[6 + j] - np.float32(np.float64(reg[6 + j]) * np.float64(loc[j]))
+    return rhs
 
 
 def weight_matrix_diagonal(
@@ -324,11 +398,9 @@ def nu_rlms(
     landmark_likelihoods : (n,) float32 or None.
     """
     n, m = pdm.n_points, pdm.n_modes
-    glob = pdm.global_vec(params_global).astype(np.float64)
-    loc = pdm.local_vec(params_local).astype(np.float64)
+    glob = pdm.global_vec(params_global)
+    loc = pdm.local_vec(params_local)
     visible = experts.visibilities[view] != 0
-    invisible = ~visible
-    inv2 = np.concatenate([invisible, invisible])
 
     if rigid:
         reg = np.zeros(6, dtype=_F32)
@@ -337,55 +409,40 @@ def nu_rlms(
         reg[6:] = (_F32(params.reg_factor) / pdm.eigen_values).astype(_F32)
     reg_mat = np.diag(reg)
     weights = weight_matrix_diagonal(experts, view, params.weight_factor)
+    if weights is not None and not rigid and pdm._weights_are_identity(weights):
+        weights = None  # ComputeJacobian's trace(W) == 2n shortcut
 
     sigma = _F32(params.sigma)
     a = _F32(-0.5 / float(sigma * sigma))
     table = kde.table(resp_size, a)
     half = _F32((resp_size - 1) // 2)
-    base_2d = np.stack([base_shape[:n], base_shape[n:]], axis=1).astype(_F32)
-    ref_to_img_t = sim_ref_to_img.T.astype(_F32)
-    img_to_ref_t = sim_img_to_ref.T.astype(_F32)
+    base_2d = np.ascontiguousarray(np.stack([base_shape[:n], base_shape[n:]], axis=1), dtype=_F32)
+    # The similarities as doubles: cv::Mat products of floats are formed in double.
+    img_to_ref = np.asarray(sim_img_to_ref, dtype=_F32).astype(np.float64)
+    ref_to_img = np.asarray(sim_ref_to_img, dtype=_F32).astype(np.float64)
 
     dxs = np.zeros(n, dtype=_F32)
     dys = np.zeros(n, dtype=_F32)
-    shifts = np.empty((n, 2), dtype=_F32)
     previous: np.ndarray | None = None
-    for it in range(params.num_iterations):
-        shape = pdm.calc_shape_2d(glob, loc)
-        if it > 0 and previous is not None:
-            diff = (shape - previous).astype(np.float64)
-            if math.sqrt(float(diff @ diff)) < SHAPE_CONVERGENCE_PX:
-                break
+    for _ in range(params.num_iterations):
+        s3 = pdm._shape_3d32(loc)
+        shape = pdm._project32(s3, glob)
+        if previous is not None and _moved_less(shape, previous, SHAPE_CONVERGENCE_PX):
+            break
         previous = shape
 
-        if rigid:
-            jac, jac_w_t = pdm.compute_rigid_jacobian(loc, glob, weights)
-        else:
-            jac, jac_w_t = pdm.compute_jacobian(loc, glob, weights)
-
-        cur_2d = np.stack([shape[:n], shape[n:]], axis=1)
-        offsets = _gemm((cur_2d - base_2d).astype(_F32), img_to_ref_t)
-        dxs = (offsets[:, 0] + half).astype(_F32)
-        dys = (offsets[:, 1] + half).astype(_F32)
-        _mean_shift_kde(responses, dxs, dys, table, visible, MEAN_SHIFT_STEP, shifts)
-        ms_img = _gemm(shifts, ref_to_img_t)
-        mean_shifts = np.concatenate([ms_img[:, 0], ms_img[:, 1]])
-
-        if invisible.any():
-            jac = jac.copy()
-            jac_w_t = jac_w_t.copy()
-            jac[inv2] = 0
-            jac_w_t[:, inv2] = 0
-            mean_shifts[inv2] = 0
-
-        rhs = _gemm(jac_w_t, mean_shifts[:, None])[:, 0]
-        if not rigid:
-            loc32 = loc.astype(_F32)
-            rhs[6:] = rhs[6:] - (reg[6:].astype(np.float64) * loc32).astype(_F32)
-        hessian = (jac_w_t @ jac + reg_mat).astype(_F32)  # BLAS sgemm in OpenFace
+        jac, jac_w_t = pdm._jacobian32(s3, glob, weights, rigid)
+        rhs = _nu_rlms_rhs(
+            shape, base_2d, img_to_ref, ref_to_img, half, responses, table, visible,
+            jac, jac_w_t, reg, loc, rigid, dxs, dys,
+        )
+        hessian = jac_w_t @ jac  # BLAS sgemm in OpenFace
+        hessian += reg_mat
         _, update = cv2.solve(hessian, rhs[:, None], flags=cv2.DECOMP_CHOLESKY)
-        glob, loc = pdm.update_model_parameters(update[:, 0], loc, glob)
-        loc, glob = pdm.clamp(loc, glob)
+        glob, loc = pdm._update32(update.reshape(-1), loc, glob)
+        loc = pdm._clamp32(loc)
+    glob = glob.astype(np.float64)
+    loc = loc.astype(np.float64)
 
     loglik = 0.0
     lhoods = None
