@@ -7,6 +7,7 @@ errors (exit code 2 for bad input or model files).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -86,6 +87,13 @@ def process_cmd(
     if landmarks_csv is not None and fast:
         _fail(click.UsageError("--landmarks-csv and --fast exclude each other"))
     out = output if output is not None else Path(input_path.stem + ".csv")
+    # Fail before hours of processing, not after.
+    try:
+        out.resolve().parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _fail(PyFaceAUError(f"{out}: cannot create its folder ({exc.strerror or exc})"))
+    if not os.access(out.resolve().parent, os.W_OK):
+        _fail(PyFaceAUError(f"{out}: its folder is not writable"))
     try:
         front_end = make_front_end(
             mode="csv" if landmarks_csv else ("fast" if fast else "faithful"),
@@ -120,6 +128,9 @@ def process_cmd(
             bar.close()
     except PyFaceAUError as exc:
         _fail(exc)
+        return
+    except OSError as exc:  # e.g. the output folder is not writable
+        _fail(PyFaceAUError(f"{exc.filename or out}: {exc.strerror or exc}"))
         return
     n = len(df)
     ok = int(df["success"].sum()) if n else 0

@@ -130,3 +130,13 @@ def test_console_script_and_help():
     assert r.exit_code == 0 and "models" in r.output
     r = CliRunner().invoke(main, ["--version"])
     assert "pyfaceau" in r.output
+
+
+def test_cli_unwritable_output_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = CliRunner().invoke(main, [str(SAMPLES / "image_sequence"), "-o", str(blocker / "out.csv"),
+                                  "--landmarks-csv", str(REFERENCE / "image_sequence.csv"),
+                                  "--no-progress"])
+    assert r.exit_code == 2
+    assert len(r.output.strip().splitlines()) == 1 and "error" in r.output
