@@ -9,16 +9,15 @@ third iteration (not necessarily consecutive) that fails to reduce the error by 
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import math
+from typing import Sequence
 
 import cv2
 import numba as nb
 import numpy as np
 
 from ..errors import InputError
-from .pdm import PDM
+from .pdm import PDM, _jacobian_kernel
 from .rotation import _euler_to_rotation_kernel, euler_to_rotation_matrix
 
 __all__ = [
@@ -111,6 +110,33 @@ def _rhs_kernel(
 
 
 @nb.njit(cache=True, nogil=True)
+def _step_kernel(
+    mean_v: np.ndarray,
+    comp_loc: np.ndarray,
+    s3_blas: np.ndarray,
+    princ_comp: np.ndarray,
+    g: np.ndarray,
+    target: np.ndarray,
+    reg: np.ndarray,
+    loc: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One CalcParams iteration up to the linear system, in one call.
+
+    ``comp_loc`` is ``princ_comp @ loc`` formed in double ((3n, 1) float64, OpenCV's
+    gemm), ``s3_blas`` the 3D shape ``ComputeJacobian`` forms with float32 BLAS
+    (``PDM._shape_3d32``). Returns the float32 3D shape, the Jacobian, its transpose
+    and the right-hand side (:func:`_rhs_kernel`).
+    """
+    shape_3d = np.empty(mean_v.shape[0], dtype=np.float32)
+    for i in range(mean_v.shape[0]):
+        shape_3d[i] = mean_v[i] + np.float32(comp_loc[i, 0])
+    # Identity weights (CalcParams' W = I): the weight argument is not read.
+    jac, jac_w_t = _jacobian_kernel(s3_blas, princ_comp, g, target, False, False)
+    rhs = _rhs_kernel(shape_3d, g, target, jac_w_t, reg, loc)
+    return shape_3d, jac, jac_w_t, rhs
+
+
+@nb.njit(cache=True, nogil=True)
 def _damp_kernel(update: np.ndarray, step: float) -> np.ndarray:
     """``step * update`` formed in double, stored as float32."""
     out = np.empty(update.shape[0], dtype=np.float32)
@@ -200,9 +226,7 @@ def calc_params(
     # Initial error, with CalcShape2D's element-wise float32 projection.
     # (comp_v in double once: cv::Mat products of floats are formed in double.)
     comp_v64 = comp_v.astype(np.float64)
-    shape_3d = (mean_v + (comp_v64 @ loc.astype(np.float64)[:, None]).astype(_F32)[:, 0]).astype(
-        _F32
-    )
+    shape_3d = mean_v + (comp_v64 @ loc.astype(np.float64)[:, None]).astype(_F32)[:, 0]
     sx, sy, sz = shape_3d[:n], shape_3d[n : 2 * n], shape_3d[2 * n :]
     cur = np.concatenate(
         [
@@ -218,10 +242,12 @@ def calc_params(
 
     not_improved = 0
     for _ in range(CALC_PARAMS_MAX_ITER):
-        shape_3d = mean_v + (comp_v64 @ loc.astype(np.float64)[:, None]).astype(_F32)[:, 0]
-        # ComputeJacobian forms its 3D shape with a float32 (BLAS) product.
-        jac, jac_w_t = sub._jacobian32(sub._shape_3d32(loc), glob, None, rigid=False)
-        rhs = _rhs_kernel(shape_3d, glob, target, jac_w_t, reg, loc)
+        # The 3D shape from a double product (cv::Mat), while ComputeJacobian forms its
+        # own with a float32 (BLAS) product.
+        shape_3d, jac, jac_w_t, rhs = _step_kernel(
+            mean_v, comp_v64 @ loc.astype(np.float64)[:, None], sub._shape_3d32(loc),
+            comp_v, glob, target, reg, loc,
+        )
         # OpenFace forms the Hessian with BLAS sgemm: float32.
         hessian = jac_w_t @ jac
         hessian += reg_mat

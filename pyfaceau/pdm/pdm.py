@@ -313,10 +313,6 @@ class PDM:
         """:meth:`calc_shape_2d` of float32 ``(6,)`` and ``(m,)`` vectors."""
         return _project_kernel(self._shape_3d32(p), g)
 
-    def _project32(self, s3: np.ndarray, g: np.ndarray) -> np.ndarray:
-        """The projection of :meth:`_shape_2d32` for a 3D shape already computed."""
-        return _project_kernel(s3, g)
-
     # -- shapes, public layout -----------------------------------------------------------
     def shape_3d(self, params_local: ArrayLike | None = None) -> np.ndarray:
         """The 3D shape in object space.

@@ -6,14 +6,19 @@ These helpers return ``float32`` arrays so that callers that mirror OpenFace's m
 its rounding; callers that want float64 convert at their boundary.
 
 Axis-angle conversions go through ``cv2.Rodrigues`` exactly as OpenFace's
-``cv::Rodrigues`` calls do (same OpenCV code, same float32 inputs).
+``cv::Rodrigues`` calls do (same OpenCV code, same float32 inputs); the vector-to-matrix
+direction, a closed formula, is OpenCV's code ported to a numba kernel (same double
+operations in the same order, so the same float32 results).
+
+The small kernels (``_*_kernel``) are numba-compiled so that the CLNF fitter's hot loop
+can call them without NumPy's per-call overhead; each was checked to give bit-identical
+results to the NumPy/OpenCV expressions it replaced.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import math
+from typing import Sequence
 
 import cv2
 import numba as nb
@@ -35,9 +40,12 @@ _F32 = np.float32
 
 
 @intrinsic
-def _fma32(typingctx, a, b, c):  # noqa: ANN001, ANN202 - numba intrinsic signature
-    """``fmaf(a, b, c)`` (one rounding) for float32 inside njit kernels."""
-    sig = types.float32(types.float32, types.float32, types.float32)
+def _fma(typingctx, a, b, c):  # noqa: ANN001, ANN202 - numba intrinsic signature
+    """``fma(a, b, c)`` (one rounding) of three float32 or three float64 values, for njit
+    kernels that reproduce OpenBLAS's small-matrix products (fused multiply-adds)."""
+    if not (a == b == c and isinstance(a, types.Float)):
+        return None
+    sig = a(a, a, a)
 
     def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
         return builder.fma(*args)
@@ -58,7 +66,7 @@ def _matmul33(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         for j in range(3):
             acc = np.float32(0.0)
             for k in range(3):
-                acc = _fma32(a[i, k], b[k, j], acc)
+                acc = _fma(a[i, k], b[k, j], acc)
             out[i, j] = acc
     return out
 

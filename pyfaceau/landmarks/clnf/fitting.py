@@ -32,6 +32,7 @@ import numba as nb
 import numpy as np
 
 from ...pdm import PDM
+from ...pdm.pdm import _jacobian_kernel, _project_kernel
 from .patch_experts import CCNFScale, patch_responses
 
 __all__ = [
@@ -299,10 +300,10 @@ def _nu_rlms_rhs(
     k = jac_w_t.shape[0]
     shifts = np.empty((n, 2), dtype=np.float32)
     for i in range(n):
-        ox = np.float32(shape[i] - base_2d[i, 0])
-        oy = np.float32(shape[n + i] - base_2d[i, 1])
-        offx = np.float32(np.float64(ox) * sim_img_to_ref[0, 0] + np.float64(oy) * sim_img_to_ref[0, 1])
-        offy = np.float32(np.float64(ox) * sim_img_to_ref[1, 0] + np.float64(oy) * sim_img_to_ref[1, 1])
+        ox = np.float64(np.float32(shape[i] - base_2d[i, 0]))
+        oy = np.float64(np.float32(shape[n + i] - base_2d[i, 1]))
+        offx = np.float32(ox * sim_img_to_ref[0, 0] + oy * sim_img_to_ref[0, 1])
+        offy = np.float32(ox * sim_img_to_ref[1, 0] + oy * sim_img_to_ref[1, 1])
         dxs[i] = offx + half
         dys[i] = offy + half
     _mean_shift_kde(responses, dxs, dys, table, visible, MEAN_SHIFT_STEP, shifts)
@@ -330,6 +331,47 @@ def _nu_rlms_rhs(
         for j in range(k - 6):
             rhs[6 + j] = rhs[6 + j] - np.float32(np.float64(reg[6 + j]) * np.float64(loc[j]))
     return rhs
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _nu_rlms_step(
+    s3: np.ndarray,
+    princ_comp: np.ndarray,
+    glob: np.ndarray,
+    previous: np.ndarray,
+    weights: np.ndarray,
+    apply_weights: bool,
+    rigid: bool,
+    base_2d: np.ndarray,
+    sim_img_to_ref: np.ndarray,
+    sim_ref_to_img: np.ndarray,
+    half: np.float32,
+    responses: np.ndarray,
+    table: np.ndarray,
+    visible: np.ndarray,
+    reg: np.ndarray,
+    loc: np.ndarray,
+    dxs: np.ndarray,
+    dys: np.ndarray,
+) -> tuple[bool, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The element-wise part of one NU-RLMS iteration, in one call.
+
+    From the 3D shape ``s3`` (``PDM._shape_3d32``): the 2D shape, the convergence test
+    against ``previous`` (empty on the first iteration), the Jacobians
+    (``PDM._jacobian32``) and the right-hand side (:func:`_nu_rlms_rhs`). Returns
+    ``(converged, shape, jac, jac_w_t, rhs)``; when converged the last three are empty.
+    """
+    shape = _project_kernel(s3, glob)
+    empty1 = np.empty(0, dtype=np.float32)
+    empty2 = np.empty((0, 0), dtype=np.float32)
+    if previous.shape[0] > 0 and _moved_less(shape, previous, SHAPE_CONVERGENCE_PX):
+        return True, shape, empty2, empty2, empty1
+    jac, jac_w_t = _jacobian_kernel(s3, princ_comp, glob, weights, apply_weights, rigid)
+    rhs = _nu_rlms_rhs(
+        shape, base_2d, sim_img_to_ref, sim_ref_to_img, half, responses, table, visible,
+        jac, jac_w_t, reg, loc, rigid, dxs, dys,
+    )
+    return False, shape, jac, jac_w_t, rhs
 
 
 def weight_matrix_diagonal(
@@ -421,21 +463,20 @@ def nu_rlms(
     img_to_ref = np.asarray(sim_img_to_ref, dtype=_F32).astype(np.float64)
     ref_to_img = np.asarray(sim_ref_to_img, dtype=_F32).astype(np.float64)
 
+    apply_weights = weights is not None
+    if weights is None:
+        weights = np.ones(2 * n, dtype=_F32)
     dxs = np.zeros(n, dtype=_F32)
     dys = np.zeros(n, dtype=_F32)
-    previous: np.ndarray | None = None
+    previous = np.empty(0, dtype=_F32)
     for _ in range(params.num_iterations):
-        s3 = pdm._shape_3d32(loc)
-        shape = pdm._project32(s3, glob)
-        if previous is not None and _moved_less(shape, previous, SHAPE_CONVERGENCE_PX):
-            break
-        previous = shape
-
-        jac, jac_w_t = pdm._jacobian32(s3, glob, weights, rigid)
-        rhs = _nu_rlms_rhs(
-            shape, base_2d, img_to_ref, ref_to_img, half, responses, table, visible,
-            jac, jac_w_t, reg, loc, rigid, dxs, dys,
+        converged, previous, jac, jac_w_t, rhs = _nu_rlms_step(
+            pdm._shape_3d32(loc), pdm.princ_comp, glob, previous, weights, apply_weights,
+            rigid, base_2d, img_to_ref, ref_to_img, half, responses, table, visible, reg, loc,
+            dxs, dys,
         )
+        if converged:
+            break
         hessian = jac_w_t @ jac  # BLAS sgemm in OpenFace
         hessian += reg_mat
         _, update = cv2.solve(hessian, rhs[:, None], flags=cv2.DECOMP_CHOLESKY)

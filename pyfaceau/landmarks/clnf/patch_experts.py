@@ -32,6 +32,7 @@ import numpy as np
 
 from ...errors import ModelFileError
 from ...parsers.ccnf_patches import CCNFPatchFile
+from ...pdm.rotation import _fma
 
 __all__ = [
     "NEURON_ALPHA_MIN",
@@ -68,35 +69,39 @@ def _im2col_contrast_norm(aois: np.ndarray, ph: int, pw: int, out: np.ndarray) -
     cols = aois.shape[2] - pw + 1
     n_items = ph * pw
     inv_n = np.float32(n_items)
+    buf = np.empty(n_items, dtype=np.float32)
     for l in range(k):
+        a = aois[l]
         for i in range(rows):
             for j in range(cols):
-                r = i * cols + j
-                o = out[l, r]
-                o[0] = np.float32(1.0)
+                # The patch, column-major, in a small buffer that stays in cache; the
+                # sums keep OpenFace's order (row-major for the mean, column-major after).
                 s = np.float32(0.0)
                 for yy in range(ph):
+                    ra = a[i + yy]
                     for xx in range(pw):
-                        v = aois[l, i + yy, j + xx]
+                        v = ra[j + xx]
                         s += v
-                        o[1 + xx * ph + yy] = v
+                        buf[xx * ph + yy] = v
                 mean = s / inv_n
                 ss = np.float32(0.0)
-                for c in range(1, n_items + 1):
-                    v = o[c] - mean
-                    o[c] = v
+                for c in range(n_items):
+                    v = buf[c] - mean
+                    buf[c] = v
                     ss += v * v
                 norm = np.float32(math.sqrt(ss))
                 if norm == 0:
                     norm = np.float32(1.0)
                 inv = np.float32(1.0 / np.float64(norm))
-                for c in range(1, n_items + 1):
-                    o[c] *= inv
+                o = out[l, i * cols + j]
+                o[0] = np.float32(1.0)
+                for c in range(n_items):
+                    o[1 + c] = buf[c] * inv
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy")
 def _sigmoid_sum_smooth(
-    z: np.ndarray, alpha2: np.ndarray, sigmas: np.ndarray, out: np.ndarray
+    z: np.ndarray, alpha2: np.ndarray, sigmas_t: np.ndarray, out: np.ndarray
 ) -> None:
     """Neuron sigmoids summed, CRF smoothing with Sigma, and the non-negativity shift.
 
@@ -104,11 +109,12 @@ def _sigmoid_sum_smooth(
     ----------
     z : (k, P, K) float32 neuron activations (bias included).
     alpha2 : (k, K) float64, ``2 * alpha`` of used neurons, 0 for skipped ones.
-    sigmas : (k, P, P) float32.
+    sigmas_t : (k, P, P) float32, the Sigma matrices transposed.
     out : (k, P) float32 response maps (row-major windows), filled.
     """
     k, p_count, n_neurons = z.shape
     resp = np.empty(p_count, dtype=np.float32)
+    acc = np.empty(p_count, dtype=np.float32)
     for l in range(k):
         for p in range(p_count):
             resp[p] = np.float32(0.0)
@@ -120,14 +126,20 @@ def _sigmoid_sum_smooth(
                 resp[p] = np.float32(
                     np.float64(resp[p]) + a2 / (1.0 + math.exp(-np.float64(z[l, p, nn])))
                 )
+        # (Sigma @ resp)[p] summed over q in order; all P sums advance together so that
+        # the loop over p is contiguous (Sigma transposed) and vectorises.
+        acc[:] = 0.0
+        st = sigmas_t[l]
+        for q in range(p_count):
+            rq = resp[q]
+            row = st[q]
+            for p in range(p_count):
+                acc[p] += row[p] * rq
         mn = np.float32(np.inf)
         for p in range(p_count):
-            acc = np.float32(0.0)
-            for q in range(p_count):
-                acc += sigmas[l, p, q] * resp[q]
-            out[l, p] = acc
-            if acc < mn:
-                mn = acc
+            out[l, p] = acc[p]
+            if acc[p] < mn:
+                mn = acc[p]
         if mn < 0:
             for p in range(p_count):
                 out[l, p] -= mn
@@ -153,21 +165,155 @@ def align_shapes_with_scale(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     Matches ``RotationHelpers.h``: means and scales in float32 from double sums, a
     reflection-free rotation from the SVD of ``src_n.T @ dst_n``.
     """
-    src = np.asarray(src, dtype=_F32)
-    dst = np.asarray(dst, dtype=_F32)
+    src = np.ascontiguousarray(src, dtype=_F32)
+    dst = np.ascontiguousarray(dst, dtype=_F32)
+    s, cov = _kabsch_prepare(src, dst)
+    u, _, vt = np.linalg.svd(cov)  # LAPACK, as NumPy's; not reproducible in a loop
+    return _kabsch_finish(s, u, vt)
+
+
+@nb.njit(cache=True, nogil=True)
+def _pairwise_sum_sq(x: np.ndarray) -> float:
+    """``np.sum(x * x, dtype=np.float64)`` of a contiguous float32 array, bit for bit:
+    the squares in float32, then NumPy's pairwise summation in double (blocks of 128,
+    eight interleaved partial sums)."""
+    return _pairwise(x.ravel(), 0, x.size)
+
+
+@nb.njit(cache=True, nogil=True)
+def _pairwise_block(x: np.ndarray, start: int, n: int) -> float:
+    """A leaf of NumPy's ``pairwise_sum`` (n <= 128) of float32 squares, in double."""
+    if n < 8:
+        res = 0.0
+        for i in range(start, start + n):
+            res += np.float64(x[i] * x[i])
+        return res
+    r = np.empty(8, dtype=np.float64)
+    for j in range(8):
+        r[j] = np.float64(x[start + j] * x[start + j])
+    i = 8
+    while i < n - (n % 8):
+        for j in range(8):
+            r[j] += np.float64(x[start + i + j] * x[start + i + j])
+        i += 8
+    res = (r[0] + r[1]) + (r[2] + r[3]) + ((r[4] + r[5]) + (r[6] + r[7]))
+    for k in range(i, n):
+        res += np.float64(x[start + k] * x[start + k])
+    return res
+
+
+@nb.njit(cache=True, nogil=True)
+def _pairwise(x: np.ndarray, start: int, n: int) -> float:
+    """NumPy's ``pairwise_sum`` (``loops_utils.h``) of float32 squares, in double.
+
+    Segments longer than 128 are split in two (the first part a multiple of 8 long) and
+    the two sums added; evaluated with an explicit stack (numba caches no recursion).
+    """
+    seg_start = np.empty(128, dtype=np.int64)
+    seg_len = np.empty(128, dtype=np.int64)
+    seg_done = np.zeros(128, dtype=np.bool_)
+    values = np.empty(128, dtype=np.float64)
+    top = 0
+    nv = 0
+    seg_start[0] = start
+    seg_len[0] = n
+    seg_done[0] = False
+    top = 1
+    while top > 0:
+        top -= 1
+        s0 = seg_start[top]
+        n0 = seg_len[top]
+        if n0 <= 128:
+            values[nv] = _pairwise_block(x, s0, n0)
+            nv += 1
+        elif seg_done[top]:
+            nv -= 1
+            values[nv - 1] = values[nv - 1] + values[nv]
+        else:
+            n2 = n0 // 2
+            n2 -= n2 % 8
+            seg_done[top] = True
+            top += 1
+            seg_start[top] = s0 + n2
+            seg_len[top] = n0 - n2
+            seg_done[top] = False
+            top += 1
+            seg_start[top] = s0
+            seg_len[top] = n2
+            seg_done[top] = False
+            top += 1
+    return values[0]
+
+
+@nb.njit(cache=True, nogil=True)
+def _kabsch_prepare(src: np.ndarray, dst: np.ndarray) -> tuple[np.float32, np.ndarray]:
+    """Centre and normalise both shapes; returns the scale ``s_dst / s_src`` and the
+    (2, 2) float64 matrix ``src_n.T @ dst_n`` whose SVD gives the rotation."""
     n = src.shape[0]
-    src_c = src - src.mean(axis=0, dtype=np.float64).astype(_F32)
-    dst_c = dst - dst.mean(axis=0, dtype=np.float64).astype(_F32)
-    s_src = _F32(math.sqrt(float(np.sum(src_c * src_c, dtype=np.float64)) / n))
-    s_dst = _F32(math.sqrt(float(np.sum(dst_c * dst_c, dtype=np.float64)) / n))
-    src_n = src_c / s_src
-    dst_n = dst_c / s_dst
-    s = s_dst / s_src
-    u, _, vt = np.linalg.svd((src_n.T @ dst_n).astype(np.float64))
-    d = np.linalg.det(vt.T @ u.T)
-    corr = np.diag([1.0, 1.0 if d > 0 else -1.0])
-    rot = (vt.T @ corr @ u.T).astype(_F32)
-    return (s * rot).astype(_F32)
+    # Column means: NumPy's axis-0 reduction adds the rows in order, in double.
+    sm0 = 0.0
+    sm1 = 0.0
+    dm0 = 0.0
+    dm1 = 0.0
+    for i in range(n):
+        sm0 += np.float64(src[i, 0])
+        sm1 += np.float64(src[i, 1])
+        dm0 += np.float64(dst[i, 0])
+        dm1 += np.float64(dst[i, 1])
+    sm0f = np.float32(sm0 / n)
+    sm1f = np.float32(sm1 / n)
+    dm0f = np.float32(dm0 / n)
+    dm1f = np.float32(dm1 / n)
+    src_c = np.empty((n, 2), dtype=np.float32)
+    dst_c = np.empty((n, 2), dtype=np.float32)
+    for i in range(n):
+        src_c[i, 0] = src[i, 0] - sm0f
+        src_c[i, 1] = src[i, 1] - sm1f
+        dst_c[i, 0] = dst[i, 0] - dm0f
+        dst_c[i, 1] = dst[i, 1] - dm1f
+    s_src = np.float32(math.sqrt(_pairwise_sum_sq(src_c) / n))
+    s_dst = np.float32(math.sqrt(_pairwise_sum_sq(dst_c) / n))
+    # src_n.T @ dst_n: OpenBLAS's small-matrix sgemm, an in-order chain of fused
+    # multiply-adds per element (reproduced bit for bit).
+    cov = np.empty((2, 2), dtype=np.float64)
+    for a in range(2):
+        for b in range(2):
+            acc = np.float32(0.0)
+            for i in range(n):
+                acc = _fma(src_c[i, a] / s_src, dst_c[i, b] / s_dst, acc)
+            cov[a, b] = np.float64(acc)
+    return s_dst / s_src, cov
+
+
+@nb.njit(cache=True, nogil=True)
+def _matmul22(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """float64 (2, 2) product as OpenBLAS's small-matrix dgemm (in-order FMA chain)."""
+    out = np.empty((2, 2), dtype=np.float64)
+    for i in range(2):
+        for j in range(2):
+            acc = 0.0
+            for k in range(2):
+                acc = _fma(a[i, k], b[k, j], acc)
+            out[i, j] = acc
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def _kabsch_finish(s: np.float32, u: np.ndarray, vt: np.ndarray) -> np.ndarray:
+    """``s * V diag(1, sign det(V U^T)) U^T`` as float32 (2, 2)."""
+    v = np.ascontiguousarray(vt.T)
+    ut = np.ascontiguousarray(u.T)
+    m = _matmul22(v, ut)
+    det = m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0]  # +-1: only its sign is used
+    corr = np.zeros((2, 2), dtype=np.float64)
+    corr[0, 0] = 1.0
+    corr[1, 1] = 1.0 if det > 0 else -1.0
+    rot = _matmul22(_matmul22(v, corr), ut)
+    out = np.empty((2, 2), dtype=np.float32)
+    for i in range(2):
+        for j in range(2):
+            out[i, j] = s * np.float32(rot[i, j])
+    return out
 
 
 def similarity_to_reference(
@@ -229,6 +375,7 @@ class CCNFScale:
     sigma_components: dict[int, tuple[np.ndarray, ...]]
     _views: list[_ViewExperts]
     _sigma_cache: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
+    _sigma_t_cache: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
 
     @classmethod
     def from_file(cls, data: CCNFPatchFile) -> "CCNFScale":
@@ -369,6 +516,15 @@ class CCNFScale:
         self._sigma_cache[key] = out
         return out
 
+    def _sigmas_t(self, view: int, window: int) -> np.ndarray:
+        """:meth:`sigmas` with each matrix transposed (contiguous), cached."""
+        key = (view, window)
+        cached = self._sigma_t_cache.get(key)
+        if cached is None:
+            cached = np.ascontiguousarray(self.sigmas(view, window).transpose(0, 2, 1))
+            self._sigma_t_cache[key] = cached
+        return cached
+
     def responses(
         self,
         image: np.ndarray,
@@ -418,7 +574,7 @@ class CCNFScale:
         _im2col_contrast_norm(aois, ph, pw, cols)
         z = np.matmul(cols, ve.weights)  # (k, P, K) float32 (OpenFace: sgemm)
         resp = np.empty((k, p_count), dtype=_F32)
-        _sigmoid_sum_smooth(z, ve.alpha2, self.sigmas(view, window), resp)
+        _sigmoid_sum_smooth(z, ve.alpha2, self._sigmas_t(view, window), resp)
         out[ve.visible] = resp.reshape(k, window, window)
         return out
 

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Sequence
 
 import cv2
+import numba as nb
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from ...errors import InputError, ModelFileError
 from ...modelstore import store
@@ -77,6 +77,28 @@ def _max_pool(x: np.ndarray) -> np.ndarray:
     return np.maximum(top, bottom)
 
 
+@nb.njit(cache=True, nogil=True)
+def _im2col(x: np.ndarray, kh: int, kw: int) -> np.ndarray:
+    """(c, H, W) float32 maps -> (oh*ow, c*kh*kw) patches, row ``oy * ow + ox``, column
+    ``(ch * kh + ky) * kw + kx`` (the kernels' order); a plain copy, as a compiled loop
+    because the strided NumPy version cost half of the validator's time."""
+    c, h, w = x.shape
+    oh = h - kh + 1
+    ow = w - kw + 1
+    out = np.empty((oh * ow, c * kh * kw), dtype=x.dtype)
+    for oy in range(oh):
+        for ox in range(ow):
+            row = out[oy * ow + ox]
+            k = 0
+            for ch in range(c):
+                for ky in range(kh):
+                    src = x[ch, oy + ky]
+                    for kx in range(kw):
+                        row[k] = src[ox + kx]
+                        k += 1
+    return out
+
+
 def _gemm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """float32 ``a @ b`` with OpenCV's ``gemm``.
 
@@ -123,11 +145,7 @@ class _Net:
                 oh, ow = x.shape[1] - kh + 1, x.shape[2] - kw + 1
                 if oh <= 0 or ow <= 0:
                     raise ModelFileError(f"{self.path}: convolution kernel larger than its input")
-                # (c, oh, ow, kh, kw) -> (oh*ow, c*kh*kw), same column order as the kernels
-                cols = sliding_window_view(x, (kh, kw), axis=(1, 2))
-                cols = np.ascontiguousarray(cols.transpose(1, 2, 0, 3, 4)).reshape(
-                    oh * ow, c * kh * kw
-                )
+                cols = _im2col(np.ascontiguousarray(x), kh, kw)
                 out = _gemm(cols, w) + b
                 x = np.ascontiguousarray(out.T).reshape(-1, oh, ow)
             elif kind == "pool":
