@@ -1,4 +1,4 @@
-"""Speed of the OpenFace-faithful path (MTCNN + CLNF + validator, then the AU back end).
+"""Speed of the OpenFace-faithful path beside the fast path, in one run.
 
 Usage::
 
@@ -10,7 +10,9 @@ video file: (a) decoding only, (b) the faithful landmark front end
 (:class:`~pyfaceau.pipeline.faithful.OpenFaceLandmarkFrontEnd`), (c) (b) plus the AU back
 end (:class:`~pyfaceau.pipeline.backend.AUBackend`, including the end-of-video
 post-processing), i.e. what ``pyfaceau VIDEO -o OUT.csv`` does minus model loading and
-CSV writing. Prints frames per second, wall and CPU (``time.process_time``) milliseconds
+CSV writing, and for comparison (d) the fast landmark front end (RetinaFace + PFLD +
+refinement) and (e) (d) plus the AU back end (``pyfaceau VIDEO --fast``). BLAS runs on one
+thread, as in ``pyfaceau.process``. Prints frames per second, wall and CPU (``time.process_time``) milliseconds
 per frame, the cost over decoding, and the ratio to decoding, plus OpenFace 2.2's own
 FeatureExtraction speed on this class of machine as a reference.
 """
@@ -32,7 +34,9 @@ os.environ.setdefault(
 )
 
 from pyfaceau.pipeline.backend import AUBackend  # noqa: E402
+from pyfaceau.pipeline.fast import FastLandmarkFrontEnd  # noqa: E402
 from pyfaceau.pipeline.faithful import OpenFaceLandmarkFrontEnd  # noqa: E402
+from pyfaceau.pipeline.session import single_threaded_blas  # noqa: E402
 from pyfaceau.pipeline.sources import open_source  # noqa: E402
 
 #: OpenFace 2.2's FeatureExtraction (C++, landmarks + AUs) on default.wmv on a 2-core
@@ -61,29 +65,31 @@ def run(
     return time.perf_counter() - t0, time.process_time() - c0, n
 
 
-def bench_video(path: Path, front_end: OpenFaceLandmarkFrontEnd, backend: AUBackend,
-                n_frames: int, repeat: int) -> dict[str, tuple[float, float, int]]:
+def bench_video(path: Path, front_end: OpenFaceLandmarkFrontEnd, fast: FastLandmarkFrontEnd,
+                backend: AUBackend, n_frames: int, repeat: int) -> dict[str, tuple[float, float, int]]:
     """Best (wall, cpu, frames) per mode for one video."""
     source = open_source(path)
     state: dict[str, object] = {}
 
-    def reset_landmarks() -> None:
-        front_end.reset()
+    def resetter(fe, with_session: bool) -> Callable[[], None]:
+        def reset() -> None:
+            fe.reset()
+            if with_session:
+                state["session"] = backend.new_session(source.width, source.height)
+        return reset
 
-    def reset_all() -> None:
-        front_end.reset()
-        state["session"] = backend.new_session(source.width, source.height)
-
-    def with_backend(f) -> None:
-        state["session"].add(f, front_end.track(f.image))
+    def with_backend(fe) -> Callable:
+        return lambda f: state["session"].add(f, fe.track(f.image))
 
     def finish() -> None:
         state["session"].finish()
 
     modes: dict[str, tuple[Callable | None, Callable, Callable | None]] = {
         "(a) decode only": (None, lambda f: None, None),
-        "(b) faithful landmarks": (reset_landmarks, lambda f: front_end.track(f.image), None),
-        "(c) faithful landmarks + AUs": (reset_all, with_backend, finish),
+        "(b) faithful landmarks": (resetter(front_end, False), lambda f: front_end.track(f.image), None),
+        "(c) faithful landmarks + AUs": (resetter(front_end, True), with_backend(front_end), finish),
+        "(d) fast landmarks": (resetter(fast, False), lambda f: fast.track(f.image), None),
+        "(e) fast landmarks + AUs": (resetter(fast, True), with_backend(fast), finish),
     }
     # Warm-up: numba compilation (cached on disk after the first run), first calls.
     for reset, work, done in modes.values():
@@ -112,11 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     front_end = OpenFaceLandmarkFrontEnd()
+    fast = FastLandmarkFrontEnd()
     backend = AUBackend()
     lo, hi = OPENFACE_FPS
     for video in args.videos:
         path = Path(video)
-        results = bench_video(path, front_end, backend, args.frames, args.repeat)
+        with single_threaded_blas():
+            results = bench_video(path, front_end, fast, backend, args.frames, args.repeat)
         source = open_source(path)
         dec_wall, _, n = results["(a) decode only"]
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -131,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         full_fps = n / results["(c) faithful landmarks + AUs"][0]
         print(f"reference: OpenFace 2.2 FeatureExtraction (C++) runs default.wmv at about "
               f"{lo:.0f}-{hi:.0f} frames/s on this class of machine; (c) is "
-              f"{full_fps / hi:.2f}-{full_fps / lo:.2f}x that\n")
+              f"{full_fps / hi:.2f}-{full_fps / lo:.2f}x that; the fast path (e) is "
+              f"{results['(c) faithful landmarks + AUs'][0] / results['(e) fast landmarks + AUs'][0]:.2f}x "
+              f"the faithful path (c)\n")
     return 0
 
 

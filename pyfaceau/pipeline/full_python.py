@@ -20,6 +20,7 @@ from ..output.table import write_csv
 from ..refinement.targeted import FAST_SEARCH_WINDOW, TargetedCLNFRefiner
 from .backend import AUBackend, BackendSession, FrameResult
 from .fast import FastLandmarkFrontEnd
+from .session import single_threaded_blas
 from .sources import Frame, open_source, to_bgr8
 
 __all__ = ["FullPythonAUPipeline"]
@@ -112,9 +113,10 @@ class FullPythonAUPipeline:
         frames = tqdm(source, total=len(source), unit="frame", desc=Path(video_path).name,
                       disable=not self.verbose, dynamic_ncols=True)
         t0 = time.perf_counter()
-        for frame in frames:
-            session.add(frame, self.front_end.track(frame.image))
-        df = session.finish()
+        with single_threaded_blas():
+            for frame in frames:
+                session.add(frame, self.front_end.track(frame.image))
+            df = session.finish()
         elapsed = time.perf_counter() - t0
         if self.verbose:
             log.info("%s: %d frames at %.1f frames/s", video_path, len(df), len(df) / max(elapsed, 1e-9))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from ..errors import InputError
 from ..output.table import write_csv
@@ -14,9 +16,21 @@ from .backend import AUBackend
 from .sources import open_source
 from .types import LandmarkFrontEnd
 
-__all__ = ["make_front_end", "process"]
+__all__ = ["make_front_end", "process", "single_threaded_blas"]
 
 ModelsArg = str | os.PathLike | Sequence[str | os.PathLike] | None
+
+
+@contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """Run the BLAS libraries (NumPy's, and the one OpenCV's ``gemm`` uses) on one thread.
+
+    OpenFace does the same (``openblas_set_num_threads(1)`` in ``CNN::Read``). The
+    products here are small: a second thread adds no speed, doubles the CPU time (its
+    workers spin between calls) and makes float32 results depend on the core count.
+    """
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def make_front_end(
@@ -86,11 +100,12 @@ def process(
     session = backend.new_session(source.width, source.height)
     front_end.reset()
     total = len(source)
-    for done, frame in enumerate(source, start=1):
-        session.add(frame, front_end.track(frame.image))
-        if on_frame is not None:
-            on_frame(done, total)
-    df = session.finish()
+    with single_threaded_blas():
+        for done, frame in enumerate(source, start=1):
+            session.add(frame, front_end.track(frame.image))
+            if on_frame is not None:
+                on_frame(done, total)
+        df = session.finish()
     if output_csv is not None:
         write_csv(df, Path(output_csv))
     return df
