@@ -8,7 +8,7 @@ import pytest
 
 from conftest import REFERENCE, SAMPLES, load_reference, reference_landmarks
 from pyfaceau.alignment import align_face, alignment_warp_matrix, face_mask
-from pyfaceau.alignment.align import align_shapes_with_scale
+from pyfaceau.pdm.rotation import align_shapes_with_scale
 from pyfaceau.errors import InputError
 from pyfaceau.modelstore import resolve
 from pyfaceau.parsers.triangulation import read_triangulation

@@ -16,7 +16,6 @@ from pyfaceau.refinement.targeted import (
     TARGET_LANDMARKS,
     TargetedCLNFRefiner,
     _ncc_logistic,
-    align_shapes_with_scale,
     estimate_rotation,
 )
 
@@ -73,14 +72,6 @@ def test_response_kernel_matches_opencv():
     _ncc_logistic(area, tmpl.astype(np.float64), 2.0, -1.0, resp)
     ncc = cv2.matchTemplate(area.astype(np.float32), tmpl, cv2.TM_CCOEFF_NORMED)
     np.testing.assert_allclose(resp, 1 / (1 + np.exp(-(2.0 * ncc - 1.0))), atol=1e-5)
-
-
-def test_align_shapes_with_scale_recovers_similarity():
-    rng = np.random.default_rng(1)
-    src = rng.normal(size=(68, 2)) * 30
-    a = 1.7 * np.array([[math.cos(0.3), -math.sin(0.3)], [math.sin(0.3), math.cos(0.3)]])
-    dst = src @ a.T + [5.0, -2.0]
-    np.testing.assert_allclose(align_shapes_with_scale(src, dst), a, atol=1e-9)
 
 
 @pytest.mark.parametrize("yaw_deg, view", [(0, 0), (-22, 1), (44, 5), (-70, 3), (18, 6)])

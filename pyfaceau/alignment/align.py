@@ -19,10 +19,10 @@ import numpy as np
 
 from ..errors import InputError
 from ..pdm.pdm import PDM, ArrayLike
+from ..pdm.rotation import align_shapes_with_scale
 
 __all__ = [
     "align_face",
-    "align_shapes_with_scale",
     "alignment_warp_matrix",
     "face_mask",
     "RIGID_POINTS",
@@ -50,46 +50,6 @@ AU_SIM_SCALE = 0.7
 AU_SIM_SIZE = 112
 
 _F32 = np.float32
-
-
-def align_shapes_with_scale(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """OpenFace's ``AlignShapesWithScale`` (``RotationHelpers.h``): scaled Kabsch in 2D.
-
-    Parameters
-    ----------
-    src : (k, 2) points to align (pixels).
-    dst : (k, 2) points to align them to.
-
-    Returns
-    -------
-    (2, 2) float32 ``A = s * R`` such that ``A @ (src_i - mean(src))`` best matches
-    ``dst_i - mean(dst)`` (rotation without reflection, uniform scale).
-
-    Notes
-    -----
-    Matches OpenFace's float32 arithmetic: means and sums of squares accumulate in double
-    (``cv::mean``, ``cv::sum``) and are stored as float; the SVD is OpenCV's on float32.
-    """
-    s = np.asarray(src, dtype=_F32)
-    d = np.asarray(dst, dtype=_F32)
-    n = s.shape[0]
-    s_mean = s.astype(np.float64).mean(axis=0).astype(_F32)
-    d_mean = d.astype(np.float64).mean(axis=0).astype(_F32)
-    s_c = (s - s_mean).astype(_F32)
-    d_c = (d - d_mean).astype(_F32)
-    s_src = _F32(np.sqrt(np.sum((s_c * s_c).astype(np.float64)) / n))
-    s_dst = _F32(np.sqrt(np.sum((d_c * d_c).astype(np.float64)) / n))
-    s_n = (s_c.astype(np.float64) * (1.0 / float(s_src))).astype(_F32)
-    d_n = (d_c.astype(np.float64) * (1.0 / float(s_dst))).astype(_F32)
-    scale = s_dst / s_src
-    # Kabsch (AlignShapesKabsch2D): R = V diag(1, sign det(V U^T)) U^T of SVD(from^T to).
-    cov = (s_n.T.astype(np.float64) @ d_n.astype(np.float64)).astype(_F32)
-    _, u, vt = cv2.SVDecomp(cov)
-    det = float(np.linalg.det((vt.T @ u.T).astype(np.float64)))
-    corr = np.eye(2, dtype=_F32)
-    corr[1, 1] = 1.0 if det > 0 else -1.0
-    rot = (vt.T @ corr @ u.T).astype(_F32)
-    return (scale * rot).astype(_F32)
 
 
 def _check_landmarks(landmarks: np.ndarray) -> np.ndarray:

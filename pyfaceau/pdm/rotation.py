@@ -27,6 +27,7 @@ from numba import types
 from numba.extending import intrinsic
 
 __all__ = [
+    "align_shapes_with_scale",
     "euler_to_rotation_matrix",
     "rotation_matrix_to_euler",
     "euler_to_axis_angle",
@@ -251,3 +252,173 @@ def _orthonormalise_kernel(u: np.ndarray, vt: np.ndarray) -> np.ndarray:
     w[1, 1] = 1.0
     w[2, 2] = np.float32(_det33(x))
     return _matmul33(_matmul33(u, w), vt)
+
+
+def align_shapes_with_scale(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """OpenFace's ``Utilities::AlignShapesWithScale`` (Kabsch with scale, no translation).
+
+    Parameters
+    ----------
+    src : (n, 2) points to align (float32 in OpenFace).
+    dst : (n, 2) points to align onto.
+
+    Returns
+    -------
+    (2, 2) float32 ``A = s R`` minimising ``|A (src - mean) - (dst - mean)|``.
+
+    Notes
+    -----
+    Matches ``RotationHelpers.h``: means and scales in float32 from double sums, a
+    reflection-free rotation from OpenCV's SVD of the float32 ``src_n.T @ dst_n``.
+    """
+    src = np.ascontiguousarray(src, dtype=_F32)
+    dst = np.ascontiguousarray(dst, dtype=_F32)
+    s, cov = _kabsch_prepare(src, dst)
+    # OpenFace takes cv::SVD of the float32 product (AlignShapesKabsch2D); its last bits
+    # move the aligned face by a grey level here and there, which some AU SVMs notice.
+    _, u, vt = cv2.SVDecomp(cov.astype(np.float32))
+    return _kabsch_finish(s, u.astype(np.float64), vt.astype(np.float64))
+
+
+@nb.njit(cache=True, nogil=True)
+def _pairwise_sum_sq(x: np.ndarray) -> float:
+    """``np.sum(x * x, dtype=np.float64)`` of a contiguous float32 array, bit for bit:
+    the squares in float32, then NumPy's pairwise summation in double (blocks of 128,
+    eight interleaved partial sums)."""
+    return _pairwise(x.ravel(), 0, x.size)
+
+
+@nb.njit(cache=True, nogil=True)
+def _pairwise_block(x: np.ndarray, start: int, n: int) -> float:
+    """A leaf of NumPy's ``pairwise_sum`` (n <= 128) of float32 squares, in double."""
+    if n < 8:
+        res = 0.0
+        for i in range(start, start + n):
+            res += np.float64(x[i] * x[i])
+        return res
+    r = np.empty(8, dtype=np.float64)
+    for j in range(8):
+        r[j] = np.float64(x[start + j] * x[start + j])
+    i = 8
+    while i < n - (n % 8):
+        for j in range(8):
+            r[j] += np.float64(x[start + i + j] * x[start + i + j])
+        i += 8
+    res = (r[0] + r[1]) + (r[2] + r[3]) + ((r[4] + r[5]) + (r[6] + r[7]))
+    for k in range(i, n):
+        res += np.float64(x[start + k] * x[start + k])
+    return res
+
+
+@nb.njit(cache=True, nogil=True)
+def _pairwise(x: np.ndarray, start: int, n: int) -> float:
+    """NumPy's ``pairwise_sum`` (``loops_utils.h``) of float32 squares, in double.
+
+    Segments longer than 128 are split in two (the first part a multiple of 8 long) and
+    the two sums added; evaluated with an explicit stack (numba caches no recursion).
+    """
+    seg_start = np.empty(128, dtype=np.int64)
+    seg_len = np.empty(128, dtype=np.int64)
+    seg_done = np.zeros(128, dtype=np.bool_)
+    values = np.empty(128, dtype=np.float64)
+    top = 0
+    nv = 0
+    seg_start[0] = start
+    seg_len[0] = n
+    seg_done[0] = False
+    top = 1
+    while top > 0:
+        top -= 1
+        s0 = seg_start[top]
+        n0 = seg_len[top]
+        if n0 <= 128:
+            values[nv] = _pairwise_block(x, s0, n0)
+            nv += 1
+        elif seg_done[top]:
+            nv -= 1
+            values[nv - 1] = values[nv - 1] + values[nv]
+        else:
+            n2 = n0 // 2
+            n2 -= n2 % 8
+            seg_done[top] = True
+            top += 1
+            seg_start[top] = s0 + n2
+            seg_len[top] = n0 - n2
+            seg_done[top] = False
+            top += 1
+            seg_start[top] = s0
+            seg_len[top] = n2
+            seg_done[top] = False
+            top += 1
+    return values[0]
+
+
+@nb.njit(cache=True, nogil=True)
+def _kabsch_prepare(src: np.ndarray, dst: np.ndarray) -> tuple[np.float32, np.ndarray]:
+    """Centre and normalise both shapes; returns the scale ``s_dst / s_src`` and the
+    (2, 2) float64 matrix ``src_n.T @ dst_n`` whose SVD gives the rotation."""
+    n = src.shape[0]
+    # Column means: NumPy's axis-0 reduction adds the rows in order, in double.
+    sm0 = 0.0
+    sm1 = 0.0
+    dm0 = 0.0
+    dm1 = 0.0
+    for i in range(n):
+        sm0 += np.float64(src[i, 0])
+        sm1 += np.float64(src[i, 1])
+        dm0 += np.float64(dst[i, 0])
+        dm1 += np.float64(dst[i, 1])
+    sm0f = np.float32(sm0 / n)
+    sm1f = np.float32(sm1 / n)
+    dm0f = np.float32(dm0 / n)
+    dm1f = np.float32(dm1 / n)
+    src_c = np.empty((n, 2), dtype=np.float32)
+    dst_c = np.empty((n, 2), dtype=np.float32)
+    for i in range(n):
+        src_c[i, 0] = src[i, 0] - sm0f
+        src_c[i, 1] = src[i, 1] - sm1f
+        dst_c[i, 0] = dst[i, 0] - dm0f
+        dst_c[i, 1] = dst[i, 1] - dm1f
+    s_src = np.float32(math.sqrt(_pairwise_sum_sq(src_c) / n))
+    s_dst = np.float32(math.sqrt(_pairwise_sum_sq(dst_c) / n))
+    # src_n.T @ dst_n: OpenBLAS's small-matrix sgemm, an in-order chain of fused
+    # multiply-adds per element (reproduced bit for bit).
+    cov = np.empty((2, 2), dtype=np.float64)
+    for a in range(2):
+        for b in range(2):
+            acc = np.float32(0.0)
+            for i in range(n):
+                acc = _fma(src_c[i, a] / s_src, dst_c[i, b] / s_dst, acc)
+            cov[a, b] = np.float64(acc)
+    return s_dst / s_src, cov
+
+
+@nb.njit(cache=True, nogil=True)
+def _matmul22(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """float64 (2, 2) product as OpenBLAS's small-matrix dgemm (in-order FMA chain)."""
+    out = np.empty((2, 2), dtype=np.float64)
+    for i in range(2):
+        for j in range(2):
+            acc = 0.0
+            for k in range(2):
+                acc = _fma(a[i, k], b[k, j], acc)
+            out[i, j] = acc
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def _kabsch_finish(s: np.float32, u: np.ndarray, vt: np.ndarray) -> np.ndarray:
+    """``s * V diag(1, sign det(V U^T)) U^T`` as float32 (2, 2)."""
+    v = np.ascontiguousarray(vt.T)
+    ut = np.ascontiguousarray(u.T)
+    m = _matmul22(v, ut)
+    det = m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0]  # +-1: only its sign is used
+    corr = np.zeros((2, 2), dtype=np.float64)
+    corr[0, 0] = 1.0
+    corr[1, 1] = 1.0 if det > 0 else -1.0
+    rot = _matmul22(_matmul22(v, corr), ut)
+    out = np.empty((2, 2), dtype=np.float32)
+    for i in range(2):
+        for j in range(2):
+            out[i, j] = s * np.float32(rot[i, j])
+    return out

@@ -31,6 +31,7 @@ import numpy as np
 from ..errors import InputError
 from ..modelstore import resolve
 from ..pdm import PDM, calc_params, load_pdm
+from ..pdm.rotation import align_shapes_with_scale
 from ..parsers.svr_patches import FEATURE_GRADIENT, SVRPatchFile, read_svr_patches
 
 __all__ = [
@@ -39,7 +40,6 @@ __all__ = [
     "TARGET_LANDMARKS",
     "DEFAULT_PATCH_FILE",
     "DEFAULT_PDM_FILE",
-    "align_shapes_with_scale",
     "estimate_rotation",
 ]
 
@@ -61,36 +61,6 @@ DEFAULT_MIN_RESPONSE = 0.0
 
 
 # -- geometry --------------------------------------------------------------------------
-def align_shapes_with_scale(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """The scaled rotation taking ``src`` to ``dst`` (OpenFace's ``AlignShapesWithScale``).
-
-    Both shapes are mean-centred; the scale is the ratio of their RMS radii and the
-    rotation the 2D Kabsch solution (no reflection).
-
-    Parameters
-    ----------
-    src, dst : ``(n, 2)`` float64 point sets.
-
-    Returns
-    -------
-    ``(2, 2)`` float64 ``A`` with ``dst_i - mean(dst) ~= A @ (src_i - mean(src))``.
-    """
-    s = src - src.mean(axis=0)
-    d = dst - dst.mean(axis=0)
-    n = src.shape[0]
-    s_src = math.sqrt(float((s * s).sum()) / n)
-    s_dst = math.sqrt(float((d * d).sum()) / n)
-    if s_src == 0.0 or s_dst == 0.0:
-        raise InputError("landmarks: all points coincide; cannot align them to the reference shape")
-    # Kabsch in 2D has a closed form: the angle maximising sum d_i . (R s_i).
-    cross = float((s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum())
-    dot = float((s * d).sum())
-    theta = math.atan2(cross, dot)
-    c, sn = math.cos(theta), math.sin(theta)
-    r = np.array([[c, -sn], [sn, c]])
-    return (s_dst / s_src) * r
-
-
 def estimate_rotation(
     landmarks: np.ndarray, mean_shape_3d: np.ndarray, pinv: np.ndarray | None = None
 ) -> np.ndarray:
