@@ -46,6 +46,7 @@ import numpy as np
 from ...detection.types import FaceDetections
 from ...errors import InputError
 from ...pipeline.types import LandmarkResult
+from .model import WINDOW_SIZES_INIT, WINDOW_SIZES_SMALL
 
 __all__ = [
     "ROTATION_HYPOTHESES",
@@ -77,10 +78,6 @@ ROTATION_HYPOTHESES: tuple[tuple[float, float, float], ...] = (
     (0.0, 1.22, -0.698),
 )
 
-#: ``FaceModelParameters::init`` (``LandmarkDetectorParameters.cpp``): window sizes per
-#: patch-expert scale for (re)initialisation and for tracking after a success.
-WINDOW_SIZES_INIT = (11, 9, 7, 5)
-WINDOW_SIZES_SMALL = (0, 9, 7, 0)
 #: Validator confidence above which a fit is a success (``validation_boundary``).
 VALIDATION_BOUNDARY = 0.725
 #: Re-detect every this many failed frames while tracking (``reinit_video_every``); when
