@@ -3,6 +3,8 @@
     python bench/accuracy.py --mode faithful            # MTCNN + CLNF (default path)
     python bench/accuracy.py --mode fast                # RetinaFace + PFLD + refinement
     python bench/accuracy.py --mode fast --no-refine    # PFLD alone
+    python bench/accuracy.py --mode fast --refine clnf  # tracked with OpenFace's CLNF
+    python bench/accuracy.py --mode fast --refine clnf-parts  # ... and its part models
     python bench/accuracy.py --mode csv                 # OpenFace's landmarks (--landmarks-csv)
 
 Needs ../shared beside the checkout (samples and reference output). Prints markdown to
@@ -60,6 +62,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mode", choices=["faithful", "fast", "csv"], default="faithful")
     ap.add_argument("--no-refine", action="store_true")
+    ap.add_argument("--refine", choices=["svr", "clnf", "clnf-parts"], default="svr",
+                    help="with --mode fast: SVR refinement (default) or CLNF tracking")
     ap.add_argument("--videos", nargs="*", default=list(VIDEOS))
     ap.add_argument("--save", type=Path, default=None)
     args = ap.parse_args()
@@ -68,7 +72,13 @@ def main() -> None:
     per_video, ours_all, ref_all = [], [], []
     for stem in args.videos:
         ref = load_reference(stem)
-        fe = make_front_end(args.mode, landmarks_csv=REFERENCE / f"{stem}.csv", refine=not args.no_refine)
+        if args.mode == "fast" and args.refine == "clnf-parts":
+            from pyfaceau.pipeline.fast import FastLandmarkFrontEnd
+
+            fe = FastLandmarkFrontEnd(refine="clnf", clnf_hierarchical=True)
+        else:
+            refine = False if args.no_refine else ("clnf" if args.refine == "clnf" else True)
+            fe = make_front_end(args.mode, landmarks_csv=REFERENCE / f"{stem}.csv", refine=refine)
         t0 = time.perf_counter()
         ours = process(SAMPLES / VIDEOS[stem], fe, backend=backend)
         fps = len(ours) / (time.perf_counter() - t0)
@@ -104,6 +114,8 @@ def main() -> None:
 
     pooled = au_agreement(pd.concat(ours_all, ignore_index=True), pd.concat(ref_all, ignore_index=True))
     mode = args.mode + (" --no-refine" if args.no_refine else "")
+    if args.mode == "fast" and not args.no_refine and args.refine != "svr":
+        mode += f" --refine {args.refine}"
     print(f"### Per video, mode `{mode}`\n")
     print(pd.DataFrame(per_video).to_markdown(index=False, floatfmt=".3f"))
     print(f"\n### Per AU, all videos pooled (frames where both succeeded), mode `{mode}`\n")

@@ -6,9 +6,11 @@ Usage::
 
 Runs, in one process and on the same frames, end to end from the video file:
 (a) decoding only, (b) fast front end without refinement, (c) with the targeted
-refinement, (c2) with refinement and its PDM fit (``pdm_constrain=True``), and, when
-``pyfaceau.pipeline.backend`` is importable, (d) (c) plus the AU back end. Prints fps,
-ms/frame and the ratios side by side, and the refinement's cost relative to (b).
+refinement, (c2) with refinement and its PDM fit (``pdm_constrain=True``), (e) tracked
+with CLNF (``refine="clnf"``) and (e2) the same with CLNF's part models, and, when
+``pyfaceau.pipeline.backend`` is importable, (d) (c) plus the AU back end and (f) (e)
+plus the AU back end. Prints fps, ms/frame and the ratios side by side, and the
+refinement's cost relative to (b).
 """
 
 from __future__ import annotations
@@ -62,16 +64,30 @@ def main(argv: list[str] | None = None) -> int:
         landmarker=fe_plain.landmarker,
         refine=TargetedCLNFRefiner(pdm_constrain=True),
     )
+    fe_clnf = FastLandmarkFrontEnd(
+        detector=fe_plain.detector, landmarker=fe_plain.landmarker, refine="clnf"
+    )
+    fe_parts = FastLandmarkFrontEnd(
+        detector=fe_plain.detector,
+        landmarker=fe_plain.landmarker,
+        refine="clnf",
+        clnf=fe_clnf.clnf,
+        clnf_hierarchical=True,
+    )
     modes: dict[str, object] = {
         "(a) decode only": lambda f: None,
         "(b) fast, no refinement": lambda f: fe_plain.track(f.image),
         "(c) fast + refinement": lambda f: fe_ref.track(f.image),
         "(c2) fast + refinement + PDM fit": lambda f: fe_pdm.track(f.image),
+        "(e) fast, CLNF tracking": lambda f: fe_clnf.track(f.image),
+        "(e2) fast, CLNF tracking + parts": lambda f: fe_parts.track(f.image),
     }
     resets = {
         "(b) fast, no refinement": fe_plain.reset,
         "(c) fast + refinement": fe_ref.reset,
         "(c2) fast + refinement + PDM fit": fe_pdm.reset,
+        "(e) fast, CLNF tracking": fe_clnf.reset,
+        "(e2) fast, CLNF tracking + parts": fe_parts.reset,
     }
     backend = None
     if not args.no_backend:
@@ -84,21 +100,28 @@ def main(argv: list[str] | None = None) -> int:
     if backend is not None:
         state = {}
 
-        def reset_backend() -> None:
-            fe_ref.reset()
-            state["s"] = backend.new_session(source.width, source.height)
+        def with_backend_of(fe):
+            def reset_backend() -> None:
+                fe.reset()
+                state["s"] = backend.new_session(source.width, source.height)
 
-        def with_backend(f) -> None:
-            state["s"].add(f, fe_ref.track(f.image))
+            def with_backend(f) -> None:
+                state["s"].add(f, fe.track(f.image))
+
+            return reset_backend, with_backend
 
         try:  # the back end may still be in progress: check that a session runs
+            reset_backend, with_backend = with_backend_of(fe_ref)
             reset_backend()
             run(source, 2, with_backend)
         except Exception as exc:
             print(f"AU back end not usable ({type(exc).__name__}: {exc}); skipping (d)")
         else:
-            modes["(d) fast + refinement + AU back end"] = with_backend
-            resets["(d) fast + refinement + AU back end"] = reset_backend
+            for name, fe in (
+                ("(d) fast + refinement + AU back end", fe_ref),
+                ("(f) fast, CLNF tracking + AU back end", fe_clnf),
+            ):
+                resets[name], modes[name] = with_backend_of(fe)
 
     # warm-up (numba compilation, onnxruntime first calls)
     for name, work in modes.items():
@@ -136,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         d = results["(d) fast + refinement + AU back end"][0]
         print(f"AU back end: {1e3 * (d - c) / n:.2f} ms/frame")
     print(f"front-end stats (c), all runs: {fe_ref.stats}")
+    print(f"front-end stats (e), all runs: {fe_clnf.stats}")
     return 0
 
 
