@@ -63,6 +63,9 @@ def _fail(exc: BaseException) -> None:
               help="CSV to write (default: INPUT's name with .csv, in the current folder).")
 @click.option("--fast", is_flag=True, help="Fast path: RetinaFace + PFLD + targeted CLNF refinement.")
 @click.option("--no-refine", is_flag=True, help="With --fast: PFLD landmarks without refinement.")
+@click.option("--refine", "refine_mode", type=click.Choice(["svr", "clnf"]), default=None,
+              help="With --fast: svr = targeted SVR refinement of 9 landmarks (default, fastest); "
+                   "clnf = track with OpenFace's CLNF (AUs close to OpenFace's, ~140 frames/s).")
 @click.option("--landmarks-csv", type=click.Path(path_type=Path), default=None,
               help="Take landmarks and success from an OpenFace CSV instead of detecting them.")
 @click.option("--static", "static_models", is_flag=True,
@@ -74,6 +77,7 @@ def process_cmd(
     output: Path | None,
     fast: bool,
     no_refine: bool,
+    refine_mode: str | None,
     landmarks_csv: Path | None,
     static_models: bool,
     models: str | None,
@@ -84,6 +88,10 @@ def process_cmd(
 
     if no_refine and not fast:
         _fail(click.UsageError("--no-refine goes with --fast"))
+    if refine_mode is not None and not fast:
+        _fail(click.UsageError("--refine goes with --fast"))
+    if refine_mode is not None and no_refine:
+        _fail(click.UsageError("--refine and --no-refine exclude each other"))
     if landmarks_csv is not None and fast:
         _fail(click.UsageError("--landmarks-csv and --fast exclude each other"))
     out = output if output is not None else Path(input_path.stem + ".csv")
@@ -99,7 +107,7 @@ def process_cmd(
             mode="csv" if landmarks_csv else ("fast" if fast else "faithful"),
             models=models,
             landmarks_csv=landmarks_csv,
-            refine=not no_refine,
+            refine=False if no_refine else ("clnf" if refine_mode == "clnf" else True),
         )
         bar = None
 

@@ -140,3 +140,19 @@ def test_cli_unwritable_output_is_one_line(tmp_path):
                                   "--no-progress"])
     assert r.exit_code == 2
     assert len(r.output.strip().splitlines()) == 1 and "error" in r.output
+
+
+def test_cli_refine_option_rules(tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(main, [str(SAMPLES / "default.wmv"), "--refine", "clnf"])
+    assert r.exit_code == 2 and "--refine goes with --fast" in r.output
+    r = runner.invoke(main, [str(SAMPLES / "default.wmv"), "--fast", "--refine", "clnf", "--no-refine"])
+    assert r.exit_code == 2 and "exclude each other" in r.output
+
+
+def test_cli_fast_clnf_runs(tmp_path):
+    out = tmp_path / "o.csv"
+    r = CliRunner().invoke(main, [str(SAMPLES / "image_sequence"), "-o", str(out), "--fast",
+                                  "--refine", "clnf", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "30 frames, face found in 30" in r.output
