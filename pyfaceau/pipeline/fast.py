@@ -327,30 +327,21 @@ class FastLandmarkFrontEnd:
         assert self.clnf is not None and self._params is not None
         prev = self._landmarks
         assert prev is not None and self._anchor is not None
-        self._since_check += 1
-        box = box_from_anchor(self._anchor[0], self._anchor[1], prev)
-        found = None
-        if self.verify_interval and self._since_check >= self.verify_interval:
-            self._since_check = 0
-            self.stats["verifications"] += 1
-            found = self._verify(frame, box)
-            if found is None:
-                return None
-            box = np.array(found, dtype=np.float64)
-        sx, sy, size = crop_square(box)
-        if size < 8 or not self._crop_has_contrast(frame, sx, sy, size):
+        tracked = self._tracked_box(frame, prev)
+        if tracked is None:
             return None
+        box, verified, size = tracked
         glob, loc = self._params
         fit = self.clnf.fit(
             gray, glob, loc, WINDOW_SIZES_SMALL, refine_hierarchical=self.clnf_hierarchical
         )
         if not fit.converged or not self._plausible(fit.landmarks, prev, size):
             return None
-        if found is not None and self.validator is not None:
+        if verified and self.validator is not None:
             certainty = self.validator.check(gray, fit.landmarks, fit.params_global[1:4])
             if not certainty > VALIDATION_BOUNDARY:
                 return None
-        if found is not None:
+        if verified:
             # A detector box keeps a near-constant relation to the true landmarks; a
             # changed width-to-extent ratio means CLNF drifted: start it again from PFLD.
             ratio = _box_extent_ratio(box, fit.landmarks) / _box_extent_ratio(*self._anchor)
@@ -400,6 +391,27 @@ class FastLandmarkFrontEnd:
     def _track_step(self, frame: np.ndarray) -> np.ndarray | None:
         prev = self._landmarks
         assert prev is not None and self._anchor is not None
+        tracked = self._tracked_box(frame, prev)
+        if tracked is None:
+            return None
+        box, verified, size = tracked
+        lm = self.landmarker.predict(frame, box)
+        if not self._plausible(lm, prev, size):
+            return None
+        if verified:
+            self._anchor = (box, lm)
+        return lm
+
+    def _tracked_box(
+        self, frame: np.ndarray, prev: np.ndarray
+    ) -> tuple[np.ndarray, bool, int] | None:
+        """This frame's face box: the anchor box moved with the landmarks, replaced by the
+        detector's box on verification frames (every ``verify_interval``).
+
+        Returns ``(box (4,) float64, verified, crop side)``, or None when the face is
+        lost (no detection in the region, or a crop without contrast).
+        """
+        assert self._anchor is not None
         self._since_check += 1
         box = box_from_anchor(self._anchor[0], self._anchor[1], prev)
         verified = False
@@ -409,16 +421,11 @@ class FastLandmarkFrontEnd:
             found = self._verify(frame, box)
             if found is None:
                 return None
-            box, verified = found, True
+            box, verified = np.array(found, dtype=np.float64), True
         sx, sy, size = crop_square(box)
         if size < 8 or not self._crop_has_contrast(frame, sx, sy, size):
             return None
-        lm = self.landmarker.predict(frame, box)
-        if not self._plausible(lm, prev, size):
-            return None
-        if verified:
-            self._anchor = (np.array(box, dtype=np.float64), lm)
-        return lm
+        return box, verified, size
 
     def _verify(self, frame: np.ndarray, box: np.ndarray) -> np.ndarray | None:
         """RetinaFace on the tracked region; the best overlapping box, or None."""
