@@ -65,11 +65,12 @@ def _fail(exc: BaseException) -> None:
 @click.option("--no-refine", is_flag=True, help="With --fast: PFLD landmarks without refinement.")
 @click.option("--refine", "refine_mode", type=click.Choice(["svr", "clnf"]), default=None,
               help="With --fast: svr = targeted SVR refinement of 9 landmarks (default, fastest); "
-                   "clnf = track with OpenFace's CLNF (AUs close to OpenFace's, ~140 frames/s).")
+                   "clnf = track with OpenFace's CLNF (AUs close to OpenFace's, ~130 frames/s).")
 @click.option("--landmarks-csv", type=click.Path(path_type=Path), default=None,
               help="Take landmarks and success from an OpenFace CSV instead of detecting them.")
 @click.option("--static", "static_models", is_flag=True,
-              help="Static AU models only (no person normalisation), as OpenFace uses for images.")
+              help="Static AU models only (no person normalisation), as OpenFace uses for "
+                   "images; the default for a single image.")
 @click.option("--models", "models", default=None, help=MODELS_HELP)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def process_cmd(
@@ -126,7 +127,7 @@ def process_cmd(
             front_end,
             output_csv=out,
             models=models,
-            dynamic=not static_models,
+            dynamic=False if static_models else None,  # None: static for a single image
             on_frame=on_frame,
         )
         elapsed = time.perf_counter() - t0

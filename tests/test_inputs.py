@@ -156,3 +156,21 @@ def test_cli_fast_clnf_runs(tmp_path):
                                   "--refine", "clnf", "--no-progress"])
     assert r.exit_code == 0, r.output
     assert "30 frames, face found in 30" in r.output
+
+
+def test_cli_single_image_uses_static_models(tmp_path, monkeypatch):
+    import pyfaceau.pipeline.session as session
+
+    seen = {}
+    real = session.AUBackend
+
+    def spy(models=None, **kw):
+        seen["dynamic"] = kw.get("dynamic")
+        return real(models, **kw)
+
+    monkeypatch.setattr(session, "AUBackend", spy)
+    out = tmp_path / "img.csv"
+    r = CliRunner().invoke(main, [str(SAMPLES / "images" / "Obama.jpg"), "-o", str(out), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert seen["dynamic"] is False
+    assert "1 frames, face found in 1" in r.output
