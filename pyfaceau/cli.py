@@ -202,7 +202,9 @@ def models_download(accept_license: bool, dest: Path | None, mirror: str | None)
         if answer.strip() != "YES":
             _fail(PyFaceAUError("licence not accepted; nothing downloaded"))
     target = dest or default_data_dir()
-    bar = tqdm(unit="file", desc="downloading", file=sys.stderr)
+    from .modelstore import MANIFEST
+
+    bar = tqdm(total=len(MANIFEST), unit="file", desc="model files", file=sys.stderr)
     try:
         report = download_models(target, accept_license=True, mirror=mirror,
                                  progress=lambda e: bar.update(1))

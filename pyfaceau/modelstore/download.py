@@ -111,7 +111,7 @@ def download_models(
         ``AU_predictors/...``), instead of the official repository at tag
         ``OpenFace_2.2.0``. The ONNX files are also looked for there.
     groups : manifest groups to fetch.
-    progress : called with each entry before it is fetched.
+    progress : called with each entry of ``groups`` as it is handled (present or fetched).
 
     Returns
     -------
@@ -125,6 +125,8 @@ def download_models(
     report = InstallReport()
     for entry in _entries(groups):
         target = root / entry.path
+        if progress is not None:
+            progress(entry)
         if _good_copy(target, entry):
             report.present.append(entry.path)
             continue
@@ -135,8 +137,6 @@ def download_models(
         if url is None:
             report.failed[entry.path] = "no public download; install it from a local copy"
             continue
-        if progress is not None:
-            progress(entry)
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             pooch.retrieve(
