@@ -176,10 +176,14 @@ def models_path(models: str | None) -> None:
 def _report(report, verb: str) -> None:
     click.echo(f"{verb} {len(report.added)}, already present {len(report.present)}, "
                f"failed {len(report.failed)}")
-    for rel, why in list(report.failed.items())[:10]:
+    absent = [rel for rel, why in report.failed.items() if why.startswith("not in ")]
+    problems = [(rel, why) for rel, why in report.failed.items() if not why.startswith("not in ")]
+    for rel, why in problems[:10]:
         click.echo(f"  {rel}: {why}", err=True)
-    if len(report.failed) > 10:
-        click.echo(f"  ... and {len(report.failed) - 10} more", err=True)
+    if len(problems) > 10:
+        click.echo(f"  ... and {len(problems) - 10} more", err=True)
+    if absent:
+        click.echo(f"  {len(absent)} files were not in the source folder, e.g. {absent[0]}", err=True)
 
 
 @models_group.command("download")
@@ -243,5 +247,6 @@ def models_install(source: Path, dest: Path | None) -> None:
         _fail(exc)
         return
     _report(report, f"into {target}: installed")
-    if report.added == [] and report.present == []:
-        sys.exit(1)
+    damaged = [rel for rel, why in report.failed.items() if not why.startswith("not in ")]
+    if damaged or (report.added == [] and report.present == []):
+        sys.exit(1)  # a damaged file in SOURCE, or nothing usable at all

@@ -185,3 +185,17 @@ def test_cli_models_path(monkeypatch):
     assert result.exit_code == 0
     assert str(OPENFACE_DIR) in result.output
     assert f"all {len(MANIFEST)} model files found" in result.output
+
+
+def test_cli_install_exit_codes(tmp_path):
+    src = tmp_path / "src"
+    (src / "AU_predictors").mkdir(parents=True)
+    shutil.copy(OPENFACE_DIR / PDM, src / PDM)
+    runner = CliRunner()
+    ok = runner.invoke(main, ["models", "install", str(src), "--dest", str(tmp_path / "a")])
+    assert ok.exit_code == 0 and "installed 1" in ok.output
+    (src / "pfld.onnx").write_bytes(b"broken")
+    bad = runner.invoke(main, ["models", "install", str(src), "--dest", str(tmp_path / "b")])
+    assert bad.exit_code == 1 and "pfld.onnx" in bad.output
+    empty = runner.invoke(main, ["models", "install", str(tmp_path / "nothing_here")])
+    assert empty.exit_code == 2 and "not a folder" in empty.output
