@@ -313,15 +313,8 @@ class FastLandmarkFrontEnd:
         return fit
 
     def _clnf_detect_step(self, frame: np.ndarray, gray: np.ndarray) -> FitResult | None:
-        self.stats["detections"] += 1
-        dets = self.detector.detect(frame)
-        self._since_detect = 0
-        self._since_check = 0
-        if len(dets) == 0:
-            return None
-        k = dets.largest()
-        self._confidence = float(dets.scores[k])
-        return self._clnf_from_box(frame, gray, dets.boxes[k].copy())
+        box = self._detect_largest(frame)
+        return None if box is None else self._clnf_from_box(frame, gray, box)
 
     def _clnf_track_step(self, frame: np.ndarray, gray: np.ndarray) -> FitResult | None:
         assert self.clnf is not None and self._params is not None
@@ -374,7 +367,9 @@ class FastLandmarkFrontEnd:
             res.params_global[4:6] += offset  # the PDM's translation, image pixels
         return res
 
-    def _detect_step(self, frame: np.ndarray) -> np.ndarray | None:
+    def _detect_largest(self, frame: np.ndarray) -> np.ndarray | None:
+        """RetinaFace on the whole frame: the largest face's box (OpenFace's single-face
+        rule), or None; restarts the verification and re-detection counters."""
         self.stats["detections"] += 1
         dets = self.detector.detect(frame)
         self._since_detect = 0
@@ -383,7 +378,12 @@ class FastLandmarkFrontEnd:
             return None
         k = dets.largest()
         self._confidence = float(dets.scores[k])
-        box = dets.boxes[k].copy()
+        return dets.boxes[k].copy()
+
+    def _detect_step(self, frame: np.ndarray) -> np.ndarray | None:
+        box = self._detect_largest(frame)
+        if box is None:
+            return None
         lm = self.landmarker.predict(frame, box)
         self._anchor = (box, lm)
         return lm
