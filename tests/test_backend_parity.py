@@ -5,15 +5,15 @@
    OpenFace's AU columns to their printed precision.
 2. Given OpenFace's landmarks (``--landmarks-csv``), every sample video: AUs, pose and PDM
    parameters over the frames where OpenFace succeeded. The landmarks are printed at
-   0.1 px; the input recovers them to ~0.02 px but the rest still moves the mask edge and
-   the interpolation by a grey level here and there, which is what limits presence
-   agreement (see docs/accuracy.md, "Why presence is below 98% on some videos").
+   0.1 px; the input recovers them to ~0.002 px, but even that moves the interpolation by
+   a grey level here and there, which is what limits presence agreement (see docs/accuracy.md, "Why presence is below 98% on some videos").
 """
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -26,15 +26,17 @@ from pyfaceau.pipeline.backend import AUBackend
 from pyfaceau.pipeline.csv_landmarks import CsvLandmarkFrontEnd
 from pyfaceau.pipeline.session import process
 
-#: Issue thresholds where they are met on every video; measured floors where not (the
-#: issue asks r >= 0.99 and presence >= 0.98 per AU; worst measured: r 0.9895, presence
-#: 0.929 — stallone AU17, which moves between 0.929 and 0.942 with a last-bit change of
-#: the alignment's rotation: presence on the SVM boundary is noise at this level).
-MIN_R = 0.985  # Pearson r of every AUxx_r whose reference std > 0.05
+#: Issue thresholds where they are met on every video; a measured floor where not. The
+#: issue asks presence >= 0.98 per AU and video; the worst measured is 0.936 (gloria AU07).
+#: Presence at the SVM boundary flips with any sub-pixel change: our own pipeline, fed its
+#: own landmarks rounded and recovered to 0.002 px RMS, agrees with itself only 0.96 there
+#: (docs/accuracy.md, "Why presence is below 98% on some videos").
+MIN_R = 0.99  # Pearson r of every AUxx_r whose reference std > 0.05 (worst measured 0.9939)
 MIN_STD_FOR_R = 0.05
-MAX_MAE = 0.05  # every AUxx_r (issue threshold; worst measured 0.032)
-MIN_PRESENCE_AGREEMENT = 0.92  # every AUxx_c
+MAX_MAE = 0.05  # every AUxx_r (issue threshold; worst measured 0.017)
+MIN_PRESENCE_AGREEMENT = 0.93  # every AUxx_c, per video
 MIN_MEAN_PRESENCE_AGREEMENT = 0.98  # mean over the 18 AUs of a video
+MIN_POOLED_PRESENCE_AGREEMENT = 0.98  # every AUxx_c, all videos pooled (worst measured 0.989)
 
 VIDEOS = {
     "default": "default.wmv",
@@ -73,8 +75,8 @@ def test_exact_given_openface_aligned_faces(backend):
         assert (ours[f"{name}_c"].to_numpy() == ref[f"{name}_c"].to_numpy()).all(), name
 
 
-@pytest.mark.parametrize("stem", sorted(VIDEOS))
-def test_aus_match_openface_given_its_landmarks(stem, backend):
+def _check_video(stem: str, backend: AUBackend) -> tuple[pd.DataFrame, list[str]]:
+    """Our AUs from OpenFace's landmarks against OpenFace's: (agreement table, failures)."""
     ref = load_reference(stem)
     ours = process(SAMPLES / VIDEOS[stem], CsvLandmarkFrontEnd(REFERENCE / f"{stem}.csv"),
                    backend=backend)
@@ -82,14 +84,20 @@ def test_aus_match_openface_given_its_landmarks(stem, backend):
     assert (ours["frame"].to_numpy() == ref["frame"].to_numpy()).all()
     assert (ours["success"].to_numpy() == ref["success"].to_numpy()).all()
     table = au_agreement(ours, ref)
+    failures = []
     varying = table["ref_std"] > MIN_STD_FOR_R
     low_r = table.loc[varying & (table["r"] < MIN_R), "r"]
-    assert low_r.empty, f"{stem}: Pearson r below {MIN_R}: {low_r.round(4).to_dict()}"
+    if not low_r.empty:
+        failures.append(f"{stem}: Pearson r below {MIN_R}: {low_r.round(4).to_dict()}")
     high_mae = table.loc[table["mae"] > MAX_MAE, "mae"]
-    assert high_mae.empty, f"{stem}: MAE above {MAX_MAE}: {high_mae.round(4).to_dict()}"
+    if not high_mae.empty:
+        failures.append(f"{stem}: MAE above {MAX_MAE}: {high_mae.round(4).to_dict()}")
     low_c = table.loc[table["presence_agree"] < MIN_PRESENCE_AGREEMENT, "presence_agree"]
-    assert low_c.empty, f"{stem}: presence agreement below {MIN_PRESENCE_AGREEMENT}: {low_c.round(4).to_dict()}"
-    assert table["presence_agree"].mean() >= MIN_MEAN_PRESENCE_AGREEMENT
+    if not low_c.empty:
+        failures.append(f"{stem}: presence agreement below {MIN_PRESENCE_AGREEMENT}: "
+                        f"{low_c.round(4).to_dict()}")
+    if table["presence_agree"].mean() < MIN_MEAN_PRESENCE_AGREEMENT:
+        failures.append(f"{stem}: mean presence agreement {table['presence_agree'].mean():.4f}")
 
     ok = ref["success"].to_numpy() > 0
     # pose and PDM parameters from calc_params on the same landmarks: OpenFace's are the
@@ -97,7 +105,28 @@ def test_aus_match_openface_given_its_landmarks(stem, backend):
     for col, tol in [("pose_Rx", 0.02), ("pose_Ry", 0.02), ("pose_Rz", 0.02), ("p_scale", 0.01),
                      ("p_tx", 0.5), ("p_ty", 0.5)]:
         diff = np.abs(ours.loc[ok, col].to_numpy() - ref.loc[ok, col].to_numpy())
-        assert np.median(diff) < tol, f"{stem}: {col} median |diff| {np.median(diff):.4f}"
+        if np.median(diff) >= tol:
+            failures.append(f"{stem}: {col} median |diff| {np.median(diff):.4f}")
+    return table, failures
+
+
+def test_aus_match_openface_given_its_landmarks(backend):
+    """Every sample video, per AU and video, then per AU pooled over all videos.
+
+    One test rather than one per video because the pooled check needs them all.
+    """
+    tables, failures = [], []
+    for stem in sorted(VIDEOS):
+        table, video_failures = _check_video(stem, backend)
+        tables.append(table)
+        failures += video_failures
+    n = sum(t["n"] for t in tables)
+    pooled_presence = sum(t["presence_agree"] * t["n"] for t in tables) / n
+    low = pooled_presence[pooled_presence < MIN_POOLED_PRESENCE_AGREEMENT]
+    if not low.empty:
+        failures.append(f"pooled presence agreement below {MIN_POOLED_PRESENCE_AGREEMENT}: "
+                        f"{low.round(4).to_dict()}")
+    assert not failures, "\n".join(failures)
 
 
 def test_cli_with_landmarks_csv_writes_openface_columns(tmp_path):

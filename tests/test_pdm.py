@@ -368,3 +368,39 @@ def test_default_intrinsics_and_pose_edge_cases(pdm: PDM) -> None:
     np.testing.assert_array_equal(zero, np.zeros(6))
     with pytest.raises(InputError):
         default_intrinsics(0, 480)
+
+
+# -- recovering landmarks printed at 0.1 px --------------------------------------------
+
+def test_dequantise_recovers_rounded_landmarks(pdm: PDM) -> None:
+    """Landmarks and parameters rounded as OpenFace prints them: the recovered landmarks
+    are ten times closer to the truth than the printed ones and never leave their interval."""
+    from pyfaceau.pdm.dequantise import dequantise_landmarks
+
+    rng = np.random.default_rng(7)
+    errors_printed, errors_recovered = [], []
+    for _ in range(20):
+        g, p = _random_params(pdm, rng)
+        truth = pdm.shape_2d(g, p)
+        printed = np.round(truth, 1)
+        got = dequantise_landmarks(pdm, printed, np.round(g, 3), np.round(p, 3))
+        assert np.abs(got - printed).max() <= 0.05 + 1e-12
+        errors_printed.append(printed - truth)
+        errors_recovered.append(got - truth)
+    rms_printed = np.sqrt(np.mean(np.square(errors_printed)))
+    rms_recovered = np.sqrt(np.mean(np.square(errors_recovered)))
+    assert rms_printed == pytest.approx(0.1 / np.sqrt(12), rel=0.1)  # uniform rounding
+    assert rms_recovered < rms_printed / 10
+
+
+def test_dequantise_keeps_landmarks_the_parameters_do_not_describe(pdm: PDM) -> None:
+    from pyfaceau.pdm.dequantise import dequantise_landmarks
+
+    g, p = _random_params(pdm, np.random.default_rng(3))
+    printed = np.round(pdm.shape_2d(g, p), 1)
+    other = g.copy()
+    other[4] += 5.0  # parameters 5 px away from the landmarks
+    np.testing.assert_array_equal(dequantise_landmarks(pdm, printed, other, p), printed)
+    np.testing.assert_array_equal(
+        dequantise_landmarks(pdm, printed, np.full(6, np.nan), p), printed
+    )
