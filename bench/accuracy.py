@@ -1,10 +1,10 @@
 """Agreement with OpenFace 2.2 on every sample: per-video and per-AU tables (markdown).
 
     python bench/accuracy.py --mode faithful            # MTCNN + CLNF (default path)
-    python bench/accuracy.py --mode fast                # RetinaFace + PFLD + refinement
+    python bench/accuracy.py --mode fast                # RetinaFace + PFLD, CLNF-refined (--fast)
+    python bench/accuracy.py --mode fast --refine svr   # ... SVR refinement of 9 landmarks instead
     python bench/accuracy.py --mode fast --no-refine    # PFLD alone
-    python bench/accuracy.py --mode fast --refine clnf  # tracked with OpenFace's CLNF
-    python bench/accuracy.py --mode fast --refine clnf-parts  # ... and its part models
+    python bench/accuracy.py --mode fast --refine clnf-parts  # CLNF with its part models
     python bench/accuracy.py --mode csv                 # OpenFace's landmarks (--landmarks-csv)
 
 Needs ../shared beside the checkout (samples and reference output). Prints markdown to
@@ -62,8 +62,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mode", choices=["faithful", "fast", "csv"], default="faithful")
     ap.add_argument("--no-refine", action="store_true")
-    ap.add_argument("--refine", choices=["svr", "clnf", "clnf-parts"], default="svr",
-                    help="with --mode fast: SVR refinement (default) or CLNF tracking")
+    ap.add_argument("--refine", choices=["clnf", "svr", "clnf-parts"], default="clnf",
+                    help="with --mode fast: CLNF tracking (default, as --fast), SVR refinement "
+                         "of 9 landmarks, or CLNF with its part models")
     ap.add_argument("--videos", nargs="*", default=list(VIDEOS))
     ap.add_argument("--save", type=Path, default=None)
     args = ap.parse_args()
@@ -114,7 +115,7 @@ def main() -> None:
 
     pooled = au_agreement(pd.concat(ours_all, ignore_index=True), pd.concat(ref_all, ignore_index=True))
     mode = args.mode + (" --no-refine" if args.no_refine else "")
-    if args.mode == "fast" and not args.no_refine and args.refine != "svr":
+    if args.mode == "fast" and not args.no_refine and args.refine != "clnf":
         mode += f" --refine {args.refine}"
     print(f"### Per video, mode `{mode}`\n")
     print(pd.DataFrame(per_video).to_markdown(index=False, floatfmt=".3f"))

@@ -4,13 +4,14 @@ Usage::
 
     .venv/bin/python bench/bench_fast.py [VIDEO] [--frames N] [--threads T] [--no-backend]
 
-Runs, in one process and on the same frames, end to end from the video file:
-(a) decoding only, (b) fast front end without refinement, (c) with the targeted
-refinement, (c2) with refinement and its PDM fit (``pdm_constrain=True``), (e) tracked
-with CLNF (``refine="clnf"``) and (e2) the same with CLNF's part models, and, when
-``pyfaceau.pipeline.backend`` is importable, (d) (c) plus the AU back end and (f) (e)
-plus the AU back end. Prints fps, ms/frame and the ratios side by side, and the
-refinement's cost relative to (b).
+Runs, in one process and on the same frames, end to end from the video file: (a) decoding
+only; the front end (b) without refinement, (c) with the default refinement (tracked with
+OpenFace's CLNF), (c2) with CLNF and its part models, (s) with the targeted SVR refinement
+of 9 landmarks, (s2) the same followed by a PDM fit; and, with the AU back end, (B), (C)
+and (S): (b), (c) and (s) plus the AUs, i.e. ``pyfaceau VIDEO --fast`` with
+``--no-refine``, the default and ``--refine svr``. Prints fps, ms/frame and the ratios
+side by side, and each refinement's cost: the fraction of the unrefined path's speed it
+loses, ``1 - fps(refined) / fps(unrefined)``, end to end with the AUs.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ os.environ.setdefault(
 )
 
 from pyfaceau.pipeline.fast import FastLandmarkFrontEnd  # noqa: E402
+from pyfaceau.pipeline.session import single_threaded_blas  # noqa: E402
 from pyfaceau.pipeline.sources import open_source  # noqa: E402
 from pyfaceau.refinement import TargetedCLNFRefiner  # noqa: E402
 
@@ -56,48 +58,29 @@ def main(argv: list[str] | None = None) -> int:
 
     source = open_source(args.video)
     fe_plain = FastLandmarkFrontEnd(refine=False, intra_op_threads=args.threads)
-    fe_ref = FastLandmarkFrontEnd(
-        detector=fe_plain.detector, landmarker=fe_plain.landmarker, refine=True
-    )
-    fe_pdm = FastLandmarkFrontEnd(
-        detector=fe_plain.detector,
-        landmarker=fe_plain.landmarker,
-        refine=TargetedCLNFRefiner(pdm_constrain=True),
-    )
-    fe_clnf = FastLandmarkFrontEnd(
-        detector=fe_plain.detector, landmarker=fe_plain.landmarker, refine="clnf"
-    )
+    shared = {"detector": fe_plain.detector, "landmarker": fe_plain.landmarker}
+    fe_clnf = FastLandmarkFrontEnd(**shared, refine="clnf")
     fe_parts = FastLandmarkFrontEnd(
-        detector=fe_plain.detector,
-        landmarker=fe_plain.landmarker,
-        refine="clnf",
-        clnf=fe_clnf.clnf,
-        clnf_hierarchical=True,
+        **shared, refine="clnf", clnf=fe_clnf.clnf, clnf_hierarchical=True
     )
-    modes: dict[str, object] = {
-        "(a) decode only": lambda f: None,
-        "(b) fast, no refinement": lambda f: fe_plain.track(f.image),
-        "(c) fast + refinement": lambda f: fe_ref.track(f.image),
-        "(c2) fast + refinement + PDM fit": lambda f: fe_pdm.track(f.image),
-        "(e) fast, CLNF tracking": lambda f: fe_clnf.track(f.image),
-        "(e2) fast, CLNF tracking + parts": lambda f: fe_parts.track(f.image),
+    fe_svr = FastLandmarkFrontEnd(**shared, refine=True)
+    fe_svr_pdm = FastLandmarkFrontEnd(**shared, refine=TargetedCLNFRefiner(pdm_constrain=True))
+    front_ends = {
+        "(b) front end, no refinement": fe_plain,
+        "(c) front end, CLNF refinement (default)": fe_clnf,
+        "(c2) front end, CLNF + part models": fe_parts,
+        "(s) front end, SVR refinement": fe_svr,
+        "(s2) front end, SVR refinement + PDM fit": fe_svr_pdm,
     }
-    resets = {
-        "(b) fast, no refinement": fe_plain.reset,
-        "(c) fast + refinement": fe_ref.reset,
-        "(c2) fast + refinement + PDM fit": fe_pdm.reset,
-        "(e) fast, CLNF tracking": fe_clnf.reset,
-        "(e2) fast, CLNF tracking + parts": fe_parts.reset,
-    }
-    backend = None
+    modes: dict[str, object] = {"(a) decode only": lambda f: None}
+    resets: dict[str, object] = {}
+    for name, fe in front_ends.items():
+        modes[name] = lambda f, fe=fe: fe.track(f.image)
+        resets[name] = fe.reset
     if not args.no_backend:
-        try:
-            from pyfaceau.pipeline.backend import AUBackend
+        from pyfaceau.pipeline.backend import AUBackend
 
-            backend = AUBackend()
-        except Exception as exc:  # the back end may not be ready
-            print(f"AU back end not available ({type(exc).__name__}: {exc}); skipping (d)")
-    if backend is not None:
+        backend = AUBackend()
         state = {}
 
         def with_backend_of(fe):
@@ -110,56 +93,57 @@ def main(argv: list[str] | None = None) -> int:
 
             return reset_backend, with_backend
 
-        try:  # the back end may still be in progress: check that a session runs
-            reset_backend, with_backend = with_backend_of(fe_ref)
-            reset_backend()
-            run(source, 2, with_backend)
-        except Exception as exc:
-            print(f"AU back end not usable ({type(exc).__name__}: {exc}); skipping (d)")
-        else:
-            for name, fe in (
-                ("(d) fast + refinement + AU back end", fe_ref),
-                ("(f) fast, CLNF tracking + AU back end", fe_clnf),
-            ):
-                resets[name], modes[name] = with_backend_of(fe)
+        for name, fe in (
+            ("(B) --fast --no-refine, with AUs", fe_plain),
+            ("(C) --fast (CLNF refinement), with AUs", fe_clnf),
+            ("(S) --fast --refine svr, with AUs", fe_svr),
+        ):
+            resets[name], modes[name] = with_backend_of(fe)
 
-    # warm-up (numba compilation, onnxruntime first calls)
-    for name, work in modes.items():
-        if name in resets:
-            resets[name]()
-        run(source, 5, work)
-
-    # Modes are interleaved and the fastest run of each is kept, so that a load change
-    # on a shared machine affects every mode alike.
-    results: dict[str, tuple[float, int]] = {}
-    for _ in range(args.repeat):
+    # BLAS single-threaded, as pyfaceau runs (pyfaceau.pipeline.session.process)
+    with single_threaded_blas():
+        # warm-up (numba compilation, onnxruntime first calls)
         for name, work in modes.items():
             if name in resets:
                 resets[name]()
-            dt, n = run(source, args.frames, work)
-            if name not in results or dt < results[name][0]:
-                results[name] = (dt, n)
+            run(source, 5, work)
+
+        # Modes are interleaved and the fastest run of each is kept, so that a load change
+        # on a shared machine affects every mode alike.
+        results: dict[str, tuple[float, int]] = {}
+        for _ in range(args.repeat):
+            for name, work in modes.items():
+                if name in resets:
+                    resets[name]()
+                dt, n = run(source, args.frames, work)
+                if name not in results or dt < results[name][0]:
+                    results[name] = (dt, n)
 
     dec_t, n = results["(a) decode only"]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"video: {args.video} ({source.width}x{source.height}), {n} frames, "
           f"onnxruntime threads {args.threads}, best of {args.repeat}, "
           f"{os.cpu_count()} CPUs, load average {load:.2f}")
-    print(f"{'mode':40s} {'fps':>8s} {'ms/frame':>9s} {'extra ms':>9s} {'vs decode':>10s}")
+    print(f"{'mode':42s} {'fps':>8s} {'ms/frame':>9s} {'extra ms':>9s} {'vs decode':>10s}")
     for name, (dt, nn) in results.items():
         ms = 1e3 * dt / nn
-        print(f"{name:40s} {nn / dt:8.1f} {ms:9.2f} {ms - 1e3 * dec_t / n:9.2f} "
+        print(f"{name:42s} {nn / dt:8.1f} {ms:9.2f} {ms - 1e3 * dec_t / n:9.2f} "
               f"{dt / dec_t:9.2f}x")
-    b = results["(b) fast, no refinement"][0]
-    c = results["(c) fast + refinement"][0]
-    b_work = b - dec_t
-    print(f"refinement cost: {1e3 * (c - b) / n:.2f} ms/frame = {100 * (c - b) / b:.1f}% of (b) "
-          f"end to end, {100 * (c - b) / b_work:.1f}% of (b)'s landmark work")
-    if "(d) fast + refinement + AU back end" in results:
-        d = results["(d) fast + refinement + AU back end"][0]
-        print(f"AU back end: {1e3 * (d - c) / n:.2f} ms/frame")
-    print(f"front-end stats (c), all runs: {fe_ref.stats}")
-    print(f"front-end stats (e), all runs: {fe_clnf.stats}")
+
+    def cost(refined: str, plain: str) -> str:
+        loss = 1.0 - results[plain][0] / results[refined][0]
+        return f"{100 * loss:.1f}% ({1e3 * (results[refined][0] - results[plain][0]) / n:.2f} ms/frame)"
+
+    print("refinement cost = speed lost against the unrefined path, 1 - fps(refined) / fps(unrefined):")
+    if "(C) --fast (CLNF refinement), with AUs" in results:
+        print(f"  end to end with AUs: CLNF (default) "
+              f"{cost('(C) --fast (CLNF refinement), with AUs', '(B) --fast --no-refine, with AUs')}, "
+              f"SVR {cost('(S) --fast --refine svr, with AUs', '(B) --fast --no-refine, with AUs')}")
+    print(f"  front end only:      CLNF (default) "
+          f"{cost('(c) front end, CLNF refinement (default)', '(b) front end, no refinement')}, "
+          f"SVR {cost('(s) front end, SVR refinement', '(b) front end, no refinement')}")
+    print(f"front-end stats (c), all runs: {fe_clnf.stats}")
+    print(f"front-end stats (s), all runs: {fe_svr.stats}")
     return 0
 
 

@@ -42,7 +42,7 @@ def main() -> None:
 
     \b
     pyfaceau VIDEO -o OUT.csv            OpenFace-faithful path (MTCNN + CLNF)
-    pyfaceau VIDEO -o OUT.csv --fast     fast path (RetinaFace + PFLD + refinement)
+    pyfaceau VIDEO -o OUT.csv --fast     fast path (RetinaFace + PFLD + CLNF tracking)
     pyfaceau models download --accept-license
     """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
@@ -61,11 +61,13 @@ def _fail(exc: BaseException) -> None:
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="CSV to write (default: INPUT's name with .csv, in the current folder).")
-@click.option("--fast", is_flag=True, help="Fast path: RetinaFace + PFLD + targeted CLNF refinement.")
+@click.option("--fast", is_flag=True,
+              help="Fast path: RetinaFace + PFLD, refined by tracking with OpenFace's CLNF.")
 @click.option("--no-refine", is_flag=True, help="With --fast: PFLD landmarks without refinement.")
-@click.option("--refine", "refine_mode", type=click.Choice(["svr", "clnf"]), default=None,
-              help="With --fast: svr = targeted SVR refinement of 9 landmarks (default, fastest); "
-                   "clnf = track with OpenFace's CLNF (AUs close to OpenFace's, ~130 frames/s).")
+@click.option("--refine", "refine_mode", type=click.Choice(["clnf", "svr"]), default=None,
+              help="With --fast: clnf = track all 68 landmarks with OpenFace's CLNF (default; "
+                   "AUs close to OpenFace's); svr = targeted SVR refinement of 9 landmarks "
+                   "(faster, far less accurate).")
 @click.option("--landmarks-csv", type=click.Path(path_type=Path), default=None,
               help="Take landmarks and success from an OpenFace CSV instead of detecting them.")
 @click.option("--static", "static_models", is_flag=True,
@@ -108,7 +110,7 @@ def process_cmd(
             mode="csv" if landmarks_csv else ("fast" if fast else "faithful"),
             models=models,
             landmarks_csv=landmarks_csv,
-            refine=False if no_refine else ("clnf" if refine_mode == "clnf" else True),
+            refine=False if no_refine else (True if refine_mode == "svr" else "clnf"),
         )
         bar = None
 

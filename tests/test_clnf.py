@@ -144,6 +144,63 @@ def _slow_responses(data, view, window, aois):
     return idx, np.array(out)
 
 
+def test_area_sampling_matches_opencv_warp():
+    """All landmarks' areas in one kernel = cv2.warpAffine per landmark (inverse map,
+    bilinear, zero border) to one float32 ulp, also where the area leaves the image."""
+    from pyfaceau.landmarks.clnf.patch_experts import _BILINEAR_TABLE, _sample_areas
+
+    rng = np.random.default_rng(1)
+    image = cv2.GaussianBlur(rng.uniform(0, 255, (120, 160)).astype(np.float32), (3, 3), 1)
+    worst, differing, total = 0.0, 0, 0
+    for trial in range(60):
+        side = (13, 15, 17, 19, 21)[trial % 5]
+        a1, b1 = np.float32(rng.uniform(0.4, 2.5)), np.float32(rng.uniform(-0.8, 0.8))
+        xs = rng.uniform(-15, 175, 5).astype(np.float32)
+        ys = rng.uniform(-15, 135, 5).astype(np.float32)
+        got = np.empty((5, side, side), np.float32)
+        _sample_areas(image, xs, ys, a1, b1, _BILINEAR_TABLE, got)
+        half = np.float32((side - np.float32(1)) / np.float32(2))
+        for l in range(5):
+            m = np.array([[a1, -b1, xs[l] - a1 * half + b1 * half],
+                          [b1, a1, ys[l] - a1 * half - b1 * half]], np.float32)
+            ref = cv2.warpAffine(image, m, (side, side),
+                                 flags=cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR)
+            diff = np.abs(ref - got[l])
+            worst = max(worst, float(diff.max()))
+            differing += int((diff > 0).sum())
+            total += diff.size
+    assert worst <= 3.1e-5  # one ulp at 128-256 grey levels
+    assert differing / total < 0.2  # OpenCV's SIMD adds the four terms in another order
+
+
+def test_contrast_normalised_columns_match_a_direct_loop():
+    """The SIMD-lane im2col gives the patch-by-patch float32 result bit for bit."""
+    from pyfaceau.landmarks.clnf.patch_experts import _im2col_contrast_norm
+
+    rng = np.random.default_rng(2)
+    aois = rng.uniform(0, 255, (4, 15, 15)).astype(np.float32)
+    aois[2] = 9.0  # a flat area: norm 0 is replaced by 1
+    out = np.empty((4, 25, 1 + 121), np.float32)
+    _im2col_contrast_norm(aois, 11, 11, out)
+    for l in range(4):
+        for i in range(5):
+            for j in range(5):
+                patch = aois[l, i:i + 11, j:j + 11]
+                s = np.float32(0)
+                for v in patch.ravel():  # row-major sum, float32, in order
+                    s = np.float32(s + v)
+                mean = np.float32(s / np.float32(121))
+                col = patch.T.ravel() - mean  # column-major, as OpenFace's weights
+                ss = np.float32(0)
+                for v in col:
+                    ss = np.float32(ss + np.float32(v * v))
+                norm = np.float32(math.sqrt(ss)) or np.float32(1)
+                expect = (col * np.float32(1.0 / np.float64(norm))).astype(np.float32)
+                row = out[l, i * 5 + j]
+                assert row[0] == 1.0
+                np.testing.assert_array_equal(row[1:], expect)
+
+
 @pytest.mark.parametrize("window", [5, 7])
 def test_response_kernel_matches_direct_computation(window):
     data = read_ccnf_patches(MODEL / "patch_experts" / "ccnf_patches_0.35_general.txt")

@@ -21,7 +21,7 @@ _MAX_ERR_9 = 3.0
 
 @pytest.fixture(scope="module")
 def front_end() -> FastLandmarkFrontEnd:
-    return FastLandmarkFrontEnd()
+    return FastLandmarkFrontEnd(refine=True)  # the targeted SVR refinement
 
 
 def _frames(name: str, n: int):

@@ -26,6 +26,7 @@ def test_documented_signatures():
     assert params["use_clnf_refinement"].default is True
     assert params["use_batched_predictor"].default is True
     assert params["verbose"].default is True
+    assert params["refinement"].default == "clnf"
     ref_params = inspect.signature(TargetedCLNFRefiner).parameters
     assert ref_params["patch_expert_file"].default is None
     assert ref_params["search_window"].default == 3
@@ -38,10 +39,11 @@ def test_process_video_writes_openface_csv(pipeline, tmp_path):
     assert len(df) == len(ref) and df["success"].all()
     written = out.read_text().splitlines()
     assert len(written) == len(ref) + 1 and written[0].startswith("frame,face_id,timestamp")
-    # fast-path landmarks are within a few pixels of OpenFace's on this video
+    # CLNF-refined landmarks are within a pixel of OpenFace's on this video (measured
+    # 0.81 px; OpenFace also ran its part models here, which the fast path skips)
     d = np.hypot(df[[f"x_{i}" for i in range(68)]].to_numpy() - ref[[f"x_{i}" for i in range(68)]].to_numpy(),
                  df[[f"y_{i}" for i in range(68)]].to_numpy() - ref[[f"y_{i}" for i in range(68)]].to_numpy())
-    assert np.median(d.mean(axis=1)) < 5.0
+    assert np.median(d.mean(axis=1)) < 1.0
 
 
 def test_process_frame_streams_and_no_face(pipeline):
@@ -56,6 +58,20 @@ def test_process_frame_streams_and_no_face(pipeline):
     assert again.success  # tracking recovers on the next frame with a face
     with pytest.raises(InputError):
         pipeline.process_frame(img, -1)
+
+
+def test_svr_refinement_and_none(tmp_path):
+    """The targeted SVR refinement and PFLD alone: same table layout, their own landmarks."""
+    svr = FullPythonAUPipeline(verbose=False, refinement="svr")
+    plain = FullPythonAUPipeline(verbose=False, use_clnf_refinement=False)
+    assert isinstance(svr.refiner, TargetedCLNFRefiner) and plain.refiner is None
+    a = svr.process_video(SAMPLES / "image_sequence")
+    b = plain.process_video(SAMPLES / "image_sequence")
+    assert list(a.columns) == list(b.columns) and a["success"].all() and b["success"].all()
+    xs = [f"x_{i}" for i in (17, 48)]
+    assert not np.allclose(a[xs], b[xs])  # the refiner moved its points
+    with pytest.raises(InputError, match="refinement"):
+        FullPythonAUPipeline(verbose=False, refinement="svm")
 
 
 def test_use_batched_predictor_same_output(pipeline):

@@ -38,19 +38,20 @@ def make_front_end(
     models: ModelsArg = None,
     *,
     landmarks_csv: str | os.PathLike | None = None,
-    refine: bool | str = True,
+    refine: bool | str = "clnf",
 ) -> LandmarkFrontEnd:
     """Build a landmark front end.
 
     Parameters
     ----------
-    mode : ``"faithful"`` (OpenFace's MTCNN + CLNF), ``"fast"`` (RetinaFace + PFLD +
-        targeted refinement) or ``"csv"`` (landmarks from an OpenFace CSV).
+    mode : ``"faithful"`` (OpenFace's MTCNN + CLNF), ``"fast"`` (RetinaFace + PFLD,
+        refined) or ``"csv"`` (landmarks from an OpenFace CSV).
     models : model folders searched first.
     landmarks_csv : the CSV, for ``mode="csv"``.
-    refine : with ``"fast"``: True refines the 9 AU-critical landmarks with OpenFace's SVR
-        patch experts, ``"clnf"`` tracks all 68 with OpenFace's CLNF (AUs close to
-        OpenFace's at about half the fast path's speed), False keeps PFLD's landmarks.
+    refine : with ``"fast"``: ``"clnf"`` (default) tracks all 68 landmarks with OpenFace's
+        CLNF (AUs close to OpenFace's), True refines only the 9 AU-critical landmarks with
+        OpenFace's SVR patch experts (faster, far less accurate), False keeps PFLD's
+        landmarks.
     """
     if mode == "csv":
         if landmarks_csv is None:

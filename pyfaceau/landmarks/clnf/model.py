@@ -32,7 +32,7 @@ summation order cannot be reproduced (last float32 bits).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -303,14 +303,7 @@ class CLNF:
         if any(w < 0 for w in windows):
             raise InputError(f"window_sizes: must be >= 0, got {windows}")
         base = parameters if parameters is not None else MAIN_FIT_PARAMETERS
-        params = FitParameters(
-            window_sizes=windows,
-            reg_factor=base.reg_factor,
-            sigma=base.sigma,
-            weight_factor=base.weight_factor,
-            num_iterations=base.num_iterations,
-            refine_parameters=base.refine_parameters,
-        )
+        params = replace(base, window_sizes=windows)
         pdm = self.pdm
         glob = pdm.global_vec(params_global).astype(np.float64)
         loc = pdm.local_vec(params_local).astype(np.float64)

@@ -52,7 +52,98 @@ _F32 = np.float32
 # --------------------------------------------------------------------------------------
 # Kernels
 # --------------------------------------------------------------------------------------
+def _bilinear_table() -> np.ndarray:
+    """OpenCV's float bilinear weights (``BilinearTab_f``) for sub-pixel offsets in 1/32.
+
+    Returns (32, 32, 4) float32 indexed by ``[y offset, x offset]``: the weights of the
+    top-left, top-right, bottom-left and bottom-right source pixels.
+    """
+    frac = (np.arange(INTER_TAB_SIZE, dtype=_F32) * _F32(1.0 / INTER_TAB_SIZE)).astype(_F32)
+    one = _F32(1.0)
+    cy = np.stack([one - frac, frac], axis=1)  # (32, 2)
+    tab = np.empty((INTER_TAB_SIZE, INTER_TAB_SIZE, 4), dtype=_F32)
+    for i in range(INTER_TAB_SIZE):
+        for j in range(INTER_TAB_SIZE):
+            tab[i, j] = [cy[i, 0] * cy[j, 0], cy[i, 0] * cy[j, 1], cy[i, 1] * cy[j, 0], cy[i, 1] * cy[j, 1]]
+    return tab
+
+
+#: OpenCV's sub-pixel resolution of warps (``INTER_BITS``) and fixed-point coordinate
+#: scale (``AB_BITS``), imgwarp.cpp.
+INTER_BITS = 5
+INTER_TAB_SIZE = 1 << INTER_BITS
+_AB_SCALE = 1024.0
+_BILINEAR_TABLE = _bilinear_table()
+
+
 @nb.njit(cache=True, nogil=True, error_model="numpy")
+def _sample_areas(
+    image: np.ndarray,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    a1: np.float32,
+    b1: np.float32,
+    table: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """Every landmark's area of interest, as ``cv::warpAffine`` samples it.
+
+    One call instead of one ``cv2.warpAffine`` per landmark. Follows OpenCV 4's
+    ``WARP_INVERSE_MAP | INTER_LINEAR`` with a zero border on float32 images: source
+    coordinates in fixed point (1/1024, rounded to even), sub-pixel offsets quantised to
+    1/32, weights from OpenCV's table. Values agree with OpenCV's to the last bit on ~99%
+    of pixels and within one float32 ulp on the rest (OpenCV's SIMD sums in another order).
+
+    Parameters
+    ----------
+    image : (H, W) float32.
+    xs, ys : (k,) float32 area centres (the landmarks), pixels.
+    a1, b1 : the reference-to-image similarity ``[[a1, -b1], [b1, a1]]``.
+    table : :data:`_BILINEAR_TABLE`.
+    out : (k, A, A) float32, filled.
+    """
+    h, w = image.shape
+    k, oh, ow = out.shape
+    half = np.float32((np.float32(ow) - np.float32(1.0)) / np.float32(2.0))
+    m00 = np.float64(a1)
+    m01 = np.float64(-b1)
+    m10 = np.float64(b1)
+    m11 = np.float64(a1)
+    zero = np.float32(0.0)
+    for l in range(k):
+        # The matrix's translation in float32, as OpenFace builds it (then cv::Mat double).
+        m02 = np.float64(xs[l] - a1 * half + b1 * half)
+        m12 = np.float64(ys[l] - a1 * half - b1 * half)
+        o = out[l]
+        for y in range(oh):
+            x0 = np.int64(np.rint((m01 * y + m02) * _AB_SCALE)) + 16
+            y0 = np.int64(np.rint((m11 * y + m12) * _AB_SCALE)) + 16
+            for x in range(ow):
+                fx = (x0 + np.int64(np.rint(m00 * x * _AB_SCALE))) >> 5
+                fy = (y0 + np.int64(np.rint(m10 * x * _AB_SCALE))) >> 5
+                sx = fx >> 5
+                sy = fy >> 5
+                wt = table[fy & 31, fx & 31]
+                if 0 <= sx < w - 1 and 0 <= sy < h - 1:
+                    o[y, x] = (
+                        image[sy, sx] * wt[0]
+                        + image[sy, sx + 1] * wt[1]
+                        + image[sy + 1, sx] * wt[2]
+                        + image[sy + 1, sx + 1] * wt[3]
+                    )
+                else:  # zero border, pixel by pixel
+                    in_x0 = 0 <= sx < w
+                    in_x1 = 0 <= sx + 1 < w
+                    in_y0 = 0 <= sy < h
+                    in_y1 = 0 <= sy + 1 < h
+                    v00 = image[sy, sx] if in_x0 and in_y0 else zero
+                    v01 = image[sy, sx + 1] if in_x1 and in_y0 else zero
+                    v10 = image[sy + 1, sx] if in_x0 and in_y1 else zero
+                    v11 = image[sy + 1, sx + 1] if in_x1 and in_y1 else zero
+                    o[y, x] = v00 * wt[0] + v01 * wt[1] + v10 * wt[2] + v11 * wt[3]
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
 def _im2col_contrast_norm(aois: np.ndarray, ph: int, pw: int, out: np.ndarray) -> None:
     """OpenFace's ``im2colContrastNormBias`` for a stack of areas of interest.
 
@@ -63,40 +154,67 @@ def _im2col_contrast_norm(aois: np.ndarray, ph: int, pw: int, out: np.ndarray) -
     out : (k, P, 1 + ph*pw) float32, filled: column 0 is 1 (the bias input), columns
         ``1 + xx*ph + yy`` hold the normalised patch (column-major, as OpenFace's
         weights), rows are the window positions in row-major order (``y * ws + x``).
+
+    Notes
+    -----
+    Each patch's mean and norm are float32 sums in OpenFace's order (row-major for the
+    mean, column-major after), which makes them one long chain of dependent additions. The
+    chains of all landmarks run side by side in SIMD lanes (a landmark-last copy of the
+    areas), then the output is written from a transposed copy, whose patch columns are
+    contiguous. Bit-identical to the patch-by-patch loop, about 1.7x faster.
     """
-    k = aois.shape[0]
-    rows = aois.shape[1] - ph + 1
-    cols = aois.shape[2] - pw + 1
+    k, ah, aw = aois.shape
+    rows = ah - ph + 1
+    cols = aw - pw + 1
     n_items = ph * pw
     inv_n = np.float32(n_items)
-    buf = np.empty(n_items, dtype=np.float32)
+    lanes = np.empty((ah, aw, k), dtype=np.float32)
+    transposed = np.empty((k, aw, ah), dtype=np.float32)
     for l in range(k):
-        a = aois[l]
-        for i in range(rows):
-            for j in range(cols):
-                # The patch, column-major, in a small buffer that stays in cache; the
-                # sums keep OpenFace's order (row-major for the mean, column-major after).
-                s = np.float32(0.0)
+        for y in range(ah):
+            for x in range(aw):
+                lanes[y, x, l] = aois[l, y, x]
+                transposed[l, x, y] = aois[l, y, x]
+    mean = np.empty((rows * cols, k), dtype=np.float32)
+    inv = np.empty((rows * cols, k), dtype=np.float32)
+    s = np.empty(k, dtype=np.float32)
+    ss = np.empty(k, dtype=np.float32)
+    for i in range(rows):
+        for j in range(cols):
+            p = i * cols + j
+            for l in range(k):
+                s[l] = 0.0
+            for yy in range(ph):
+                for xx in range(pw):
+                    for l in range(k):
+                        s[l] += lanes[i + yy, j + xx, l]
+            for l in range(k):
+                s[l] = s[l] / inv_n
+                ss[l] = 0.0
+            for xx in range(pw):
                 for yy in range(ph):
-                    ra = a[i + yy]
-                    for xx in range(pw):
-                        v = ra[j + xx]
-                        s += v
-                        buf[xx * ph + yy] = v
-                mean = s / inv_n
-                ss = np.float32(0.0)
-                for c in range(n_items):
-                    v = buf[c] - mean
-                    buf[c] = v
-                    ss += v * v
-                norm = np.float32(math.sqrt(ss))
+                    for l in range(k):
+                        v = lanes[i + yy, j + xx, l] - s[l]
+                        ss[l] += v * v
+            for l in range(k):
+                norm = np.float32(math.sqrt(ss[l]))
                 if norm == 0:
                     norm = np.float32(1.0)
-                inv = np.float32(1.0 / np.float64(norm))
-                o = out[l, i * cols + j]
+                mean[p, l] = s[l]
+                inv[p, l] = np.float32(1.0 / np.float64(norm))
+    for l in range(k):
+        t = transposed[l]
+        for i in range(rows):
+            for j in range(cols):
+                p = i * cols + j
+                m = mean[p, l]
+                iv = inv[p, l]
+                o = out[l, p]
                 o[0] = np.float32(1.0)
-                for c in range(n_items):
-                    o[1 + c] = buf[c] * inv
+                for xx in range(pw):
+                    base = 1 + xx * ph
+                    for yy in range(ph):
+                        o[base + yy] = (t[j + xx, i + yy] - m) * iv
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy")
@@ -390,17 +508,16 @@ class CCNFScale:
         ah = window + ph - 1
         a1 = _F32(sim_ref_to_img[0, 0])
         b1 = _F32(-sim_ref_to_img[0, 1])
-        half = _F32((aw - _F32(1.0)) / _F32(2.0))
         aois = np.empty((k, ah, aw), dtype=_F32)
-        m = np.empty((2, 3), dtype=_F32)
-        m[0, 0], m[0, 1], m[1, 0], m[1, 1] = a1, -b1, b1, a1
-        flags = cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR
-        for li, ind in enumerate(ve.visible):
-            x = shape_2d[ind]
-            y = shape_2d[ind + n]
-            m[0, 2] = x - a1 * half + b1 * half
-            m[1, 2] = y - a1 * half - b1 * half
-            cv2.warpAffine(image, m, (aw, ah), dst=aois[li], flags=flags)
+        _sample_areas(
+            image,
+            np.ascontiguousarray(shape_2d[ve.visible], dtype=_F32),
+            np.ascontiguousarray(shape_2d[ve.visible + n], dtype=_F32),
+            a1,
+            b1,
+            _BILINEAR_TABLE,
+            aois,
+        )
         p_count = window * window
         cols = np.empty((k, p_count, 1 + ph * pw), dtype=_F32)
         _im2col_contrast_norm(aois, ph, pw, cols)
