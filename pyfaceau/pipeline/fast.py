@@ -132,8 +132,8 @@ class FastLandmarkFrontEnd:
     detector : a RetinaFace detector (default: a new :class:`RetinaFaceDetector`).
     landmarker : a PFLD landmarker (default: a new :class:`PFLDLandmarker`).
     refine : ``"clnf"`` (default) to track with OpenFace's CLNF (PFLD initialises it on
-        detection frames; near-OpenFace landmarks and AUs for about 1.5 ms more per
-        frame), ``True`` for the targeted SVR refinement of 9 landmarks
+        detection frames; near-OpenFace landmarks and AUs for about 0.9 ms more per
+        frame than PFLD alone), ``True`` for the targeted SVR refinement of 9 landmarks
         (:class:`TargetedCLNFRefiner`), a refiner of your own, or ``False`` / None for
         PFLD alone. ``"clnf"``, and a refiner with ``pdm_constrain=True``, make the
         results carry a PDM fit (``params_global``, ``params_local``).
@@ -158,7 +158,7 @@ class FastLandmarkFrontEnd:
         (eyes, brows, mouth, inner face) as OpenFace does for faces with a PDM scale above
         0.9. Off by default: on such faces they bring the landmarks from 0.6-0.9 px to
         0.05 px of OpenFace's, but cost about 6 ms per frame (640 x 480 sample video:
-        87 instead of 180 fps for the front end).
+        about 100 instead of 235 fps for the front end).
     clnf_iterations : with ``refine="clnf"``, NU-RLMS iterations per pass on tracked
         frames (:data:`FAST_CLNF_ITERATIONS`; OpenFace's 5 is slower and barely closer).
 
