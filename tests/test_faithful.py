@@ -66,6 +66,29 @@ def test_faithful_path_matches_openface(stem, backend):
     # the fitter's own parameters are written, as OpenFace does
     p = np.abs(ours.loc[both, "p_scale"].to_numpy() - ref.loc[both, "p_scale"].to_numpy())
     assert np.median(p) <= 0.002
+    # every OpenFace column, in OpenFace's order (gaze and eye landmarks included)
+    assert list(ours.columns) == list(ref.columns)
+    _check_gaze_and_eyes(ours, ref, both)
+
+
+#: Gaze and eye-landmark bounds (median, p95 of |ours - OpenFace| over all values of the
+#: group). Measured on default / al_pacino: gaze vectors 0.0002 / 0.0013, angles 0.0004 /
+#: 0.0012 rad, 2D eye landmarks 0.026 / 0.055 px (printed at 0.1), 3D eye landmarks
+#: 0.04 / 0.47 mm: their depth follows the eye model's scale, which the 2D fit barely
+#: constrains; the gaze does not depend on it.
+GAZE_BOUNDS = {
+    "gaze_vectors": ([f"gaze_{e}_{a}" for e in (0, 1) for a in "xyz"], 0.001, 0.004),
+    "gaze_angles": (["gaze_angle_x", "gaze_angle_y"], 0.001, 0.004),
+    "eye_landmarks": ([f"eye_lmk_{a}_{i}" for a in "xy" for i in range(56)], 0.04, 0.1),
+    "eye_landmarks_3d": ([f"eye_lmk_{a}_{i}" for a in "XYZ" for i in range(56)], 0.1, 0.8),
+}
+
+
+def _check_gaze_and_eyes(ours, ref, both):
+    for name, (cols, max_median, max_p95) in GAZE_BOUNDS.items():
+        d = np.abs(ours.loc[both, cols].to_numpy() - ref.loc[both, cols].to_numpy())
+        assert np.median(d) <= max_median and np.percentile(d, 95) <= max_p95, (
+            name, np.median(d), np.percentile(d, 95))
 
 
 def test_no_face_frames_are_success_zero_rows(tmp_path, backend):
@@ -80,4 +103,8 @@ def test_no_face_frames_are_success_zero_rows(tmp_path, backend):
         cv2.imwrite(str(folder / name), img)
     ours = process(folder, make_front_end("faithful"), backend=backend)
     assert ours["success"].tolist() == [1, 0, 1]
+    # OpenFace writes zero gaze on a failed frame, and the model's eye landmarks
+    gaze = [c for c in ours.columns if c.startswith("gaze_")]
+    assert (ours.loc[1, gaze] == 0).all() and (ours.loc[[0, 2], gaze] != 0).any(axis=None)
+    assert (ours.loc[:, "eye_lmk_x_0"] > 0).all()
     assert (ours.loc[1, [c for c in ours.columns if c.endswith("_r")]] >= 0).all()

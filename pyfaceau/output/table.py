@@ -1,8 +1,9 @@
 """Per-frame results collected into an OpenFace-compatible table.
 
 Column names and order follow OpenFace 2.2's ``RecorderCSV.cpp``; pyfaceau writes the
-subset it computes (no gaze or eye landmarks). Numbers are printed with OpenFace's
-precision so files can be compared line by line.
+subset it computes (gaze and eye landmarks only where the front end has OpenFace's eye
+models). Numbers are printed with OpenFace's precision so files can be compared line by
+line.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ..errors import InputError
 __all__ = [
     "AU_INTENSITY_NAMES",
     "AU_PRESENCE_NAMES",
+    "EYE_COLUMNS",
     "OPENFACE_COLUMNS",
     "FrameTable",
     "write_csv",
@@ -35,6 +37,12 @@ AU_PRESENCE_NAMES = (
 
 _N = 68
 _N_MODES = 34
+_N_EYE = 56  # two 28-point eye models
+GAZE_COLUMNS = [f"gaze_{e}_{a}" for e in (0, 1) for a in "xyz"] + ["gaze_angle_x", "gaze_angle_y"]
+EYE_LANDMARK_COLUMNS = [f"eye_lmk_{a}_{i}" for a in "xy" for i in range(_N_EYE)]
+EYE_LANDMARK_3D_COLUMNS = [f"eye_lmk_{a}_{i}" for a in "XYZ" for i in range(_N_EYE)]
+#: The gaze and eye-landmark columns, written only when the front end has eye models.
+EYE_COLUMNS = GAZE_COLUMNS + EYE_LANDMARK_COLUMNS + EYE_LANDMARK_3D_COLUMNS
 POSE_COLUMNS = ["pose_Tx", "pose_Ty", "pose_Tz", "pose_Rx", "pose_Ry", "pose_Rz"]
 LANDMARK_COLUMNS = [f"x_{i}" for i in range(_N)] + [f"y_{i}" for i in range(_N)]
 LANDMARK_3D_COLUMNS = [f"{a}_{i}" for a in "XYZ" for i in range(_N)]
@@ -46,6 +54,7 @@ AU_COLUMNS = [f"{a}_r" for a in AU_INTENSITY_NAMES] + [f"{a}_c" for a in AU_PRES
 #: Every column pyfaceau can write, in OpenFace's order.
 OPENFACE_COLUMNS = (
     ["frame", "face_id", "timestamp", "confidence", "success"]
+    + EYE_COLUMNS
     + POSE_COLUMNS
     + LANDMARK_COLUMNS
     + LANDMARK_3D_COLUMNS
@@ -60,6 +69,8 @@ _FORMATS = {
     "timestamp": "%.3f",
     "confidence": "%.2f",
     "success": "%d",
+    "gaze_angle": "%.3f",
+    "gaze": "%.6f",
     "pose_T": "%.1f",
     "pose_R": "%.3f",
     "landmark": "%.1f",
@@ -72,6 +83,12 @@ _FORMATS = {
 def _format_of(column: str) -> str:
     if column in _FORMATS:
         return _FORMATS[column]
+    if column.startswith("gaze_angle"):
+        return _FORMATS["gaze_angle"]
+    if column.startswith("gaze_"):
+        return _FORMATS["gaze"]
+    if column.startswith("eye_lmk_"):
+        return _FORMATS["landmark"]
     if column.startswith("pose_T"):
         return _FORMATS["pose_T"]
     if column.startswith("pose_R"):
@@ -110,7 +127,9 @@ class FrameTable:
         """Add a row. ``values`` maps column names or group names to numbers.
 
         Group names: ``"pose"`` (6,), ``"landmarks"`` (68, 2), ``"landmarks_3d"`` (68, 3),
-        ``"params_global"`` (6,), ``"params_local"`` (34,). Columns not given are NaN.
+        ``"params_global"`` (6,), ``"params_local"`` (34,), ``"gaze"`` (8,) (both eyes'
+        vectors, then the two angles), ``"eye_landmarks"`` (56, 2), ``"eye_landmarks_3d"``
+        (56, 3). Columns not given are NaN.
         """
         row = np.full(len(self.columns), np.nan)
         for key, value in values.items():
@@ -120,6 +139,12 @@ class FrameTable:
                 names, flat = LANDMARK_COLUMNS, np.asarray(value, float).T.ravel()
             elif key == "landmarks_3d":
                 names, flat = LANDMARK_3D_COLUMNS, np.asarray(value, float).T.ravel()
+            elif key == "gaze":
+                names, flat = GAZE_COLUMNS, np.asarray(value, float).ravel()
+            elif key == "eye_landmarks":
+                names, flat = EYE_LANDMARK_COLUMNS, np.asarray(value, float).T.ravel()
+            elif key == "eye_landmarks_3d":
+                names, flat = EYE_LANDMARK_3D_COLUMNS, np.asarray(value, float).T.ravel()
             elif key == "params_global":
                 names, flat = PARAM_COLUMNS[:6], np.asarray(value, float).ravel()
             elif key == "params_local":

@@ -28,7 +28,14 @@ from ..au import AUAnalyser, load_au_models
 from ..features.fhog import hog_descriptor
 from ..features.geometry import geometry_descriptor
 from ..modelstore import resolve
-from ..output.table import AU_INTENSITY_NAMES, AU_PRESENCE_NAMES, OPENFACE_COLUMNS, FrameTable
+from ..gaze import eye_gaze, gaze_angle
+from ..output.table import (
+    AU_INTENSITY_NAMES,
+    AU_PRESENCE_NAMES,
+    EYE_COLUMNS,
+    OPENFACE_COLUMNS,
+    FrameTable,
+)
 from ..parsers.triangulation import read_triangulation
 from ..pdm import calc_params, landmarks_3d_camera, load_pdm, pose_from_params
 from ..pdm.pose import default_intrinsics
@@ -159,6 +166,7 @@ class BackendSession:
         self.analyser = AUAnalyser(backend.au_models, dynamic=backend.dynamic, defer_predictions=batched)
         self.table = FrameTable(OPENFACE_COLUMNS)
         self._finished = False
+        self._has_eyes = False  # the gaze / eye columns are kept if any frame had eyes
 
     def add(self, frame: Frame, lm: LandmarkResult, aligned_face: np.ndarray | None = None) -> FrameResult:
         """Process one frame given its landmarks; returns the frame's (online) results.
@@ -184,6 +192,7 @@ class BackendSession:
             confidence=lm.confidence,
             landmarks=lm.landmarks,
         )
+        c = self.camera
         if lm.success:
             params_global, params_local = calc_params(b.pdm, lm.landmarks)
             aligned = (
@@ -197,7 +206,6 @@ class BackendSession:
             # Pose and p_* from the landmark fitter's own parameters when it has them.
             pg = lm.params_global if lm.params_global is not None else params_global
             pl = lm.params_local if lm.params_local is not None else params_local
-            c = self.camera
             pose = pose_from_params(b.pdm, pg, pl, lm.landmarks, c.fx, c.fy, c.cx, c.cy)
             lm3d = landmarks_3d_camera(b.pdm, pg, pl, lm.landmarks, c.fx, c.fy, c.cx, c.cy)
             row.update(
@@ -214,15 +222,45 @@ class BackendSession:
                 result.aligned_face = aligned
         else:
             intensity, presence = self.analyser.add_frame(None, None, False, frame.timestamp)
+            pose, lm3d = np.zeros(6), np.zeros((68, 3))
+            pg, pl = np.zeros(6), np.zeros(b.pdm.n_modes)
+            if lm.params_global is not None and lm.params_local is not None:
+                # OpenFace writes the model's current state on a failed frame too
+                pg, pl = lm.params_global, lm.params_local
+                pose = pose_from_params(b.pdm, pg, pl, lm.landmarks, c.fx, c.fy, c.cx, c.cy)
+                lm3d = landmarks_3d_camera(b.pdm, pg, pl, lm.landmarks, c.fx, c.fy, c.cx, c.cy)
             row.update(
-                pose=np.zeros(6),
+                pose=pose,
                 landmarks=lm.landmarks,
-                landmarks_3d=np.zeros((68, 3)),
-                params_global=np.zeros(6),
-                params_local=np.zeros(b.pdm.n_modes),
+                landmarks_3d=lm3d,
+                params_global=pg,
+                params_local=pl,
             )
+        if lm.eyes is not None:
+            self._has_eyes = True
+            row.update(self._eye_columns(lm, pose, lm3d))
         self.table.add(row)
         return result
+
+    def _eye_columns(self, lm: LandmarkResult, pose: np.ndarray, lm3d: np.ndarray) -> dict:
+        """OpenFace's eye landmarks (2D, 3D) and gaze (zero on failed frames, as there)."""
+        c = self.camera
+        assert lm.eyes is not None
+        eyes_3d = [
+            landmarks_3d_camera(e.pdm, e.params_global, e.params_local, e.landmarks,
+                                c.fx, c.fy, c.cx, c.cy)
+            for e in lm.eyes
+        ]
+        gaze = np.zeros(8)
+        if lm.success:
+            g0 = eye_gaze(eyes_3d[0], lm3d, pose[3:6], left_eye=True)
+            g1 = eye_gaze(eyes_3d[1], lm3d, pose[3:6], left_eye=False)
+            gaze = np.concatenate([g0, g1, gaze_angle(g0, g1)]).astype(float)
+        return {
+            "gaze": gaze,
+            "eye_landmarks": np.concatenate([e.landmarks for e in lm.eyes]),
+            "eye_landmarks_3d": np.concatenate(eyes_3d),
+        }
 
     def finish(self) -> pd.DataFrame:
         """The video's table, with AUs after OpenFace's offline post-processing."""
@@ -230,4 +268,9 @@ class BackendSession:
         intensity, presence = self.analyser.finalize()
         self.table.set_column_block([f"{n}_r" for n in AU_INTENSITY_NAMES], intensity)
         self.table.set_column_block([f"{n}_c" for n in AU_PRESENCE_NAMES], presence)
-        return self.table.to_dataframe()
+        df = self.table.to_dataframe()
+        if self._has_eyes:  # frames before the first fit: zeros, as OpenFace's empty model
+            df[EYE_COLUMNS] = df[EYE_COLUMNS].fillna(0.0)
+        else:  # a front end without eye models: no gaze columns
+            df = df.drop(columns=EYE_COLUMNS)
+        return df

@@ -122,6 +122,8 @@ class FitResult:
         eye landmarks of ``left_eye_28`` / ``right_eye_28`` are OpenFace's ``eye_lmk_*``
         columns). When the parts did not run (small face) these are, as in OpenFace, the
         part PDM fitted to the main landmarks; empty if ``refine_hierarchical`` is off.
+    part_params : part name -> ``(params_global (6,), params_local (m,))`` float64 of the
+        part's PDM, whose projection ``part_landmarks`` is (for its 3D shape: gaze).
     """
 
     landmarks: np.ndarray
@@ -133,6 +135,7 @@ class FitResult:
     view: int = 0
     parts_used: bool = False
     part_landmarks: dict[str, np.ndarray] = field(default_factory=dict)
+    part_params: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 @dataclass
@@ -315,6 +318,7 @@ class CLNF:
 
         parts_used = False
         part_shapes: dict[str, np.ndarray] = {}
+        part_params: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         if refine_hierarchical and self.parts:
             fitted: list[np.ndarray] = []
             for part in self.parts:
@@ -332,6 +336,10 @@ class CLNF:
                 fitted.append(pshape)
                 part_shapes[part.name] = np.stack([pshape[:k], pshape[k:]], axis=1).astype(
                     np.float64
+                )
+                part_params[part.name] = (
+                    np.asarray(pg, dtype=np.float64),
+                    np.asarray(pl, dtype=np.float64),
                 )
             if parts_used:
                 merged = shape.copy()
@@ -354,4 +362,5 @@ class CLNF:
             view=main.view,
             parts_used=parts_used,
             part_landmarks=part_shapes,
+            part_params=part_params,
         )

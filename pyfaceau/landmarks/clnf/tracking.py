@@ -45,7 +45,7 @@ import numpy as np
 
 from ...detection.types import FaceDetections
 from ...errors import InputError
-from ...pipeline.types import LandmarkResult
+from ...pipeline.types import EYE_PART_NAMES, LandmarkResult, PartFit
 from .model import WINDOW_SIZES_INIT, WINDOW_SIZES_SMALL
 
 __all__ = [
@@ -220,6 +220,7 @@ class TrackingState:
         models (eyes: OpenFace's ``eye_lmk_*``), from the fitter's result when it has
         them. Like OpenFace's ``hierarchical_models``, they are not restored when a failed
         re-detection restores the main model.
+    part_params : part name -> ``(params_global, params_local)`` of those part models.
     """
 
     n_modes: int
@@ -233,6 +234,7 @@ class TrackingState:
     params_local: np.ndarray = field(init=False)
     landmarks: np.ndarray = field(init=False)
     part_landmarks: dict[str, np.ndarray] = field(default_factory=dict)
+    part_params: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.params_local = np.zeros(self.n_modes, dtype=np.float64)
@@ -248,6 +250,7 @@ class _Fit:
     detection_certainty: float
     success: bool
     part_landmarks: dict[str, np.ndarray]
+    part_params: dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 class SequenceTracker:
@@ -300,6 +303,7 @@ class SequenceTracker:
         s.landmarks = np.asarray(r.landmarks, dtype=np.float64).reshape(-1, 2).copy()
         s.model_likelihood = float(r.model_likelihood)
         s.part_landmarks = dict(getattr(r, "part_landmarks", None) or {})
+        s.part_params = dict(getattr(r, "part_params", None) or {})
         converged = bool(r.converged)
         if self.parameters.validate_detections and converged:
             s.detection_certainty = float(
@@ -321,6 +325,7 @@ class SequenceTracker:
             s.detection_certainty,
             success,
             s.part_landmarks,
+            s.part_params,
         )
 
     # ------------------------------------------- DetectLandmarksInImageMultiHypBasic
@@ -347,6 +352,7 @@ class SequenceTracker:
         s.detection_certainty = best.detection_certainty
         s.detection_success = best.success
         s.part_landmarks = best.part_landmarks
+        s.part_params = best.part_params
         return best.success
 
     # ------------------------------------------------------------ DetectLandmarksInVideo
@@ -412,4 +418,23 @@ class SequenceTracker:
             landmarks=s.landmarks.copy(),
             params_global=s.params_global.copy(),
             params_local=s.params_local.copy(),
+            eyes=self._eyes(),
         )
+
+    def _eyes(self) -> tuple[PartFit, PartFit] | None:
+        """The eye part models' current fits, when the fitter has both."""
+        s = self.state
+        pdms = {p.name: p.core.pdm for p in getattr(self.fitter, "parts", ())}
+        if not all(n in pdms and n in s.part_params for n in EYE_PART_NAMES):
+            return None
+        left, right = (
+            PartFit(
+                name,
+                pdms[name],
+                s.part_landmarks[name].copy(),
+                s.part_params[name][0].copy(),
+                s.part_params[name][1].copy(),
+            )
+            for name in EYE_PART_NAMES
+        )
+        return left, right
