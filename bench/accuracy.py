@@ -58,6 +58,31 @@ def load_reference(stem: str) -> pd.DataFrame:
     return df
 
 
+def gaze_agreement(ours: pd.DataFrame, ref: pd.DataFrame, both: np.ndarray) -> dict[str, float]:
+    """Angle between our and OpenFace's gaze vectors (both eyes), gaze-angle and eye
+    landmark differences, over the frames where both succeeded."""
+    angles = []
+    for e in (0, 1):
+        cols = [f"gaze_{e}_{a}" for a in "xyz"]
+        a, b = ours.loc[both, cols].to_numpy(), ref.loc[both, cols].to_numpy()
+        cos = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+        angles.append(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+    angle = np.concatenate(angles)
+    ga = np.abs(ours.loc[both, ["gaze_angle_x", "gaze_angle_y"]].to_numpy()
+                - ref.loc[both, ["gaze_angle_x", "gaze_angle_y"]].to_numpy())
+    xs = [f"eye_lmk_x_{i}" for i in range(56)]
+    ys = [f"eye_lmk_y_{i}" for i in range(56)]
+    d = np.hypot(ours.loc[both, xs].to_numpy() - ref.loc[both, xs].to_numpy(),
+                 ours.loc[both, ys].to_numpy() - ref.loc[both, ys].to_numpy())
+    return {
+        "gaze vector median deg": float(np.median(angle)),
+        "gaze vector p95 deg": float(np.percentile(angle, 95)),
+        "gaze angle median deg": float(np.degrees(np.median(ga))),
+        "eye lm median px": float(np.median(d)),
+        "eye lm p95 px": float(np.percentile(d, 95)),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mode", choices=["faithful", "fast", "csv"], default="faithful")
@@ -71,6 +96,7 @@ def main() -> None:
 
     backend = AUBackend()
     per_video, ours_all, ref_all = [], [], []
+    gaze_rows: list[dict] = []
     for stem in args.videos:
         ref = load_reference(stem)
         if args.mode == "fast" and args.refine == "clnf-parts":
@@ -109,6 +135,8 @@ def main() -> None:
             "pose R deg": float(np.degrees(max(pose["pose_Rx"], pose["pose_Ry"], pose["pose_Rz"]))),
             "fps": fps,
         })
+        if "gaze_0_x" in ours.columns:
+            gaze_rows.append({"video": stem, **gaze_agreement(ours, ref, both)})
         ours_all.append(ours.loc[both].assign(frame=ours.loc[both, "frame"] + 100000 * len(ours_all)))
         ref_all.append(ref.loc[both].assign(frame=ref.loc[both, "frame"] + 100000 * len(ref_all)))
         print(f"{stem}: done ({fps:.1f} fps)", file=sys.stderr, flush=True)
@@ -121,6 +149,9 @@ def main() -> None:
     print(pd.DataFrame(per_video).to_markdown(index=False, floatfmt=".3f"))
     print(f"\n### Per AU, all videos pooled (frames where both succeeded), mode `{mode}`\n")
     print(pooled[["r", "mae", "ref_std", "presence_agree", "n"]].to_markdown(floatfmt=".3f"))
+    if gaze_rows:
+        print(f"\n### Gaze and eye landmarks, mode `{mode}`\n")
+        print(pd.DataFrame(gaze_rows).to_markdown(index=False, floatfmt=".3f"))
     r = pooled.loc[AU_INTENSITY_NAMES, "r"]
     print(f"\nMean r over the 17 intensities: {r.mean():.4f}; AUs with r >= 0.80: {(r >= 0.80).sum()} of 17; "
           f"min r: {r.min():.4f}")
