@@ -35,20 +35,9 @@ from pyfaceau.output.table import AU_INTENSITY_NAMES  # noqa: E402
 from pyfaceau.pipeline.backend import AUBackend  # noqa: E402
 from pyfaceau.pipeline.session import make_front_end, process  # noqa: E402
 
-VIDEOS = {
-    "default": "default.wmv",
-    "changeLighting": "changeLighting.wmv",
-    "2015-10-15-15-14": "2015-10-15-15-14.avi",
-    "multi_face": "multi_face.avi",
-    "0188_03_021_al_pacino": "0188_03_021_al_pacino.avi",
-    "0244_03_004_anderson_cooper": "0244_03_004_anderson_cooper.avi",
-    "0417_02_003_bill_clinton": "0417_02_003_bill_clinton.avi",
-    "0686_02_003_gloria_estefan": "0686_02_003_gloria_estefan.avi",
-    "1192_01_006_julia_roberts": "1192_01_006_julia_roberts.avi",
-    "1804_03_006_sylvester_stallone": "1804_03_006_sylvester_stallone.avi",
-    "1878_01_002_vladimir_putin": "1878_01_002_vladimir_putin.avi",
-    "image_sequence": "image_sequence",
-}
+#: Every sample with an OpenFace reference: reference stem -> input in samples/.
+_INPUTS = {p.stem if p.is_file() else p.name: p.name for p in SAMPLES.iterdir()}
+VIDEOS = {p.stem: _INPUTS[p.stem] for p in sorted(REFERENCE.glob("*.csv")) if p.stem in _INPUTS}
 TARGET_POINTS = [17, 18, 19, 20, 21, 22, 26, 48, 54]
 
 

@@ -23,6 +23,13 @@ if not OPENFACE_DIR.is_dir():  # a clear failure, not silent skips
     raise RuntimeError(f"the test data folder {SHARED} is missing")
 
 
+def samples_with_reference() -> dict[str, str]:
+    """Every sample that has an OpenFace reference: reference stem -> input name in
+    ``samples/`` (a video file or an image folder)."""
+    inputs = {p.stem if p.is_file() else p.name: p.name for p in SAMPLES.iterdir()}
+    return {p.stem: inputs[p.stem] for p in sorted(REFERENCE.glob("*.csv")) if p.stem in inputs}
+
+
 def load_reference(stem: str) -> pd.DataFrame:
     """OpenFace 2.2's FeatureExtraction CSV for a sample, column names stripped."""
     df = pd.read_csv(REFERENCE / f"{stem}.csv", skipinitialspace=True)

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from conftest import REFERENCE, SAMPLES, load_reference
+from conftest import REFERENCE, SAMPLES, load_reference, samples_with_reference
 from pyfaceau.cli import main
 from pyfaceau.evaluation import au_agreement
 from pyfaceau.output.table import AU_INTENSITY_NAMES, AU_PRESENCE_NAMES
@@ -38,20 +38,7 @@ MIN_PRESENCE_AGREEMENT = 0.93  # every AUxx_c, per video
 MIN_MEAN_PRESENCE_AGREEMENT = 0.98  # mean over the 18 AUs of a video
 MIN_POOLED_PRESENCE_AGREEMENT = 0.98  # every AUxx_c, all videos pooled (worst measured 0.989)
 
-VIDEOS = {
-    "default": "default.wmv",
-    "changeLighting": "changeLighting.wmv",
-    "2015-10-15-15-14": "2015-10-15-15-14.avi",
-    "multi_face": "multi_face.avi",
-    "0188_03_021_al_pacino": "0188_03_021_al_pacino.avi",
-    "0244_03_004_anderson_cooper": "0244_03_004_anderson_cooper.avi",
-    "0417_02_003_bill_clinton": "0417_02_003_bill_clinton.avi",
-    "0686_02_003_gloria_estefan": "0686_02_003_gloria_estefan.avi",
-    "1192_01_006_julia_roberts": "1192_01_006_julia_roberts.avi",
-    "1804_03_006_sylvester_stallone": "1804_03_006_sylvester_stallone.avi",
-    "1878_01_002_vladimir_putin": "1878_01_002_vladimir_putin.avi",
-    "image_sequence": "image_sequence",
-}
+VIDEOS = samples_with_reference()
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +102,7 @@ def test_aus_match_openface_given_its_landmarks(backend):
 
     One test rather than one per video because the pooled check needs them all.
     """
+    assert len(VIDEOS) == 12, VIDEOS  # 11 videos and the image sequence
     tables, failures = [], []
     for stem in sorted(VIDEOS):
         table, video_failures = _check_video(stem, backend)

@@ -62,6 +62,19 @@ OPENFACE_COLUMNS = (
     + AU_COLUMNS
 )
 
+#: Group names accepted by :meth:`FrameTable.add`: columns, and whether the value is an
+#: array of points (written axis by axis).
+_GROUPS = {
+    "pose": (POSE_COLUMNS, False),
+    "landmarks": (LANDMARK_COLUMNS, True),
+    "landmarks_3d": (LANDMARK_3D_COLUMNS, True),
+    "params_global": (PARAM_COLUMNS[:6], False),
+    "params_local": (PARAM_COLUMNS[6:], False),
+    "gaze": (GAZE_COLUMNS, False),
+    "eye_landmarks": (EYE_LANDMARK_COLUMNS, True),
+    "eye_landmarks_3d": (EYE_LANDMARK_3D_COLUMNS, True),
+}
+
 #: printf formats as OpenFace's RecorderCSV writes each group.
 _FORMATS = {
     "frame": "%d",
@@ -133,24 +146,14 @@ class FrameTable:
         """
         row = np.full(len(self.columns), np.nan)
         for key, value in values.items():
-            if key == "pose":
-                names, flat = POSE_COLUMNS, np.asarray(value, float).ravel()
-            elif key == "landmarks":
-                names, flat = LANDMARK_COLUMNS, np.asarray(value, float).T.ravel()
-            elif key == "landmarks_3d":
-                names, flat = LANDMARK_3D_COLUMNS, np.asarray(value, float).T.ravel()
-            elif key == "gaze":
-                names, flat = GAZE_COLUMNS, np.asarray(value, float).ravel()
-            elif key == "eye_landmarks":
-                names, flat = EYE_LANDMARK_COLUMNS, np.asarray(value, float).T.ravel()
-            elif key == "eye_landmarks_3d":
-                names, flat = EYE_LANDMARK_3D_COLUMNS, np.asarray(value, float).T.ravel()
-            elif key == "params_global":
-                names, flat = PARAM_COLUMNS[:6], np.asarray(value, float).ravel()
-            elif key == "params_local":
-                names, flat = PARAM_COLUMNS[6:], np.asarray(value, float).ravel()
-            else:
+            group = _GROUPS.get(key)
+            if group is None:
                 names, flat = [key], np.atleast_1d(np.asarray(value, float))
+            else:
+                names, per_point = group
+                arr = np.asarray(value, float)
+                # point arrays (n, 2|3) are written axis by axis: x_0..x_n, y_0..y_n, ...
+                flat = arr.T.ravel() if per_point else arr.ravel()
             for name, v in zip(names, flat):
                 i = self._index.get(name)
                 if i is not None:
