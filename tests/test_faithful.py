@@ -107,4 +107,6 @@ def test_no_face_frames_are_success_zero_rows(tmp_path, backend):
     gaze = [c for c in ours.columns if c.startswith("gaze_")]
     assert (ours.loc[1, gaze] == 0).all() and (ours.loc[[0, 2], gaze] != 0).any(axis=None)
     assert (ours.loc[:, "eye_lmk_x_0"] > 0).all()
+    # and, as OpenFace, the model's pose, parameters and 3D landmarks, not zeros
+    assert ours.loc[1, "p_scale"] > 0 and ours.loc[1, "pose_Tz"] > 0 and ours.loc[1, "Z_0"] > 0
     assert (ours.loc[1, [c for c in ours.columns if c.endswith("_r")]] >= 0).all()
