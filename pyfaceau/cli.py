@@ -145,6 +145,9 @@ def process_cmd(
         return
     n = len(df)
     ok = int(df["success"].sum()) if n else 0
+    if "face_id" in df and n and df["frame"].nunique() == 1 and n > 1:  # a still, every face
+        click.echo(f"{out}: {n} faces, {ok} fitted, {elapsed:.1f} s")
+        return
     fps = n / elapsed if elapsed > 0 else float("nan")
     click.echo(f"{out}: {n} frames, face found in {ok}, {fps:.1f} frames/s")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -174,3 +175,21 @@ def test_cli_single_image_uses_static_models(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     assert seen["dynamic"] is False
     assert "1 frames, face found in 1" in r.output
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_still_with_several_people_gives_a_row_per_face(tmp_path, fast):
+    """A single image is processed as OpenFace's FaceLandmarkImg: every face on its own."""
+    out = tmp_path / "group.csv"
+    args = [str(SAMPLES / "images" / "24795717_1.jpg"), "-o", str(out), "--no-progress"]
+    r = CliRunner().invoke(main, args + (["--fast"] if fast else []))
+    assert r.exit_code == 0, r.output
+    assert "3 faces, 3 fitted" in r.output
+    df = pd.read_csv(out)
+    assert df["face_id"].tolist() == [0, 1, 2] and (df["frame"] == 1).all()
+    assert df["success"].all()
+    centres = np.sort(df[[f"x_{i}" for i in range(68)]].mean(axis=1).to_numpy())
+    assert np.all(np.diff(centres) > 100)  # three different faces (~200, 430, 600 px)
+    assert (df[[c for c in df.columns if c.endswith("_r")]].to_numpy() >= 0).all()
+    if not fast:  # the faithful path has OpenFace's eye models: gaze for every face
+        assert (df[["gaze_0_z", "gaze_1_z"]].to_numpy() < 0).all()

@@ -24,6 +24,7 @@ from ..landmarks.clnf.tracking import (
     LandmarkValidator,
     SequenceTracker,
     TrackingParameters,
+    box_xywh,
 )
 from ..landmarks.clnf.validator import load_detection_validator
 from ..modelstore import resolve
@@ -144,6 +145,25 @@ class OpenFaceLandmarkFrontEnd:
         gray = to_gray(frame_bgr)
         success = self._tracker.step(frame_bgr, gray)
         return self._tracker.result(success)
+
+    def detect_all(self, frame_bgr: np.ndarray) -> list[LandmarkResult]:
+        """Every face of a still image, each fitted on its own, in the detector's order
+        (OpenFace's ``FaceLandmarkImg``); forgets any tracked face.
+
+        Parameters
+        ----------
+        frame_bgr : (H, W, 3) uint8 BGR image (or (H, W) uint8 grey).
+
+        Returns
+        -------
+        One :class:`LandmarkResult` per detected face (``success`` is the validator's
+        verdict); empty when no face is found.
+        """
+        gray = to_gray(frame_bgr)
+        detections = self.detector.detect(frame_bgr)
+        results = [self._tracker.fit_box(gray, box_xywh(box)) for box in detections.boxes]
+        self._tracker.reset()
+        return results
 
     @property
     def part_landmarks(self) -> dict[str, np.ndarray]:

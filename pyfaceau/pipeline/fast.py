@@ -305,6 +305,50 @@ class FastLandmarkFrontEnd:
             params_local=ref.params_local,
         )
 
+    def detect_all(self, frame_bgr: np.ndarray) -> list[LandmarkResult]:
+        """Every face of a still image, each on its own, in the detector's order (as
+        OpenFace's ``FaceLandmarkImg``); forgets any tracked face.
+
+        Returns
+        -------
+        One :class:`LandmarkResult` per detected face (with ``refine="clnf"``, ``success``
+        is the validator's verdict); empty when no face is found.
+        """
+        self.reset()
+        dets = self.detector.detect(frame_bgr)
+        gray = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY) if self.clnf is not None else None
+        results = []
+        for box, score in zip(dets.boxes, dets.scores):
+            self._confidence = float(score)
+            if self.clnf is not None:
+                fit = self._clnf_from_box(frame_bgr, gray, box)
+                results.append(
+                    LandmarkResult(
+                        success=fit is not None,
+                        confidence=self._confidence,
+                        landmarks=fit.landmarks if fit is not None else np.zeros((68, 2)),
+                        params_global=fit.params_global if fit is not None else None,
+                        params_local=fit.params_local if fit is not None else None,
+                    )
+                )
+                continue
+            lm = self.landmarker.predict(frame_bgr, box)
+            if self.refiner is None:
+                results.append(LandmarkResult(success=True, confidence=self._confidence, landmarks=lm))
+                continue
+            ref = self._refine(frame_bgr, lm)
+            results.append(
+                LandmarkResult(
+                    success=True,
+                    confidence=self._confidence,
+                    landmarks=ref.landmarks,
+                    params_global=ref.params_global,
+                    params_local=ref.params_local,
+                )
+            )
+        self.reset()
+        return results
+
     # -- CLNF mode -------------------------------------------------------------------------
     def _track_clnf(self, frame: np.ndarray) -> LandmarkResult:
         """One frame tracked with CLNF (``refine="clnf"``).

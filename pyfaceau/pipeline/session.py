@@ -14,7 +14,7 @@ from ..errors import InputError
 from ..output.table import write_csv
 from .backend import AUBackend
 from .sources import open_source
-from .types import LandmarkFrontEnd
+from .types import LandmarkFrontEnd, LandmarkResult
 
 __all__ = ["make_front_end", "process", "single_threaded_blas"]
 
@@ -70,6 +70,21 @@ def make_front_end(
     raise InputError(f"unknown mode '{mode}' (faithful, fast or csv)")
 
 
+def _every_face(source, front_end, backend: AUBackend) -> pd.DataFrame:
+    """A still image, as OpenFace's FaceLandmarkImg: one row per detected face
+    (``face_id`` 0, 1, ... in the detector's order), each face on its own; one
+    ``success = 0`` row when there is none."""
+    frame = next(iter(source))
+    faces = front_end.detect_all(frame.image) or [LandmarkResult.failed()]
+    tables = []
+    for face_id, result in enumerate(faces):
+        session = backend.new_session(source.width, source.height)
+        session.add(frame, result)
+        tables.append(session.finish().assign(face_id=face_id))
+    df = pd.concat(tables, ignore_index=True)
+    return df[tables[0].columns]
+
+
 def process(
     input_path: str | os.PathLike,
     front_end: LandmarkFrontEnd,
@@ -94,21 +109,28 @@ def process(
 
     Returns
     -------
-    pandas.DataFrame with OpenFace's column names, one row per frame.
+    pandas.DataFrame with OpenFace's column names, one row per frame; for a single image
+    one row per detected face (``face_id`` 0, 1, ..., as OpenFace's FaceLandmarkImg) when
+    the front end can detect every face (the faithful and fast ones).
     """
     source = open_source(input_path)
     if backend is None:
         use_dynamic = dynamic if dynamic is not None else source.kind != "image"
         backend = AUBackend(models, dynamic=use_dynamic)
-    session = backend.new_session(source.width, source.height)
     front_end.reset()
     total = len(source)
     with single_threaded_blas():
-        for done, frame in enumerate(source, start=1):
-            session.add(frame, front_end.track(frame.image))
+        if source.kind == "image" and callable(getattr(front_end, "detect_all", None)):
+            df = _every_face(source, front_end, backend)
             if on_frame is not None:
-                on_frame(done, total)
-        df = session.finish()
+                on_frame(1, 1)
+        else:
+            session = backend.new_session(source.width, source.height)
+            for done, frame in enumerate(source, start=1):
+                session.add(frame, front_end.track(frame.image))
+                if on_frame is not None:
+                    on_frame(done, total)
+            df = session.finish()
     if output_csv is not None:
         write_csv(df, Path(output_csv))
     return df

@@ -177,6 +177,17 @@ class BoxInitialiser(Protocol):
     ) -> np.ndarray: ...
 
 
+def box_xywh(box: np.ndarray) -> tuple[float, float, float, float]:
+    """A detector box ``(x1, y1, x2, y2)`` as OpenFace's ``cv::Rect_<float>`` ``(x, y, w, h)``."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return (
+        float(np.float32(x1)),
+        float(np.float32(y1)),
+        float(np.float32(x2 - x1)),
+        float(np.float32(y2 - y1)),
+    )
+
+
 def select_face(detections: FaceDetections) -> tuple[float, float, float, float] | None:
     """The box OpenFace tracks among the detections (``DetectSingleFaceMTCNN``).
 
@@ -192,12 +203,8 @@ def select_face(detections: FaceDetections) -> tuple[float, float, float, float]
     if len(detections) == 0:
         return None
     b = detections.boxes
-    x = b[:, 0].astype(np.float32)
-    y = b[:, 1].astype(np.float32)
     w = (b[:, 2] - b[:, 0]).astype(np.float32)
-    h = (b[:, 3] - b[:, 1]).astype(np.float32)
-    i = int(np.argmax(w))  # first maximum, as OpenFace's strict '>'
-    return float(x[i]), float(y[i]), float(w[i]), float(h[i])
+    return box_xywh(b[int(np.argmax(w))])  # first maximum, as OpenFace's strict '>'
 
 
 @dataclass
@@ -354,6 +361,14 @@ class SequenceTracker:
         s.part_landmarks = best.part_landmarks
         s.part_params = best.part_params
         return best.success
+
+    def fit_box(self, gray: np.ndarray, box: tuple[float, float, float, float]) -> LandmarkResult:
+        """One face of a still image (OpenFace's ``DetectLandmarksInImage`` with a box):
+        the model fitted from ``box`` (x, y, w, h) under every rotation hypothesis and
+        validated, from a fresh state. The tracker is left holding this face."""
+        self.reset()
+        ok = self._detect_from_box(gray, box)
+        return self.result(ok)
 
     # ------------------------------------------------------------ DetectLandmarksInVideo
     def step(self, frame: np.ndarray, gray: np.ndarray) -> bool:
