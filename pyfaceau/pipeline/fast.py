@@ -56,7 +56,7 @@ from ..landmarks.clnf.validator import DetectionValidator, load_detection_valida
 from ..landmarks.pfld import PFLDLandmarker, crop_square
 from ..pdm import calc_params
 from ..refinement.targeted import FAST_SEARCH_WINDOW, Refinement, TargetedCLNFRefiner
-from .types import LandmarkResult
+from .types import LandmarkResult, eye_fits
 
 __all__ = ["FastLandmarkFrontEnd", "box_from_anchor"]
 
@@ -158,7 +158,8 @@ class FastLandmarkFrontEnd:
         (eyes, brows, mouth, inner face) as OpenFace does for faces with a PDM scale above
         0.9. Off by default: on such faces they bring the landmarks from 0.6-0.9 px to
         0.05 px of OpenFace's, but cost about 6 ms per frame (640 x 480 sample video:
-        about 100 instead of 235 fps for the front end).
+        about 100 instead of 235 fps for the front end). With them the results also carry
+        the eye models' fits, hence OpenFace's gaze and eye-landmark columns.
     clnf_iterations : with ``refine="clnf"``, NU-RLMS iterations per pass on tracked
         frames (:data:`FAST_CLNF_ITERATIONS`; OpenFace's 5 is slower and barely closer).
 
@@ -385,6 +386,7 @@ class FastLandmarkFrontEnd:
             landmarks=fit.landmarks,
             params_global=fit.params_global,
             params_local=fit.params_local,
+            eyes=eye_fits(self.clnf.parts, fit.part_landmarks, fit.part_params),
         )
 
     def _clnf_from_box(

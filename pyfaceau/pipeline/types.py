@@ -7,7 +7,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["EYE_PART_NAMES", "LandmarkResult", "LandmarkFrontEnd", "PartFit"]
+__all__ = ["EYE_PART_NAMES", "LandmarkResult", "LandmarkFrontEnd", "PartFit", "eye_fits"]
 
 #: OpenFace's 28-point eye part models, in the order of its ``eye_lmk_*`` and ``gaze_0`` /
 #: ``gaze_1`` columns (the person's left eye first).
@@ -36,6 +36,35 @@ class PartFit:
     landmarks: np.ndarray
     params_global: np.ndarray
     params_local: np.ndarray
+
+
+def eye_fits(
+    parts: object,
+    part_landmarks: dict[str, np.ndarray],
+    part_params: dict[str, tuple[np.ndarray, np.ndarray]],
+) -> tuple[PartFit, PartFit] | None:
+    """The two eye models' fits from a CLNF fit's part results, or None without them.
+
+    Parameters
+    ----------
+    parts : the CLNF's part models (each with ``name`` and ``core.pdm``).
+    part_landmarks, part_params : part name -> landmarks / ``(params_global,
+        params_local)`` (:class:`pyfaceau.landmarks.clnf.model.FitResult`).
+    """
+    pdms = {p.name: p.core.pdm for p in parts}
+    if not all(n in pdms and n in part_params and n in part_landmarks for n in EYE_PART_NAMES):
+        return None
+    left, right = (
+        PartFit(
+            name,
+            pdms[name],
+            np.array(part_landmarks[name], dtype=np.float64),
+            np.array(part_params[name][0], dtype=np.float64),
+            np.array(part_params[name][1], dtype=np.float64),
+        )
+        for name in EYE_PART_NAMES
+    )
+    return left, right
 
 
 @dataclass

@@ -45,7 +45,7 @@ import numpy as np
 
 from ...detection.types import FaceDetections
 from ...errors import InputError
-from ...pipeline.types import EYE_PART_NAMES, LandmarkResult, PartFit
+from ...pipeline.types import LandmarkResult, PartFit, eye_fits
 from .model import WINDOW_SIZES_INIT, WINDOW_SIZES_SMALL
 
 __all__ = [
@@ -439,17 +439,4 @@ class SequenceTracker:
     def _eyes(self) -> tuple[PartFit, PartFit] | None:
         """The eye part models' current fits, when the fitter has both."""
         s = self.state
-        pdms = {p.name: p.core.pdm for p in getattr(self.fitter, "parts", ())}
-        if not all(n in pdms and n in s.part_params for n in EYE_PART_NAMES):
-            return None
-        left, right = (
-            PartFit(
-                name,
-                pdms[name],
-                s.part_landmarks[name].copy(),
-                s.part_params[name][0].copy(),
-                s.part_params[name][1].copy(),
-            )
-            for name in EYE_PART_NAMES
-        )
-        return left, right
+        return eye_fits(getattr(self.fitter, "parts", ()), s.part_landmarks, s.part_params)
