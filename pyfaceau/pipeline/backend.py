@@ -193,6 +193,10 @@ class BackendSession:
             landmarks=lm.landmarks,
         )
         c = self.camera
+        # Pose, p_* and 3D landmarks from the landmark fitter's own parameters when it has
+        # them (on a failed frame too: OpenFace writes its model's current state), else
+        # from calc_params on a success, else zeros.
+        pg, pl = lm.params_global, lm.params_local
         if lm.success:
             params_global, params_local = calc_params(b.pdm, lm.landmarks)
             aligned = (
@@ -203,39 +207,29 @@ class BackendSession:
             hog = hog_descriptor(aligned)
             geom = geometry_descriptor(b.pdm, params_local)
             intensity, presence = self.analyser.add_frame(hog, geom, True, frame.timestamp)
-            # Pose and p_* from the landmark fitter's own parameters when it has them.
-            pg = lm.params_global if lm.params_global is not None else params_global
-            pl = lm.params_local if lm.params_local is not None else params_local
-            pose = pose_from_params(b.pdm, pg, pl, lm.landmarks, c.fx, c.fy, c.cx, c.cy)
-            lm3d = landmarks_3d_camera(b.pdm, pg, pl, lm.landmarks, c.fx, c.fy, c.cx, c.cy)
-            row.update(
-                pose=pose,
-                landmarks=lm.landmarks,
-                landmarks_3d=lm3d,
-                params_global=pg,
-                params_local=pl,
-            )
-            result.pose = pose
+            if pg is None or pl is None:
+                pg, pl = params_global, params_local
             result.au_intensity = np.asarray(intensity, float)
             result.au_presence = np.asarray(presence, float)
             if self.keep_aligned:
                 result.aligned_face = aligned
         else:
-            intensity, presence = self.analyser.add_frame(None, None, False, frame.timestamp)
+            self.analyser.add_frame(None, None, False, frame.timestamp)
+        if pg is not None and pl is not None:
+            pose = pose_from_params(b.pdm, pg, pl, lm.landmarks, c.fx, c.fy, c.cx, c.cy)
+            lm3d = landmarks_3d_camera(b.pdm, pg, pl, lm.landmarks, c.fx, c.fy, c.cx, c.cy)
+        else:
             pose, lm3d = np.zeros(6), np.zeros((68, 3))
             pg, pl = np.zeros(6), np.zeros(b.pdm.n_modes)
-            if lm.params_global is not None and lm.params_local is not None:
-                # OpenFace writes the model's current state on a failed frame too
-                pg, pl = lm.params_global, lm.params_local
-                pose = pose_from_params(b.pdm, pg, pl, lm.landmarks, c.fx, c.fy, c.cx, c.cy)
-                lm3d = landmarks_3d_camera(b.pdm, pg, pl, lm.landmarks, c.fx, c.fy, c.cx, c.cy)
-            row.update(
-                pose=pose,
-                landmarks=lm.landmarks,
-                landmarks_3d=lm3d,
-                params_global=pg,
-                params_local=pl,
-            )
+        if lm.success:
+            result.pose = pose
+        row.update(
+            pose=pose,
+            landmarks=lm.landmarks,
+            landmarks_3d=lm3d,
+            params_global=pg,
+            params_local=pl,
+        )
         if lm.eyes is not None:
             self._has_eyes = True
             row.update(self._eye_columns(lm, pose, lm3d))

@@ -81,8 +81,7 @@ def _every_face(source, front_end, backend: AUBackend) -> pd.DataFrame:
         session = backend.new_session(source.width, source.height)
         session.add(frame, result)
         tables.append(session.finish().assign(face_id=face_id))
-    df = pd.concat(tables, ignore_index=True)
-    return df[tables[0].columns]
+    return pd.concat(tables, ignore_index=True)
 
 
 def process(
