@@ -15,7 +15,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from ..errors import InputError, ModelFileError
+from ..errors import InputError, ModelFileError, require_bgr8
 from ..modelstore import resolve
 from .types import FaceDetections
 
@@ -240,7 +240,7 @@ class RetinaFaceDetector:
             boxes ``(n, 4)``, scores ``(n,)``, landmarks ``(n, 5, 2)`` in pixels of
             ``image_bgr``, best score first.
         """
-        img = self._check_image(image_bgr)
+        img = require_bgr8(image_bgr)
         h, w = img.shape[:2]
         if self.max_side is None or max(h, w) <= self.max_side:
             return self._detect_raw(img)
@@ -266,7 +266,7 @@ class RetinaFaceDetector:
         -------
         FaceDetections in pixels of ``image_bgr``.
         """
-        img = self._check_image(image_bgr)
+        img = require_bgr8(image_bgr)
         x1, y1, x2, y2 = (float(v) for v in np.asarray(box, dtype=np.float64).reshape(4))
         if not (x2 > x1 and y2 > y1):
             raise InputError(f"box: expected x2 > x1 and y2 > y1, got {box}")
@@ -284,21 +284,6 @@ class RetinaFaceDetector:
         return FaceDetections(boxes, dets.scores, lm)
 
     # -- internals -------------------------------------------------------------------
-    @staticmethod
-    def _check_image(image_bgr: np.ndarray) -> np.ndarray:
-        if (
-            not isinstance(image_bgr, np.ndarray)
-            or image_bgr.ndim != 3
-            or image_bgr.shape[2] != 3
-            or image_bgr.dtype != np.uint8
-            or image_bgr.shape[0] < 1
-            or image_bgr.shape[1] < 1
-        ):
-            got = getattr(image_bgr, "shape", type(image_bgr).__name__)
-            dt = getattr(image_bgr, "dtype", "")
-            raise InputError(f"image_bgr: expected an (H, W, 3) uint8 BGR image, got {got} {dt}")
-        return image_bgr
-
     def priors(self, height: int, width: int) -> np.ndarray:
         """Cached :func:`make_priors` for an input size."""
         key = (int(height), int(width))

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from ..detection.retinaface import check_session_io, open_onnx_session
-from ..errors import InputError, ModelFileError
+from ..errors import InputError, ModelFileError, require_bgr8
 from ..modelstore import resolve
 
 __all__ = [
@@ -221,17 +221,6 @@ class PFLDLandmarker:
                 "manifest"
             )
 
-    @staticmethod
-    def _check(image_bgr: np.ndarray) -> None:
-        if (
-            not isinstance(image_bgr, np.ndarray)
-            or image_bgr.ndim != 3
-            or image_bgr.shape[2] != 3
-            or image_bgr.dtype != np.uint8
-        ):
-            got = getattr(image_bgr, "shape", type(image_bgr).__name__)
-            raise InputError(f"image_bgr: expected an (H, W, 3) uint8 BGR image, got {got}")
-
     def prepare(
         self, image_bgr: np.ndarray, box: np.ndarray
     ) -> tuple[np.ndarray, tuple[int, int, int]]:
@@ -276,7 +265,7 @@ class PFLDLandmarker:
         -------
         ``(n, 68, 2)`` float64 pixels.
         """
-        self._check(image_bgr)
+        require_bgr8(image_bgr)
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         if boxes.shape[0] == 0:
             return np.zeros((0, 68, 2), dtype=np.float64)

@@ -43,7 +43,7 @@ import numpy as np
 
 from ..detection.retinaface import RetinaFaceDetector
 from ..detection.types import FaceDetections
-from ..errors import InputError
+from ..errors import InputError, require_bgr8
 from ..landmarks.clnf.model import (
     CLNF,
     MAIN_FIT_PARAMETERS,
@@ -268,14 +268,7 @@ class FastLandmarkFrontEnd:
         LandmarkResult with ``(68, 2)`` float64 pixel landmarks; ``params_global`` and
         ``params_local`` are the refiner's PDM fit when it has one, else None.
         """
-        if (
-            not isinstance(frame_bgr, np.ndarray)
-            or frame_bgr.ndim != 3
-            or frame_bgr.shape[2] != 3
-            or frame_bgr.dtype != np.uint8
-        ):
-            got = getattr(frame_bgr, "shape", type(frame_bgr).__name__)
-            raise InputError(f"frame_bgr: expected an (H, W, 3) uint8 BGR image, got {got}")
+        require_bgr8(frame_bgr, "frame_bgr")
         self.stats["frames"] += 1
         if self.clnf is not None:
             return self._track_clnf(frame_bgr)
