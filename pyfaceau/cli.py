@@ -73,6 +73,9 @@ def _fail(exc: BaseException) -> None:
 @click.option("--static", "static_models", is_flag=True,
               help="Static AU models only (no person normalisation), as OpenFace uses for "
                    "images; the default for a single image.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Cores to use on this input (default: every core this process may use). "
+                   "The output is the same for any number.")
 @click.option("--models", "models", default=None, help=MODELS_HELP)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def process_cmd(
@@ -83,11 +86,12 @@ def process_cmd(
     refine_mode: str | None,
     landmarks_csv: Path | None,
     static_models: bool,
+    threads: int | None,
     models: str | None,
     no_progress: bool,
 ) -> None:
     """Measure Action Units in a video, an image folder or an image."""
-    from .pipeline.session import make_front_end, process
+    from .options import Options
 
     if no_refine and not fast:
         _fail(click.UsageError("--no-refine goes with --fast"))
@@ -105,13 +109,16 @@ def process_cmd(
         _fail(PyFaceAUError(f"{out}: cannot create its folder ({exc.strerror or exc})"))
     if not os.access(out.resolve().parent, os.W_OK):
         _fail(PyFaceAUError(f"{out}: its folder is not writable"))
+    common = dict(models=models, threads=threads, au_models="static" if static_models else "auto")
     try:
-        front_end = make_front_end(
-            mode="csv" if landmarks_csv else ("fast" if fast else "faithful"),
-            models=models,
-            landmarks_csv=landmarks_csv,
-            refine=False if no_refine else (True if refine_mode == "svr" else "clnf"),
-        )
+        if landmarks_csv is not None:
+            options = Options.openface_csv(landmarks_csv, **common)
+        elif fast:
+            options = Options.fast("none" if no_refine else (refine_mode or "clnf"), **common)
+        else:
+            options = Options.faithful(**common)
+        from .pipeline.pipeline import Pipeline
+
         bar = None
 
         def on_frame(done: int, total: int) -> None:
@@ -124,18 +131,10 @@ def process_cmd(
             bar.update(1)
 
         t0 = time.perf_counter()
-        df = process(
-            input_path,
-            front_end,
-            output_csv=out,
-            models=models,
-            dynamic=False if static_models else None,  # None: static for a single image
-            on_frame=on_frame,
-        )
+        with Pipeline(options) as pipe:
+            df = pipe.process(input_path, output_csv=out, on_frame=on_frame)
         elapsed = time.perf_counter() - t0
         if bar is not None:
-            bar.total = bar.n  # the container's frame count is only an estimate
-            bar.refresh()
             bar.close()
     except PyFaceAUError as exc:
         _fail(exc)

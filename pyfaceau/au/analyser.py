@@ -143,6 +143,9 @@ class AUAnalyser:
         re-predicts anyway with the final medians (tracked frames among the first
         ``max_init_frames``, dynamic models), so their models run once, batched, at the
         end; :meth:`add_frame` returns NaN for them. The finalized output is identical.
+    record : keep what :meth:`finalize` needs (every frame's predictions, the first
+        ``max_init_frames`` descriptors). False for a live stream, which only reads the
+        online values: memory then stays flat however long it runs.
 
     Examples
     --------
@@ -171,7 +174,11 @@ class AUAnalyser:
         max_init_frames: int = MAX_INIT_FRAMES,
         capacity: int = 1024,
         defer_predictions: bool = False,
+        record: bool = True,
     ) -> None:
+        if defer_predictions and not record:
+            raise InputError("AUAnalyser: defer_predictions needs record=True")
+        self.record = bool(record)
         self.models = models if models is not None else load_au_models()
         self.dynamic = self.models.dynamic if dynamic is None else bool(dynamic)
         if not 0 < hog_length < self.models.n_features:
@@ -269,7 +276,9 @@ class AUAnalyser:
             hog_med[hog_med < 0] = 0.0  # hog_desc_median.setTo(0, hog_desc_median < 0)
             self._geom_hist.update(g, add=success)
             self._median = np.concatenate([hog_med, self._geom_hist.median()])
-        repredicted = self.dynamic and success and self._frames_ok - 1 < self.max_init_frames
+        repredicted = (
+            self.record and self.dynamic and success and self._frames_ok - 1 < self.max_init_frames
+        )
         if not success:
             reg = np.zeros(len(self._nan_reg))
             cls = np.zeros(len(self._nan_cls))
@@ -279,6 +288,8 @@ class AUAnalyser:
             x = np.concatenate([h, g])[None, :]
             reg, cls = self.models.predict(x, self._median)
             reg, cls = reg[0], cls[0]
+        if not self.record:
+            return AUFramePrediction(intensity=reg.copy(), presence=cls.copy())
         self._reg.append(reg)
         self._cls.append(cls)
         if repredicted:
@@ -311,6 +322,8 @@ class AUAnalyser:
         CSV's rounding to 2 decimals). Failed frames are 0 before smoothing; as in
         OpenFace, smoothing can make them non-zero next to tracked frames.
         """
+        if not self.record:
+            raise InputError("AUAnalyser.finalize: this analyser was made with record=False")
         reg = self._reg.data.copy()
         cls = self._cls.data.copy()
         success = np.array(self._success, dtype=bool)

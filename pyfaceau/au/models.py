@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -50,6 +51,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Default main file for videos (``FaceAnalyserParameters::init``, FaceAnalyserParameters.cpp).
+#: Descriptor length OpenFace's AU models read: the 112x112 aligned face's FHOG
+#: (12 x 12 cells x 31) and the 68-point geometry descriptor (3 * 68 + 34).
+DESCRIPTOR_LENGTH = 12 * 12 * 31 + 3 * 68 + 34
+_AU_NAME = re.compile(r"AU\d\d")
+
 MAIN_DYNAMIC = "AU_predictors/main_dynamic_svms.txt"
 #: Main file with ``-au_static`` and for images (FaceAnalyserParameters.cpp).
 MAIN_STATIC = "AU_predictors/main_static_svms.txt"
@@ -361,6 +367,11 @@ def load_au_models(
             f"{main_path}: the AU predictors disagree on the descriptor length ({sorted(dims)})"
         )
     n_features = dims.pop()
+    if n_features != DESCRIPTOR_LENGTH:
+        raise ModelFileError(
+            f"{main_path}: the AU predictors expect {n_features}-value descriptors; pyfaceau "
+            f"computes OpenFace's {DESCRIPTOR_LENGTH} (112x112 FHOG + 68-point geometry)"
+        )
     for kinds, what in (((SVR_STATIC, SVR_DYNAMIC), "intensity"), ((SVM_STATIC, SVM_DYNAMIC), "presence")):
         seen: dict[str, Path] = {}
         for kind in kinds:
@@ -382,6 +393,11 @@ def load_au_models(
     }
     reg_names = tuple(sorted(groups[SVR_STATIC].names + groups[SVR_DYNAMIC].names))
     cls_names = tuple(sorted(groups[SVM_STATIC].names + groups[SVM_DYNAMIC].names))
+    odd = [n for n in reg_names + cls_names if not _AU_NAME.fullmatch(n)]
+    if odd:
+        raise ModelFileError(
+            f"{main_path}: AU names must look like AU01 (OpenFace's CSV columns), found {odd[0]!r}"
+        )
     if not reg_names and not cls_names:
         raise ModelFileError(f"{main_path}: no AU predictor found")
     return AUModels(

@@ -23,6 +23,7 @@ __all__ = [
     "EYE_COLUMNS",
     "OPENFACE_COLUMNS",
     "FrameTable",
+    "openface_columns",
     "write_csv",
 ]
 
@@ -51,16 +52,27 @@ PARAM_COLUMNS = ["p_scale", "p_rx", "p_ry", "p_rz", "p_tx", "p_ty"] + [
 ]
 AU_COLUMNS = [f"{a}_r" for a in AU_INTENSITY_NAMES] + [f"{a}_c" for a in AU_PRESENCE_NAMES]
 
-#: Every column pyfaceau can write, in OpenFace's order.
-OPENFACE_COLUMNS = (
-    ["frame", "face_id", "timestamp", "confidence", "success"]
-    + EYE_COLUMNS
-    + POSE_COLUMNS
-    + LANDMARK_COLUMNS
-    + LANDMARK_3D_COLUMNS
-    + PARAM_COLUMNS
-    + AU_COLUMNS
-)
+
+def openface_columns(
+    intensity_names: Sequence[str] = AU_INTENSITY_NAMES,
+    presence_names: Sequence[str] = AU_PRESENCE_NAMES,
+) -> list[str]:
+    """OpenFace's CSV columns, in its order, for an AU model set with these outputs
+    (``RecorderCSV::WriteHeader``: ``AUxx_r`` for each intensity, then ``AUxx_c``)."""
+    return (
+        ["frame", "face_id", "timestamp", "confidence", "success"]
+        + EYE_COLUMNS
+        + POSE_COLUMNS
+        + LANDMARK_COLUMNS
+        + LANDMARK_3D_COLUMNS
+        + PARAM_COLUMNS
+        + [f"{a}_r" for a in intensity_names]
+        + [f"{a}_c" for a in presence_names]
+    )
+
+
+#: Every column pyfaceau writes with OpenFace's default AU models, in OpenFace's order.
+OPENFACE_COLUMNS = openface_columns()
 
 #: Group names accepted by :meth:`FrameTable.add`: columns, and whether the value is an
 #: array of points (written axis by axis).
@@ -120,16 +132,15 @@ class FrameTable:
 
     Parameters
     ----------
-    columns : the columns to keep, a subset of :data:`OPENFACE_COLUMNS`
-        (kept in OpenFace's order).
+    columns : the columns, in output order: :func:`openface_columns` of the AU model
+        set, or a subset of it (kept in the given order).
     """
 
     def __init__(self, columns: Iterable[str]) -> None:
-        wanted = set(columns)
-        unknown = wanted - set(OPENFACE_COLUMNS)
+        self.columns = list(columns)
+        unknown = [c for c in self.columns if _format_of(c) == "%g"]
         if unknown:
-            raise InputError(f"unknown output columns: {sorted(unknown)}")
-        self.columns = [c for c in OPENFACE_COLUMNS if c in wanted]
+            raise InputError(f"unknown output columns: {unknown[:5]}")
         self._rows: list[np.ndarray] = []
         self._index = {c: i for i, c in enumerate(self.columns)}
 

@@ -33,8 +33,8 @@ from ..output.table import (
     AU_INTENSITY_NAMES,
     AU_PRESENCE_NAMES,
     EYE_COLUMNS,
-    OPENFACE_COLUMNS,
     FrameTable,
+    openface_columns,
 )
 from ..parsers.triangulation import read_triangulation
 from ..pdm import calc_params, landmarks_3d_camera, load_pdm, pose_from_params
@@ -68,8 +68,8 @@ class Camera:
 
 @dataclass
 class FrameResult:
-    """Everything pyfaceau computed for one frame (online AU values: before the video's
-    offline post-processing).
+    """Everything pyfaceau computed for one face in one frame (online AU values: before
+    the video's offline post-processing).
 
     Attributes
     ----------
@@ -77,11 +77,19 @@ class FrameResult:
     timestamp : seconds.
     success, confidence : as OpenFace's columns.
     landmarks : ``(68, 2)`` float64 pixels.
+    face_id : the face's id in its input (0 for the one face of a video).
     pose : ``(6,)`` ``[Tx, Ty, Tz (mm), Rx, Ry, Rz (rad)]``, zeros when not successful.
-    au_intensity : ``(17,)`` online intensities in :data:`AU_INTENSITY_NAMES` order (NaN
-        where a batched back end defers them to the end of the video).
-    au_presence : ``(18,)`` online presence (0/1) in :data:`AU_PRESENCE_NAMES` order.
-    aligned_face : ``(112, 112, 3)`` uint8, or None when not successful.
+    landmarks_3d : ``(68, 3)`` float64 millimetres, camera coordinates.
+    params_global : ``(6,)`` ``[scale, rx, ry, rz, tx, ty]`` (OpenFace's ``p_scale`` ...).
+    params_local : ``(34,)`` PDM shape parameters (``p_0`` ...).
+    gaze : ``(8,)`` ``[gaze_0_x, gaze_0_y, gaze_0_z, gaze_1_x, ..., gaze_angle_x,
+        gaze_angle_y]`` (unit vectors, radians) where the eye models ran, else None.
+    eye_landmarks : ``(56, 2)`` float64 pixels (both 28-point eye models), or None.
+    au_intensity : ``(n_intensity,)`` online intensities in ``intensity_names`` order
+        (OpenFace's raw model outputs; 0 when not successful).
+    au_presence : ``(n_presence,)`` online presence (0/1) in ``presence_names`` order.
+    intensity_names, presence_names : the AU model set's outputs (``AU01`` ...).
+    aligned_face : ``(112, 112, 3)`` uint8 when asked for and successful, else None.
     """
 
     frame: int
@@ -89,10 +97,24 @@ class FrameResult:
     success: bool
     confidence: float
     landmarks: np.ndarray
+    face_id: int = 0
     pose: np.ndarray = field(default_factory=lambda: np.zeros(6))
+    landmarks_3d: np.ndarray = field(default_factory=lambda: np.zeros((68, 3)))
+    params_global: np.ndarray = field(default_factory=lambda: np.zeros(6))
+    params_local: np.ndarray = field(default_factory=lambda: np.zeros(34))
+    gaze: np.ndarray | None = None
+    eye_landmarks: np.ndarray | None = None
     au_intensity: np.ndarray = field(default_factory=lambda: np.zeros(len(AU_INTENSITY_NAMES)))
     au_presence: np.ndarray = field(default_factory=lambda: np.zeros(len(AU_PRESENCE_NAMES)))
+    intensity_names: tuple[str, ...] = tuple(AU_INTENSITY_NAMES)
+    presence_names: tuple[str, ...] = tuple(AU_PRESENCE_NAMES)
     aligned_face: np.ndarray | None = None
+
+    def aus(self) -> dict[str, float]:
+        """``{"AU01_r": ..., "AU45_c": ...}``, OpenFace's column names."""
+        out = {f"{n}_r": float(v) for n, v in zip(self.intensity_names, self.au_intensity)}
+        out.update({f"{n}_c": float(v) for n, v in zip(self.presence_names, self.au_presence)})
+        return out
 
 
 class AUBackend:
@@ -106,9 +128,14 @@ class AUBackend:
     pdm_file, triangulation_file : explicit paths overriding the store.
     au_models_dir : a folder with OpenFace's ``AU_predictors`` layout (``main_dynamic_svms.txt``
         / ``main_static_svms.txt`` and the files they name), overriding the store.
-    batched : run the AU models of the frames that the offline post-processing
-        re-predicts only once, batched, at the end of the video (the output is the same;
-        :class:`FrameResult` then has NaN online AU values for those frames).
+    au_model_list : one of OpenFace's main AU files (e.g.
+        ``AU_predictors/DISFA_dynamic_svms.txt``: DISFA's 12 AUs), overriding
+        ``au_models_dir`` and the store; the output columns follow its AUs.
+    batched : default of :meth:`new_session`'s ``batched``: run the AU models of the
+        frames that the offline post-processing re-predicts only once, batched, at the end
+        of the video. The table is the same; the per-frame results of those frames then
+        carry no online AU values (``au_intensity`` and ``au_presence`` are NaN), so only
+        whole-video runs that discard them (:meth:`pyfaceau.Pipeline.process`) use it.
     """
 
     def __init__(
@@ -119,7 +146,8 @@ class AUBackend:
         pdm_file: str | os.PathLike | None = None,
         triangulation_file: str | os.PathLike | None = None,
         au_models_dir: str | os.PathLike | None = None,
-        batched: bool = True,
+        au_model_list: str | os.PathLike | None = None,
+        batched: bool = False,
     ) -> None:
         self.dynamic = dynamic
         self.batched = batched
@@ -127,10 +155,14 @@ class AUBackend:
         self.triangulation = read_triangulation(
             triangulation_file or resolve(TRIANGULATION_FILE, models)
         )
-        main_file = None
-        if au_models_dir is not None:
+        main_file = None if au_model_list is None else Path(au_model_list)
+        if au_models_dir is not None and main_file is None:
             main_file = Path(au_models_dir) / ("main_dynamic_svms.txt" if dynamic else "main_static_svms.txt")
         self.au_models = load_au_models(models, dynamic=dynamic, main_file=main_file)
+        #: The output columns for this AU model set, in OpenFace's order.
+        self.columns = openface_columns(
+            self.au_models.intensity_names, self.au_models.presence_names
+        )
 
     def new_session(
         self,
@@ -139,17 +171,22 @@ class AUBackend:
         camera: Camera | None = None,
         keep_aligned: bool = False,
         batched: bool | None = None,
+        face_id: int = 0,
+        record: bool = True,
     ) -> "BackendSession":
         """Start a video (or image sequence) of ``width`` x ``height`` pixels.
 
-        ``batched`` overrides the back end's setting for this session (False when the
-        caller needs every frame's online AU values).
+        ``batched`` overrides the back end's setting for this session (see the class);
+        ``face_id`` is written in every row; ``record=False`` keeps no rows (a live
+        stream: per-frame results only, no :meth:`BackendSession.finish`).
         """
         return BackendSession(
             self,
             camera or Camera.openface_default(width, height),
             keep_aligned,
             self.batched if batched is None else batched,
+            face_id,
+            record,
         )
 
 
@@ -159,12 +196,27 @@ class BackendSession:
     Call :meth:`add` once per frame in order, then :meth:`finish` once.
     """
 
-    def __init__(self, backend: AUBackend, camera: Camera, keep_aligned: bool, batched: bool) -> None:
+    def __init__(
+        self,
+        backend: AUBackend,
+        camera: Camera,
+        keep_aligned: bool,
+        batched: bool,
+        face_id: int = 0,
+        record: bool = True,
+    ) -> None:
         self.backend = backend
         self.camera = camera
         self.keep_aligned = keep_aligned
-        self.analyser = AUAnalyser(backend.au_models, dynamic=backend.dynamic, defer_predictions=batched)
-        self.table = FrameTable(OPENFACE_COLUMNS)
+        self.face_id = int(face_id)
+        self.record = bool(record)
+        self.analyser = AUAnalyser(
+            backend.au_models,
+            dynamic=backend.dynamic,
+            defer_predictions=batched and record,
+            record=record,
+        )
+        self.table = FrameTable(backend.columns)
         self._finished = False
         self._has_eyes = False  # the gaze / eye columns are kept if any frame had eyes
 
@@ -180,17 +232,23 @@ class BackendSession:
         b = self.backend
         row: dict[str, object] = {
             "frame": frame.index + 1,
-            "face_id": 0,
+            "face_id": self.face_id,
             "timestamp": frame.timestamp,
             "confidence": lm.confidence,
             "success": int(lm.success),
         }
+        names = b.au_models.intensity_names, b.au_models.presence_names
         result = FrameResult(
             frame=frame.index + 1,
             timestamp=frame.timestamp,
             success=lm.success,
             confidence=lm.confidence,
             landmarks=lm.landmarks,
+            face_id=self.face_id,
+            au_intensity=np.zeros(len(names[0])),
+            au_presence=np.zeros(len(names[1])),
+            intensity_names=names[0],
+            presence_names=names[1],
         )
         c = self.camera
         # Pose, p_* and 3D landmarks from the landmark fitter's own parameters when it has
@@ -223,6 +281,7 @@ class BackendSession:
             pg, pl = np.zeros(6), np.zeros(b.pdm.n_modes)
         if lm.success:
             result.pose = pose
+        result.landmarks_3d, result.params_global, result.params_local = lm3d, pg, pl
         row.update(
             pose=pose,
             landmarks=lm.landmarks,
@@ -232,8 +291,12 @@ class BackendSession:
         )
         if lm.eyes is not None:
             self._has_eyes = True
-            row.update(self._eye_columns(lm, pose, lm3d))
-        self.table.add(row)
+            eye_columns = self._eye_columns(lm, pose, lm3d)
+            row.update(eye_columns)
+            result.eye_landmarks = eye_columns["eye_landmarks"]
+            result.gaze = eye_columns["gaze"]
+        if self.record:
+            self.table.add(row)
         return result
 
     def _eye_columns(self, lm: LandmarkResult, pose: np.ndarray, lm3d: np.ndarray) -> dict:
@@ -258,10 +321,13 @@ class BackendSession:
 
     def finish(self) -> pd.DataFrame:
         """The video's table, with AUs after OpenFace's offline post-processing."""
+        if not self.record:
+            raise RuntimeError("this session keeps no rows (record=False): nothing to finish")
         self._finished = True
         intensity, presence = self.analyser.finalize()
-        self.table.set_column_block([f"{n}_r" for n in AU_INTENSITY_NAMES], intensity)
-        self.table.set_column_block([f"{n}_c" for n in AU_PRESENCE_NAMES], presence)
+        names = self.backend.au_models
+        self.table.set_column_block([f"{n}_r" for n in names.intensity_names], intensity)
+        self.table.set_column_block([f"{n}_c" for n in names.presence_names], presence)
         df = self.table.to_dataframe()
         if self._has_eyes:  # frames before the first fit: zeros, as OpenFace's empty model
             df[EYE_COLUMNS] = df[EYE_COLUMNS].fillna(0.0)

@@ -87,6 +87,13 @@ class CsvLandmarkFrontEnd:
     def reset(self) -> None:
         self._next_frame = 1
 
+    def fresh(self) -> "CsvLandmarkFrontEnd":
+        """A new replay from the first frame, sharing the parsed CSV (one per input)."""
+        clone = object.__new__(CsvLandmarkFrontEnd)
+        clone.__dict__.update(self.__dict__)
+        clone.reset()
+        return clone
+
     def track(self, frame_bgr: np.ndarray) -> LandmarkResult:
         row = self._row_of_frame.get(self._next_frame)
         self._next_frame += 1

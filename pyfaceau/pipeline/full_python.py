@@ -1,33 +1,26 @@
-"""``FullPythonAUPipeline``: the fast path as one object (RetinaFace + PFLD, CLNF
-refinement, the AU back end)."""
+"""``FullPythonAUPipeline``: the seed's API for the fast path, a thin layer over
+:class:`~pyfaceau.pipeline.pipeline.Pipeline` with ``Options.fast()``."""
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
-from ..detection.retinaface import RetinaFaceDetector
 from ..errors import InputError
-from ..landmarks.pfld import PFLDLandmarker
-from ..output.table import write_csv
-from ..refinement.targeted import FAST_SEARCH_WINDOW, TargetedCLNFRefiner
-from .backend import AUBackend, BackendSession, FrameResult
-from .fast import FastLandmarkFrontEnd
-from .session import single_threaded_blas
-from .sources import Frame, open_source, to_bgr8
+from ..options import ModelsArg, Options, Refinement
+from .backend import AUBackend, FrameResult
+from .models import Models
+from .pipeline import Pipeline, StreamSession
 
 __all__ = ["FullPythonAUPipeline"]
 
 log = logging.getLogger(__name__)
-
-ModelsArg = str | os.PathLike | Sequence[str | os.PathLike] | None
 
 
 class FullPythonAUPipeline:
@@ -44,16 +37,21 @@ class FullPythonAUPipeline:
     au_models_dir : a folder with OpenFace's ``AU_predictors`` layout.
     triangulation_file : OpenFace's ``tris_68_full.txt`` (the alignment mask).
     patch_expert_file : OpenFace's ``svr_patches_0.25_general.txt`` (``refinement="svr"``).
-    use_clnf_refinement : refine PFLD's landmarks with OpenFace's CLNF (False: PFLD alone).
-    refinement : ``"clnf"`` (default): track all 68 landmarks with OpenFace's CLNF (CCNF
-        patch experts, NU-RLMS under the PDM), which brings the AUs close to OpenFace's
-        (pooled r 0.978 on the sample videos); ``"svr"``: the targeted refinement of the 9
-        AU-critical landmarks with the SVR patch experts (:class:`TargetedCLNFRefiner`),
-        faster but far less accurate (pooled r 0.785).
+    use_clnf_refinement : refine PFLD's landmarks (with ``refinement``); False: PFLD alone
+        (``refinement`` must then keep its default; another value is an error).
+    refinement : ``"clnf"`` (default): track all 68 landmarks with OpenFace's CLNF (pooled
+        AU r 0.978 against OpenFace on the sample videos); ``"svr"``: the targeted
+        refinement of the 9 AU-critical landmarks (:class:`TargetedCLNFRefiner`), faster
+        but far less accurate (pooled r 0.785).
     use_batched_predictor : run the AU models of the frames the offline post-processing
         re-predicts once, batched, at the end of :meth:`process_video` (same output).
     verbose : show a progress bar and log the frame rate in :meth:`process_video`.
     models : model folders searched first for files not given explicitly.
+
+    Notes
+    -----
+    New code should use ``pyfaceau.Pipeline(pyfaceau.Options.fast(refinement=...))``;
+    this class builds exactly that, with the explicit files given here.
 
     Examples
     --------
@@ -78,37 +76,49 @@ class FullPythonAUPipeline:
     ) -> None:
         if refinement not in ("clnf", "svr"):
             raise InputError(f"refinement: expected 'clnf' or 'svr', got {refinement!r}")
+        if not use_clnf_refinement and refinement != "clnf":
+            raise InputError(
+                f"use_clnf_refinement=False (PFLD alone) contradicts refinement={refinement!r}"
+            )
         self.verbose = verbose
         self.use_clnf_refinement = use_clnf_refinement
         self.refinement = refinement if use_clnf_refinement else None
         self.use_batched_predictor = use_batched_predictor
-        self.refiner = (
-            TargetedCLNFRefiner(
+        options = Options.fast(Refinement(self.refinement or "none"), models=models)
+        preloaded: dict[str, object] = {}
+        if retinaface_model is not None:
+            from ..detection.retinaface import RetinaFaceDetector
+
+            preloaded["retinaface"] = RetinaFaceDetector(retinaface_model, models=models)
+        if pfld_model is not None:
+            from ..landmarks.pfld import PFLDLandmarker
+
+            preloaded["pfld"] = PFLDLandmarker(pfld_model, models=models)
+        if self.refinement == "svr" and (patch_expert_file is not None or pdm_file is not None):
+            from ..refinement.targeted import FAST_SEARCH_WINDOW, TargetedCLNFRefiner
+
+            preloaded["svr"] = TargetedCLNFRefiner(
                 patch_expert_file, FAST_SEARCH_WINDOW, pdm_file=pdm_file, models=models
             )
-            if self.refinement == "svr"
-            else None
-        )
-        refine: TargetedCLNFRefiner | str | bool = False
-        if self.refinement == "clnf":
-            refine = "clnf"
-        elif self.refiner is not None:
-            refine = self.refiner
-        self.front_end = FastLandmarkFrontEnd(
-            detector=RetinaFaceDetector(retinaface_model, models=models),
-            landmarker=PFLDLandmarker(pfld_model, models=models),
-            refine=refine,
-            models=models,
-        )
-        self.backend = AUBackend(
-            models,
-            pdm_file=pdm_file,
-            triangulation_file=triangulation_file,
-            au_models_dir=au_models_dir,
-            batched=use_batched_predictor,
-        )
-        self._stream: BackendSession | None = None
-        self._stream_size: tuple[int, int] | None = None
+        if pdm_file is not None or triangulation_file is not None or au_models_dir is not None:
+            preloaded["backend-True"] = AUBackend(
+                models,
+                pdm_file=pdm_file,
+                triangulation_file=triangulation_file,
+                au_models_dir=au_models_dir,
+            )
+        self.pipeline = Pipeline.with_models(Models(options, preloaded=preloaded)).load()
+        self._stream: StreamSession | None = None
+
+    @property
+    def options(self) -> Options:
+        """The pipeline's options (``Options.fast(refinement)``)."""
+        return self.pipeline.options
+
+    @property
+    def refiner(self) -> object | None:
+        """The SVR refiner with ``refinement="svr"``, else None."""
+        return self.pipeline.models.part("svr") if self.refinement == "svr" else None
 
     def process_video(
         self, video_path: str | os.PathLike, output_csv: str | os.PathLike | None = None
@@ -121,30 +131,40 @@ class FullPythonAUPipeline:
         pandas.DataFrame with OpenFace's column names, one row per frame; also written to
         ``output_csv`` when given.
         """
-        source = open_source(video_path)
-        session = self.backend.new_session(source.width, source.height)
-        self.front_end.reset()
-        frames = tqdm(source, total=len(source), unit="frame", desc=Path(video_path).name,
-                      disable=not self.verbose, dynamic_ncols=True)
+        from tqdm import tqdm
+
+        bar = None
+
+        def on_frame(done: int, total: int) -> None:
+            nonlocal bar
+            if bar is None:
+                bar = tqdm(total=total or None, unit="frame", desc=Path(video_path).name,
+                           dynamic_ncols=True, file=sys.stderr)
+            bar.update(1)
+
         t0 = time.perf_counter()
-        with single_threaded_blas():
-            for frame in frames:
-                session.add(frame, self.front_end.track(frame.image))
-            df = session.finish()
-        elapsed = time.perf_counter() - t0
+        try:
+            df = self.pipeline.process(
+                video_path, output_csv, on_frame=on_frame if self.verbose else None
+            )
+        finally:
+            if bar is not None:
+                bar.close()
         if self.verbose:
+            elapsed = time.perf_counter() - t0
             log.info("%s: %d frames at %.1f frames/s", video_path, len(df), len(df) / max(elapsed, 1e-9))
-        if output_csv is not None:
-            write_csv(df, output_csv)
         return df
 
-    def process_frame(self, image: np.ndarray, frame_num: int, timestamp: float | None = None) -> FrameResult:
+    def process_frame(
+        self, image: np.ndarray, frame_num: int, timestamp: float | None = None
+    ) -> FrameResult:
         """One frame of a stream (e.g. a camera), with online AU values.
 
         Frames given one after the other form a stream: landmarks are tracked and the
         person normalisation (running medians) accumulates across calls; :meth:`reset`
         starts a new stream. The values are OpenFace's online predictions (no offline
         post-processing, which needs the whole video): raw model outputs, not clipped.
+        Memory does not grow with the stream's length.
 
         Parameters
         ----------
@@ -153,20 +173,10 @@ class FullPythonAUPipeline:
             ``frame_num + 1``, as in OpenFace's CSV).
         timestamp : seconds; default 0.
         """
-        if frame_num < 0:
-            raise InputError(f"frame_num must be >= 0, got {frame_num}")
-        img = to_bgr8(image, "image")
-        size = img.shape[1], img.shape[0]
-        if self._stream is None or self._stream_size != size:
-            if self._stream is not None:
-                log.warning("image size changed from %s to %s: a new stream starts", self._stream_size, size)
-            self._stream = self.backend.new_session(*size, batched=False)
-            self._stream_size = size
-            self.front_end.reset()
-        return self._stream.add(Frame(frame_num, timestamp or 0.0, img), self.front_end.track(img))
+        if self._stream is None:
+            self._stream = self.pipeline.open_stream()
+        return self._stream.add(image, timestamp, frame_index=frame_num)[0]
 
     def reset(self) -> None:
         """Start a new stream for :meth:`process_frame`."""
         self._stream = None
-        self._stream_size = None
-        self.front_end.reset()

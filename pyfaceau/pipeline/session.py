@@ -1,24 +1,41 @@
-"""Running a whole input (video, image folder or image) through a front end and the back end."""
+"""One input (a video, an image folder, an image or a stream) and its face tracks.
+
+:class:`InputSession` is created by :class:`~pyfaceau.pipeline.pipeline.Pipeline` for every
+input and never reused: it owns the input's face tracks (their tracker state and AU
+state) and runs the frames through them, overlapping the stages of consecutive frames on
+threads when asked to. :func:`process` and :func:`make_front_end` are the earlier API, kept
+as deprecated shims.
+"""
 
 from __future__ import annotations
 
 import os
+import queue
+import threading
+import warnings
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator
 
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from ..errors import InputError
-from ..output.table import write_csv
-from .backend import AUBackend
-from .sources import open_source
+from ..options import ModelsArg
+from .backend import AUBackend, Camera, FrameResult
+from .sources import Frame
+from .track import FaceTrack
 from .types import LandmarkFrontEnd, LandmarkResult
 
-__all__ = ["make_front_end", "process", "single_threaded_blas"]
+__all__ = ["InputSession", "make_front_end", "process", "single_threaded_blas"]
 
-ModelsArg = str | os.PathLike | Sequence[str | os.PathLike] | None
+#: Frames decoded ahead of the landmark stage, and frames waiting for the back end, when
+#: the stages run on their own threads (bounded, so memory does not grow with the video).
+DECODE_AHEAD = 4
+BACKEND_BEHIND = 4
+
+ProgressCallback = Callable[[int, int], None]
 
 
 @contextmanager
@@ -33,6 +50,185 @@ def single_threaded_blas() -> Iterator[None]:
         yield
 
 
+class InputSession:
+    """The state of one input: its face tracks, in ``face_id`` order.
+
+    Parameters
+    ----------
+    kind : ``"video"``, ``"sequence"``, ``"image"`` (a still: every face, each fitted on
+        its own, as OpenFace's FaceLandmarkImg) or ``"stream"``.
+    width, height : frame size in pixels (the default camera).
+    new_tracker : makes a fresh landmark tracker (state of one face) around shared models.
+    backend : the loaded AU back end (dynamic or static models).
+    batched : defer the AU models of re-predicted frames to the end (whole-input runs
+        only: their per-frame results then carry NaN online AUs).
+    record : keep rows for the table (False for live streams).
+    camera : intrinsics; default OpenFace's guess from the frame size.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        width: int,
+        height: int,
+        *,
+        new_tracker: Callable[[], LandmarkFrontEnd],
+        backend: AUBackend,
+        batched: bool = False,
+        record: bool = True,
+        camera: Camera | None = None,
+    ) -> None:
+        if kind not in ("video", "sequence", "image", "stream"):
+            raise InputError(f"unknown input kind {kind!r}")
+        self.kind = kind
+        self.width, self.height = int(width), int(height)
+        self.camera = camera
+        self.backend = backend
+        self._new_tracker = new_tracker
+        self._batched = batched
+        self._record = record
+        self.tracks: list[FaceTrack] = []
+        self._finished = False
+        if kind != "image":
+            self.tracks.append(self._new_track(new_tracker()))
+
+    def _new_track(self, tracker: LandmarkFrontEnd) -> FaceTrack:
+        face_id = len(self.tracks)
+        au = self.backend.new_session(
+            self.width,
+            self.height,
+            camera=self.camera,
+            batched=self._batched,
+            face_id=face_id,
+            record=self._record,
+        )
+        return FaceTrack(face_id, tracker, au)
+
+    # -- per frame -------------------------------------------------------------------------
+    def add(self, frame: Frame) -> list[FrameResult]:
+        """Process one frame: one result per face track, in ``face_id`` order."""
+        if self._finished:
+            raise RuntimeError("this input session is finished; a new input needs a new one")
+        if self.kind == "image":
+            return self._add_still(frame)
+        return [track.step(frame) for track in self.tracks]
+
+    def _add_still(self, frame: Frame) -> list[FrameResult]:
+        """Every face of a still, each fitted on its own (FaceLandmarkImg); one failed row
+        when there is none or the tracker cannot detect every face."""
+        tracker = self._new_tracker()
+        detect_all = getattr(tracker, "detect_all", None)
+        if callable(detect_all):
+            faces: list[LandmarkResult] = detect_all(frame.image) or [LandmarkResult.failed()]
+        else:
+            faces = [tracker.track(frame.image)]
+        results = []
+        for landmarks in faces:
+            track = self._new_track(tracker)
+            self.tracks.append(track)
+            results.append(track.measure(frame, landmarks))
+        return results
+
+    def run(
+        self,
+        frames: Iterable[Frame],
+        *,
+        threads: int = 1,
+        on_frame: ProgressCallback | None = None,
+        total: int = 0,
+    ) -> int:
+        """Process every frame of ``frames``; returns how many were processed.
+
+        With ``threads > 1`` decoding, landmark tracking and the back end of consecutive
+        frames overlap on three threads (bounded queues, frame order kept: the results are
+        those of ``threads=1``).
+        """
+        if threads <= 1 or self.kind == "image":
+            done = 0
+            for frame in frames:
+                self.add(frame)
+                done += 1
+                if on_frame is not None:
+                    on_frame(done, total)
+            return done
+        return self._run_overlapped(frames, on_frame, total)
+
+    def _run_overlapped(
+        self, frames: Iterable[Frame], on_frame: ProgressCallback | None, total: int
+    ) -> int:
+        decoded: queue.Queue = queue.Queue(maxsize=DECODE_AHEAD)
+        stop = threading.Event()
+        end = object()
+
+        def decode() -> None:
+            try:
+                for frame in frames:
+                    while not stop.is_set():
+                        try:
+                            decoded.put(frame, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+                item: object = end
+            except BaseException as exc:  # handed to the consumer, raised there
+                item = exc
+            while not stop.is_set():
+                try:
+                    decoded.put(item, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
+
+        reader = threading.Thread(target=decode, name="pyfaceau-decode", daemon=True)
+        reader.start()
+        done = 0
+        pending: deque[Future] = deque()
+
+        def settle(future: Future) -> None:
+            nonlocal done
+            future.result()
+            done += 1
+            if on_frame is not None:
+                on_frame(done, total)
+
+        try:
+            with ThreadPoolExecutor(1, thread_name_prefix="pyfaceau-backend") as back:
+                while True:
+                    item = decoded.get()
+                    if item is end:
+                        break
+                    if isinstance(item, BaseException):
+                        raise item
+                    frame: Frame = item  # type: ignore[assignment]
+                    for track in self.tracks:
+                        landmarks = track.track(frame.image)
+                        pending.append(back.submit(track.measure, frame, landmarks))
+                    while pending and (len(pending) > BACKEND_BEHIND or pending[0].done()):
+                        settle(pending.popleft())
+                while pending:
+                    settle(pending.popleft())
+        finally:
+            stop.set()
+            for future in pending:
+                future.cancel()
+            reader.join(timeout=5)
+        return done
+
+    # -- end -------------------------------------------------------------------------------
+    def finish(self) -> pd.DataFrame:
+        """The input's table: every track's rows after OpenFace's offline
+        post-processing, sorted by frame, then ``face_id``."""
+        self._finished = True
+        tables = [track.finish() for track in self.tracks]
+        if len(tables) == 1:
+            return tables[0]
+        df = pd.concat(tables, ignore_index=True)
+        return df.sort_values(["frame", "face_id"], kind="stable").reset_index(drop=True)
+
+
+# -- the earlier API ---------------------------------------------------------------------------
 def make_front_end(
     mode: str,
     models: ModelsArg = None,
@@ -40,48 +236,34 @@ def make_front_end(
     landmarks_csv: str | os.PathLike | None = None,
     refine: bool | str = "clnf",
 ) -> LandmarkFrontEnd:
-    """Build a landmark front end.
+    """Deprecated: use :class:`pyfaceau.Pipeline` with :class:`pyfaceau.Options`.
 
-    Parameters
-    ----------
-    mode : ``"faithful"`` (OpenFace's MTCNN + CLNF), ``"fast"`` (RetinaFace + PFLD,
-        refined) or ``"csv"`` (landmarks from an OpenFace CSV).
-    models : model folders searched first.
-    landmarks_csv : the CSV, for ``mode="csv"``.
-    refine : with ``"fast"``: ``"clnf"`` (default) tracks all 68 landmarks with OpenFace's
-        CLNF (AUs close to OpenFace's), True refines only the 9 AU-critical landmarks with
-        OpenFace's SVR patch experts (faster, far less accurate), False keeps PFLD's
-        landmarks.
+    A landmark front end: ``"faithful"``, ``"fast"`` (``refine``: ``"clnf"``, True for
+    SVR, False for none) or ``"csv"`` (``landmarks_csv``).
     """
+    warnings.warn(
+        "make_front_end is deprecated; use pyfaceau.Pipeline(pyfaceau.Options.faithful() / "
+        ".fast(refinement=...) / .openface_csv(path))",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    from ..options import Options
+    from .models import Models
+
     if mode == "csv":
         if landmarks_csv is None:
             raise InputError("mode 'csv' needs a landmark CSV")
-        from .csv_landmarks import CsvLandmarkFrontEnd
-
-        return CsvLandmarkFrontEnd(landmarks_csv)
-    if mode == "fast":
-        from .fast import FastLandmarkFrontEnd
-
-        return FastLandmarkFrontEnd(models=models, refine=refine)
-    if mode == "faithful":
-        from .faithful import OpenFaceLandmarkFrontEnd
-
-        return OpenFaceLandmarkFrontEnd(models=models)
-    raise InputError(f"unknown mode '{mode}' (faithful, fast or csv)")
-
-
-def _every_face(source, front_end, backend: AUBackend) -> pd.DataFrame:
-    """A still image, as OpenFace's FaceLandmarkImg: one row per detected face
-    (``face_id`` 0, 1, ... in the detector's order), each face on its own; one
-    ``success = 0`` row when there is none."""
-    frame = next(iter(source))
-    faces = front_end.detect_all(frame.image) or [LandmarkResult.failed()]
-    tables = []
-    for face_id, result in enumerate(faces):
-        session = backend.new_session(source.width, source.height)
-        session.add(frame, result)
-        tables.append(session.finish().assign(face_id=face_id))
-    return pd.concat(tables, ignore_index=True)
+        options = Options.openface_csv(landmarks_csv, models=models)
+    elif mode == "fast":
+        if refine not in ("clnf", True, False):
+            raise InputError(f"refine: expected 'clnf', True or False, got {refine!r}")
+        refinement = {"clnf": "clnf", True: "svr", False: "none"}[refine]  # type: ignore[index]
+        options = Options.fast(refinement, models=models)
+    elif mode == "faithful":
+        options = Options.faithful(models=models)
+    else:
+        raise InputError(f"unknown mode '{mode}' (faithful, fast or csv)")
+    return Models(options).new_front_end()
 
 
 def process(
@@ -92,44 +274,37 @@ def process(
     models: ModelsArg = None,
     dynamic: bool | None = None,
     backend: AUBackend | None = None,
-    on_frame: Callable[[int, int], None] | None = None,
+    on_frame: ProgressCallback | None = None,
 ) -> pd.DataFrame:
-    """Measure AUs on every frame of ``input_path``.
+    """Deprecated: use :meth:`pyfaceau.Pipeline.process`.
 
-    Parameters
-    ----------
-    input_path : a video file, a folder of images (processed as a sequence) or an image.
-    front_end : the landmark front end (see :func:`make_front_end`); reset first.
-    output_csv : if given, the table is written there (atomically) as OpenFace's CSV.
-    dynamic : dynamic AU models with person normalisation; default True for videos and
-        sequences, False for a single image (as OpenFace's FaceLandmarkImg).
-    backend : a loaded :class:`AUBackend` to reuse (its ``dynamic`` setting wins).
-    on_frame : called after each frame with (frames done, frames expected).
-
-    Returns
-    -------
-    pandas.DataFrame with OpenFace's column names, one row per frame; for a single image
-    one row per detected face (``face_id`` 0, 1, ..., as OpenFace's FaceLandmarkImg) when
-    the front end can detect every face (the faithful and fast ones).
+    Measure AUs on every frame of ``input_path`` with a given front end (reset first) and
+    back end (default: loaded from ``models``; dynamic models except for a single image).
     """
+    warnings.warn(
+        "pyfaceau.process is deprecated; use pyfaceau.Pipeline(options).process(input)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    from ..output.table import write_csv
+    from .sources import open_source
+
     source = open_source(input_path)
     if backend is None:
         use_dynamic = dynamic if dynamic is not None else source.kind != "image"
         backend = AUBackend(models, dynamic=use_dynamic)
     front_end.reset()
-    total = len(source)
+    session = InputSession(
+        source.kind,
+        source.width,
+        source.height,
+        new_tracker=lambda: front_end,
+        backend=backend,
+        batched=True,
+    )
     with single_threaded_blas():
-        if source.kind == "image" and callable(getattr(front_end, "detect_all", None)):
-            df = _every_face(source, front_end, backend)
-            if on_frame is not None:
-                on_frame(1, 1)
-        else:
-            session = backend.new_session(source.width, source.height)
-            for done, frame in enumerate(source, start=1):
-                session.add(frame, front_end.track(frame.image))
-                if on_frame is not None:
-                    on_frame(done, total)
-            df = session.finish()
+        session.run(source, on_frame=on_frame, total=len(source))
+    df = session.finish()
     if output_csv is not None:
-        write_csv(df, Path(output_csv))
+        write_csv(df, output_csv)
     return df

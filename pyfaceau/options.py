@@ -1,0 +1,197 @@
+"""What to do with an input: the one options object of :class:`pyfaceau.Pipeline`.
+
+:class:`Options` is immutable and holds no loaded models; build one with the constructor or
+with the presets :meth:`Options.faithful`, :meth:`Options.fast` and
+:meth:`Options.openface_csv`, and derive variants with :meth:`Options.replace`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Sequence
+
+from .errors import InputError
+
+__all__ = [
+    "AUModelSet",
+    "Detector",
+    "LandmarkMethod",
+    "ModelsArg",
+    "Options",
+    "Refinement",
+    "available_cores",
+]
+
+#: Model folders: one folder, several (a sequence, or a string joined with ``os.pathsep``),
+#: or None (``$PYFACEAU_MODELS``, then the user data folder).
+ModelsArg = str | os.PathLike | Sequence[str | os.PathLike] | None
+
+
+class Detector(str, Enum):
+    """The face detector."""
+
+    MTCNN = "mtcnn"  #: OpenFace's MTCNN with OpenFace's weights (faithful path)
+    RETINAFACE = "retinaface"  #: RetinaFace MobileNet-0.25 (fast path)
+
+
+class LandmarkMethod(str, Enum):
+    """Where the 68 landmarks come from."""
+
+    CLNF = "clnf"  #: OpenFace's CLNF, initialised from the box (faithful path)
+    PFLD = "pfld"  #: PFLD in the detector's box, then the :class:`Refinement`
+    CSV = "csv"  #: an existing OpenFace CSV (``Options.landmarks_csv``)
+
+
+class Refinement(str, Enum):
+    """What follows PFLD's landmarks (``LandmarkMethod.PFLD`` only)."""
+
+    CLNF = "clnf"  #: OpenFace's CLNF tracks all 68 landmarks (default of the fast path)
+    SVR = "svr"  #: OpenFace's SVR patch experts refine the 9 AU-critical landmarks
+    NONE = "none"  #: PFLD's landmarks as they are
+
+
+class AUModelSet(str, Enum):
+    """Which of OpenFace's AU models run."""
+
+    AUTO = "auto"  #: dynamic for videos and image sequences, static for a single image
+    DYNAMIC = "dynamic"  #: person normalisation, offline post-processing (FeatureExtraction)
+    STATIC = "static"  #: no person normalisation (FaceLandmarkImg, ``-au_static``)
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _enum(kind: type[Enum], value: object, field: str) -> Enum:
+    if isinstance(value, kind):
+        return value
+    try:
+        return kind(str(value).lower())
+    except ValueError:
+        allowed = ", ".join(m.value for m in kind)  # type: ignore[attr-defined]
+        raise InputError(f"{field}: expected one of {allowed}, got {value!r}") from None
+
+
+@dataclass(frozen=True)
+class Options:
+    """Everything that decides what a :class:`pyfaceau.Pipeline` computes.
+
+    Attributes
+    ----------
+    detector : :class:`Detector` (``"mtcnn"`` or ``"retinaface"``).
+    landmarks : :class:`LandmarkMethod` (``"clnf"``, ``"pfld"`` or ``"csv"``).
+    refinement : :class:`Refinement` after PFLD (``"clnf"``, ``"svr"``, ``"none"``); must be
+        ``"none"`` with the other landmark methods.
+    au_models : :class:`AUModelSet` (``"auto"``, ``"dynamic"``, ``"static"``).
+    au_model_list : one of OpenFace's main AU files, to use another of its AU model lists
+        (e.g. ``AU_predictors/DISFA_dynamic_svms.txt``, DISFA's 12 AUs); the output columns
+        follow its AUs. None: OpenFace's default (``main_dynamic_svms.txt`` or
+        ``main_static_svms.txt`` from the model store).
+    models : model folders searched first (see :func:`pyfaceau.modelstore.resolve`),
+        normalised to a tuple of strings.
+    threads : cores used on one input; None: every core the process may use
+        (:func:`available_cores`). The output does not depend on it.
+    max_faces : faces measured per frame (1: the widest face, as OpenFace's
+        FeatureExtraction).
+    landmarks_csv : the OpenFace CSV for ``landmarks="csv"``.
+    strict : a video that ends before the frame count its container announces is an
+        error instead of a warning.
+    """
+
+    detector: Detector = Detector.MTCNN
+    landmarks: LandmarkMethod = LandmarkMethod.CLNF
+    refinement: Refinement = Refinement.NONE
+    au_models: AUModelSet = AUModelSet.AUTO
+    au_model_list: str | None = None
+    models: tuple[str, ...] | None = None
+    threads: int | None = None
+    max_faces: int = 1
+    landmarks_csv: str | None = None
+    strict: bool = False
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "detector", _enum(Detector, self.detector, "detector"))
+        set_(self, "landmarks", _enum(LandmarkMethod, self.landmarks, "landmarks"))
+        set_(self, "refinement", _enum(Refinement, self.refinement, "refinement"))
+        set_(self, "au_models", _enum(AUModelSet, self.au_models, "au_models"))
+        set_(self, "models", _normalise_models(self.models))
+        for name in ("au_model_list", "landmarks_csv"):
+            value = getattr(self, name)
+            if value is not None:
+                set_(self, name, os.fspath(value))
+        if self.landmarks is LandmarkMethod.PFLD and self.detector is not Detector.RETINAFACE:
+            raise InputError("landmarks 'pfld' goes with detector 'retinaface'")
+        if self.landmarks is not LandmarkMethod.PFLD and self.refinement is not Refinement.NONE:
+            raise InputError(
+                f"refinement '{self.refinement.value}' goes with landmarks 'pfld' only"
+            )
+        if (self.landmarks is LandmarkMethod.CSV) != (self.landmarks_csv is not None):
+            raise InputError("landmarks 'csv' and landmarks_csv go together")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise InputError(f"threads: expected a whole number >= 1, got {self.threads!r}")
+        if not isinstance(self.max_faces, int) or self.max_faces < 1:
+            raise InputError(f"max_faces: expected a whole number >= 1, got {self.max_faces!r}")
+
+    # -- presets ---------------------------------------------------------------------------
+    @classmethod
+    def faithful(cls, **kwargs: object) -> "Options":
+        """OpenFace's own front end: MTCNN + CLNF (the default)."""
+        return cls(detector=Detector.MTCNN, landmarks=LandmarkMethod.CLNF, **kwargs)  # type: ignore[arg-type]
+
+    @classmethod
+    def fast(cls, refinement: Refinement | str = Refinement.CLNF, **kwargs: object) -> "Options":
+        """RetinaFace + PFLD, then ``refinement`` (default: CLNF tracking)."""
+        return cls(
+            detector=Detector.RETINAFACE,
+            landmarks=LandmarkMethod.PFLD,
+            refinement=refinement,  # type: ignore[arg-type]
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    @classmethod
+    def openface_csv(cls, landmarks_csv: str | os.PathLike, **kwargs: object) -> "Options":
+        """The landmarks of an existing OpenFace CSV, re-scored by pyfaceau's back end."""
+        return cls(landmarks=LandmarkMethod.CSV, landmarks_csv=os.fspath(landmarks_csv), **kwargs)  # type: ignore[arg-type]
+
+    def replace(self, **changes: object) -> "Options":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    # -- derived ---------------------------------------------------------------------------
+    @property
+    def mode(self) -> str:
+        """``"faithful"``, ``"fast"`` or ``"csv"``: the landmark front end's family."""
+        if self.landmarks is LandmarkMethod.CSV:
+            return "csv"
+        return "fast" if self.landmarks is LandmarkMethod.PFLD else "faithful"
+
+    @property
+    def cores(self) -> int:
+        """The thread count to use: ``threads``, or every available core."""
+        return self.threads if self.threads is not None else available_cores()
+
+    def dynamic_for(self, kind: str) -> bool:
+        """Whether the dynamic AU models run on a source of ``kind``
+        (``"video"``, ``"sequence"``, ``"image"``, ``"stream"``)."""
+        if self.au_models is AUModelSet.AUTO:
+            return kind != "image"
+        return self.au_models is AUModelSet.DYNAMIC
+
+
+def _normalise_models(models: object) -> tuple[str, ...] | None:
+    if models is None:
+        return None
+    if isinstance(models, (str, os.PathLike)):
+        parts = [p for p in os.fspath(models).split(os.pathsep) if p]
+    else:
+        parts = [os.fspath(m) for m in models]  # type: ignore[union-attr]
+    return tuple(str(Path(p)) for p in parts) or None

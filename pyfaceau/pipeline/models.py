@@ -1,0 +1,148 @@
+"""Everything a :class:`~pyfaceau.pipeline.pipeline.Pipeline` loads from files, loaded once.
+
+:class:`Models` holds the detector, the landmark models (CLNF, validator, PFLD, SVR
+refiner) and the AU back ends for one :class:`~pyfaceau.options.Options`. The loaded
+objects are read-only during processing and shared by every input session and face track
+of the pipeline; what changes per face (tracking state, running medians, rows) lives in
+:class:`~pyfaceau.pipeline.track.FaceTrack`.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+from ..options import LandmarkMethod, Options, Refinement
+from .backend import AUBackend
+from .types import LandmarkFrontEnd
+
+__all__ = ["Models"]
+
+
+class Models:
+    """The loaded models of one configuration; each part is loaded on first use.
+
+    Parameters
+    ----------
+    options : the configuration (detector, landmark method, refinement, AU models, model
+        folders).
+    """
+
+    def __init__(self, options: Options, *, preloaded: dict[str, Any] | None = None) -> None:
+        self.options = options
+        self._lock = threading.RLock()
+        # parts given already loaded (e.g. from explicit file paths): "mtcnn", "retinaface",
+        # "pfld", "clnf", "validator", "svr", "backend-True" / "backend-False"
+        self._loaded: dict[str, Any] = dict(preloaded or {})
+
+    def _get(self, key: str, load: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key not in self._loaded:
+                self._loaded[key] = load()
+            return self._loaded[key]
+
+    # -- back end --------------------------------------------------------------------------
+    def backend(self, dynamic: bool) -> AUBackend:
+        """The AU back end with OpenFace's dynamic (videos) or static (images) models."""
+        o = self.options
+        return self._get(
+            f"backend-{dynamic}",
+            lambda: AUBackend(o.models, dynamic=dynamic, au_model_list=o.au_model_list),
+        )
+
+    # -- front end -------------------------------------------------------------------------
+    def _clnf(self) -> Any:
+        from ..landmarks.clnf.model import CLNF
+
+        return self._get("clnf", lambda: CLNF(models=self.options.models))
+
+    def _validator(self) -> Any:
+        from ..landmarks.clnf.validator import load_detection_validator
+
+        return self._get("validator", lambda: load_detection_validator(self.options.models))
+
+    def _mtcnn(self) -> Any:
+        from ..detection.mtcnn import MTCNNDetector
+
+        return self._get("mtcnn", lambda: MTCNNDetector(self.options.models))
+
+    def _retinaface(self) -> Any:
+        from ..detection.retinaface import RetinaFaceDetector
+
+        return self._get("retinaface", lambda: RetinaFaceDetector(models=self.options.models))
+
+    def _pfld(self) -> Any:
+        from ..landmarks.pfld import PFLDLandmarker
+
+        return self._get("pfld", lambda: PFLDLandmarker(models=self.options.models))
+
+    def _svr_refiner(self) -> Any:
+        from ..refinement.targeted import FAST_SEARCH_WINDOW, TargetedCLNFRefiner
+
+        return self._get(
+            "svr",
+            lambda: TargetedCLNFRefiner(
+                search_window=FAST_SEARCH_WINDOW, models=self.options.models
+            ),
+        )
+
+    def part(self, name: str) -> Any:
+        """A loaded part by name (``"mtcnn"``, ``"retinaface"``, ``"pfld"``, ``"clnf"``,
+        ``"validator"``, ``"svr"``), loading it if needed."""
+        loaders = {
+            "mtcnn": self._mtcnn,
+            "retinaface": self._retinaface,
+            "pfld": self._pfld,
+            "clnf": self._clnf,
+            "validator": self._validator,
+            "svr": self._svr_refiner,
+        }
+        if name not in loaders:
+            raise KeyError(name)
+        return loaders[name]()
+
+    def load(self) -> "Models":
+        """Load every part the configuration needs now (instead of on first use)."""
+        o = self.options
+        if o.landmarks is LandmarkMethod.CLNF:
+            self._clnf(), self._validator(), self._mtcnn()
+        elif o.landmarks is LandmarkMethod.PFLD:
+            self._retinaface(), self._pfld()
+            if o.refinement is Refinement.CLNF:
+                self._clnf(), self._validator()
+            elif o.refinement is Refinement.SVR:
+                self._svr_refiner()
+        return self
+
+    def new_front_end(self) -> LandmarkFrontEnd:
+        """A fresh landmark tracker (its own state) around the shared models."""
+        o = self.options
+        if o.landmarks is LandmarkMethod.CSV:
+            from .csv_landmarks import CsvLandmarkFrontEnd
+
+            assert o.landmarks_csv is not None
+            return self._get(
+                "csv", lambda: CsvLandmarkFrontEnd(o.landmarks_csv, models=o.models)
+            ).fresh()
+        if o.landmarks is LandmarkMethod.CLNF:
+            from .faithful import OpenFaceLandmarkFrontEnd
+
+            clnf = self._clnf()
+            return OpenFaceLandmarkFrontEnd(
+                fitter=clnf, detector=self._mtcnn(), validator=self._validator(), pdm=clnf.pdm
+            )
+        from .fast import FastLandmarkFrontEnd
+
+        if o.refinement is Refinement.CLNF:
+            return FastLandmarkFrontEnd(
+                detector=self._retinaface(),
+                landmarker=self._pfld(),
+                refine="clnf",
+                clnf=self._clnf(),
+                validator=self._validator(),
+            )
+        return FastLandmarkFrontEnd(
+            detector=self._retinaface(),
+            landmarker=self._pfld(),
+            refine=self._svr_refiner() if o.refinement is Refinement.SVR else False,
+        )

@@ -1,0 +1,223 @@
+"""The pipeline: :class:`~pyfaceau.options.Options` plus the models it loads, run over inputs.
+
+>>> import pyfaceau
+>>> with pyfaceau.Pipeline(pyfaceau.Options.fast()) as pipe:        # doctest: +SKIP
+...     df = pipe.process("video.mp4", output_csv="video.csv")
+...     for result in pipe.stream("other.mp4"):
+...         print(result.frame, result.aus()["AU12_r"])
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+from ..options import Options
+from .backend import Camera, FrameResult
+from .models import Models
+from .session import InputSession, ProgressCallback, single_threaded_blas
+from .sources import Frame, open_source, to_bgr8
+
+__all__ = ["Pipeline", "StreamSession"]
+
+log = logging.getLogger(__name__)
+
+
+class Pipeline:
+    """Measure OpenFace's Action Units on inputs, with the models loaded once.
+
+    Parameters
+    ----------
+    options : what to compute (default: ``Options()``, the OpenFace-faithful path).
+    **changes : fields of :class:`~pyfaceau.options.Options` to change, e.g.
+        ``Pipeline(threads=1)`` or ``Pipeline(Options.fast(), max_faces=1)``.
+
+    Notes
+    -----
+    One pipeline serves any number of inputs, one after the other or from several threads
+    at once: every input gets its own :class:`InputSession` (face tracks, running medians,
+    rows), and the loaded models are shared read-only. Use it as a context manager or call
+    :meth:`close` to release the models.
+    """
+
+    def __init__(self, options: Options | None = None, /, **changes: object) -> None:
+        options = options if options is not None else Options()
+        if not isinstance(options, Options):
+            raise InputError(f"options: expected pyfaceau.Options, got {type(options).__name__}")
+        self.options = options.replace(**changes) if changes else options
+        if self.options.max_faces != 1:
+            raise InputError("max_faces: only 1 is supported for now")
+        self._models: Models | None = Models(self.options)
+
+    @classmethod
+    def with_models(cls, models: Models) -> "Pipeline":
+        """A pipeline around already loaded (or pre-seeded) :class:`Models`."""
+        pipe = cls(models.options)
+        pipe._models = models
+        return pipe
+
+    # -- lifetime --------------------------------------------------------------------------
+    @property
+    def models(self) -> Models:
+        """The loaded models (shared by every input)."""
+        if self._models is None:
+            raise RuntimeError("this pipeline is closed")
+        return self._models
+
+    def load(self) -> "Pipeline":
+        """Load every model now instead of on the first input."""
+        self.models.load()
+        return self
+
+    def close(self) -> None:
+        """Release the models; the pipeline cannot be used afterwards."""
+        self._models = None
+
+    def __enter__(self) -> "Pipeline":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- sessions --------------------------------------------------------------------------
+    def session(
+        self,
+        kind: str,
+        width: int,
+        height: int,
+        *,
+        camera: Camera | None = None,
+        batched: bool = False,
+        record: bool = True,
+    ) -> InputSession:
+        """A new session for one input of ``kind`` (``"video"``, ``"sequence"``,
+        ``"image"``, ``"stream"``) and frame size; see :class:`InputSession`."""
+        models = self.models
+        return InputSession(
+            kind,
+            width,
+            height,
+            new_tracker=models.new_front_end,
+            backend=models.backend(self.options.dynamic_for(kind)),
+            batched=batched,
+            record=record,
+            camera=camera,
+        )
+
+    # -- whole inputs ----------------------------------------------------------------------
+    def process(
+        self,
+        input_path: str | os.PathLike,
+        output_csv: str | os.PathLike | None = None,
+        *,
+        on_frame: ProgressCallback | None = None,
+    ) -> pd.DataFrame:
+        """Measure AUs on every frame of a video, an image folder or an image.
+
+        Parameters
+        ----------
+        input_path : a video file, a folder of images (a sequence) or an image (every
+            face, static AU models unless ``Options.au_models`` says otherwise).
+        output_csv : also write the table there, as OpenFace's CSV (atomically).
+        on_frame : called after each frame with (frames done, frames announced).
+
+        Returns
+        -------
+        pandas.DataFrame with OpenFace's columns, one row per face per frame, after
+        OpenFace's offline post-processing.
+        """
+        from ..output.table import write_csv
+
+        source = open_source(input_path)
+        session = self.session(source.kind, source.width, source.height, batched=True)
+        with single_threaded_blas():
+            session.run(source, threads=self.options.cores, on_frame=on_frame, total=len(source))
+        df = session.finish()
+        if output_csv is not None:
+            write_csv(df, Path(output_csv))
+        return df
+
+    # -- streams ---------------------------------------------------------------------------
+    def open_stream(self, width: int | None = None, height: int | None = None) -> "StreamSession":
+        """A live stream fed frame by frame (:meth:`StreamSession.add`); online AU values,
+        nothing kept per frame."""
+        return StreamSession(self, width, height)
+
+    def stream(
+        self, source: str | os.PathLike | Iterable[np.ndarray]
+    ) -> Iterator[FrameResult]:
+        """Per-frame results (online AU values) of a video file, an image folder or an
+        iterable of BGR images, as they are computed; memory stays flat."""
+        stream = self.open_stream()
+        if isinstance(source, (str, os.PathLike)):
+            frames: Iterable = open_source(source)
+        else:
+            frames = source
+        for item in frames:
+            if isinstance(item, Frame):
+                yield from stream.add(item.image, item.timestamp)
+            else:
+                yield from stream.add(item)
+
+
+class StreamSession:
+    """A live stream: frames given one by one, per-frame results with OpenFace's online
+    AU values (no offline post-processing, which needs the whole video).
+
+    Use :meth:`Pipeline.open_stream`. A change of frame size starts a new session (new
+    tracks, new person normalisation) with a warning.
+    """
+
+    def __init__(self, pipeline: Pipeline, width: int | None, height: int | None) -> None:
+        self._pipeline = pipeline
+        self._session: InputSession | None = None
+        self._size: tuple[int, int] | None = None
+        self._next_index = 0
+        if width is not None and height is not None:
+            self._start(int(width), int(height))
+
+    def reset(self) -> None:
+        """Start a new stream: new tracks, new person normalisation."""
+        self._session, self._size, self._next_index = None, None, 0
+
+    def _start(self, width: int, height: int) -> None:
+        self._session = self._pipeline.session("stream", width, height, record=False)
+        self._size = (width, height)
+
+    def add(
+        self,
+        image: np.ndarray,
+        timestamp: float | None = None,
+        frame_index: int | None = None,
+    ) -> list[FrameResult]:
+        """Process the next frame (``(H, W, 3)`` uint8 BGR; grey, BGRA and 16-bit images
+        are converted); one result per tracked face.
+
+        ``timestamp`` in seconds (default 0); ``frame_index`` the 0-based frame number
+        (default: one more than the last; results carry ``frame = frame_index + 1``).
+        """
+        if frame_index is not None:
+            if isinstance(frame_index, bool) or not isinstance(frame_index, (int, np.integer)) or frame_index < 0:
+                raise InputError(f"frame_index: expected a whole number >= 0, got {frame_index!r}")
+            self._next_index = int(frame_index)
+        if timestamp is not None and not isinstance(timestamp, (int, float, np.number)):
+            raise InputError(f"timestamp: expected seconds as a number, got {timestamp!r}")
+        img = to_bgr8(image, "image")
+        size = (img.shape[1], img.shape[0])
+        if self._session is None or self._size != size:
+            if self._session is not None:
+                log.warning(
+                    "frame size changed from %s to %s: a new stream starts", self._size, size
+                )
+            self._start(*size)
+        assert self._session is not None
+        frame = Frame(self._next_index, float(timestamp or 0.0), img)
+        self._next_index += 1
+        with single_threaded_blas():
+            return self._session.add(frame)

@@ -1,0 +1,55 @@
+"""One face followed through one input: its landmark tracker state and its AU state."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .backend import BackendSession, FrameResult
+from .sources import Frame
+from .types import LandmarkFrontEnd, LandmarkResult
+
+__all__ = ["FaceTrack"]
+
+
+class FaceTrack:
+    """Everything that belongs to one face of one input, and nothing shared.
+
+    Parameters
+    ----------
+    face_id : the face's id in the output (``face_id`` column), 0, 1, ... in order of
+        first appearance.
+    tracker : the landmark tracker's state for this face (a fresh front end around the
+        pipeline's shared models).
+    au : the face's AU session: person normalisation (running medians), the rows kept for
+        the offline post-processing, the table.
+
+    Notes
+    -----
+    :meth:`track` (landmarks) and :meth:`measure` (the back end) are separate so that the
+    session may run them on different threads for consecutive frames; each must be called
+    once per frame, in frame order.
+    """
+
+    def __init__(self, face_id: int, tracker: LandmarkFrontEnd, au: BackendSession) -> None:
+        self.face_id = int(face_id)
+        self.tracker = tracker
+        self.au = au
+        self.frames = 0
+
+    def track(self, image: np.ndarray) -> LandmarkResult:
+        """The face's landmarks in the next frame (``(H, W, 3)`` uint8 BGR)."""
+        return self.tracker.track(image)
+
+    def measure(self, frame: Frame, landmarks: LandmarkResult) -> FrameResult:
+        """PDM fit, alignment, features and AUs of this face in ``frame``."""
+        self.frames += 1
+        return self.au.add(frame, landmarks)
+
+    def step(self, frame: Frame) -> FrameResult:
+        """:meth:`track` then :meth:`measure`."""
+        return self.measure(frame, self.track(frame.image))
+
+    def finish(self) -> pd.DataFrame:
+        """The face's table, after OpenFace's offline post-processing."""
+        return self.au.finish()
