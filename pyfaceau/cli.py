@@ -151,6 +151,79 @@ def process_cmd(
     click.echo(f"{out}: {n} frames, face found in {ok}, {fps:.1f} frames/s")
 
 
+def _result_json(result) -> str:
+    """One frame's result as a JSON line (OpenFace's column names for AUs and pose)."""
+    import json
+
+    pose_names = ("Tx", "Ty", "Tz", "Rx", "Ry", "Rz")
+    record = {
+        "frame": result.frame,
+        "timestamp": round(float(result.timestamp), 3),
+        "face_id": result.face_id,
+        "success": int(result.success),
+        "confidence": round(float(result.confidence), 3),
+        "pose": {f"pose_{n}": round(float(v), 4) for n, v in zip(pose_names, result.pose)},
+        "gaze": None
+        if result.gaze is None
+        else {"gaze_angle_x": round(float(result.gaze[6]), 4),
+              "gaze_angle_y": round(float(result.gaze[7]), 4)},
+        "aus": {k: round(v, 3) for k, v in result.aus().items()},
+    }
+    return json.dumps(record, separators=(",", ":"))
+
+
+@main.command("stream")
+@click.argument("source", metavar="SOURCE")
+@click.option("-o", "--output", default="-", show_default=True,
+              help="File to write the JSON lines to; - is standard output.")
+@click.option("--fast", is_flag=True, help="Fast path: RetinaFace + PFLD + CLNF tracking.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Cores to use (default: every core this process may use).")
+@click.option("--models", "models", default=None, help=MODELS_HELP)
+def stream_cmd(source: str, output: str, fast: bool, threads: int | None, models: str | None) -> None:
+    """Per-frame AUs of a live SOURCE as JSON lines, written as each frame is done.
+
+    SOURCE is a camera index (0), a stream URL, or a video file played at its frame rate
+    as if live. Frames that arrive while one is being processed are skipped, so the
+    output keeps up with the source; how many is said at the end.
+    """
+    from .options import Options
+    from .pipeline.pipeline import Pipeline
+
+    options = (Options.fast if fast else Options.faithful)(models=models, threads=threads)
+    sink = None
+    results = None
+    count = 0
+    try:
+        sink = sys.stdout if output == "-" else open(output, "w", encoding="utf-8")
+        with Pipeline(options) as pipe:
+            pipe.load()
+            results = pipe.live(source)
+            for result in results:
+                sink.write(_result_json(result) + "\n")
+                sink.flush()
+                count += 1
+    except PyFaceAUError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        click.echo("pyfaceau: stopped", err=True)
+        sys.exit(130)
+    except BrokenPipeError:  # the reader went away (e.g. | head)
+        sys.stderr.close()
+        sys.exit(0)
+    except OSError as exc:
+        _fail(PyFaceAUError(f"{exc.filename or output}: {exc.strerror or exc}"))
+    finally:
+        if results is not None:
+            results.close()
+        if sink is not None and sink is not sys.stdout:
+            sink.close()
+    if results is not None:
+        src = results.source
+        click.echo(f"{src.name}: {count} results, {src.delivered} frames, "
+                   f"{src.skipped} skipped to keep up", err=True)
+
+
 @main.group("models")
 def models_group() -> None:
     """Find, download or install the model files."""
@@ -254,3 +327,7 @@ def models_install(source: Path, dest: Path | None) -> None:
     damaged = [rel for rel, why in report.failed.items() if not why.startswith("not in ")]
     if damaged or (report.added == [] and report.present == []):
         sys.exit(1)  # a damaged file in SOURCE, or nothing usable at all
+
+
+if __name__ == "__main__":
+    main()

@@ -160,7 +160,7 @@ def test_cli_fast_clnf_runs(tmp_path):
 
 
 def test_cli_single_image_uses_static_models(tmp_path, monkeypatch):
-    import pyfaceau.pipeline.session as session
+    import pyfaceau.pipeline.models as session
 
     seen = {}
     real = session.AUBackend

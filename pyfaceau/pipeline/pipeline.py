@@ -20,11 +20,12 @@ import pandas as pd
 from ..errors import InputError
 from ..options import Options
 from .backend import Camera, FrameResult
+from .live import LiveSource, open_live
 from .models import Models
 from .session import InputSession, ProgressCallback, single_threaded_blas
 from .sources import Frame, open_source, to_bgr8
 
-__all__ = ["Pipeline", "StreamSession"]
+__all__ = ["LiveResults", "Pipeline", "StreamSession"]
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,13 @@ class Pipeline:
         return df
 
     # -- streams ---------------------------------------------------------------------------
+    def live(self, source: str | int | os.PathLike) -> "LiveResults":
+        """Per-frame results of a live source: a camera index, a stream URL, or a video
+        file played at its frame rate as if live. Frames that arrive while one is being
+        processed are skipped (counted in ``.source.skipped``), so the results keep up
+        with the source; memory stays flat."""
+        return LiveResults(self, open_live(source))
+
     def open_stream(self, width: int | None = None, height: int | None = None) -> "StreamSession":
         """A live stream fed frame by frame (:meth:`StreamSession.add`); online AU values,
         nothing kept per frame."""
@@ -164,6 +172,30 @@ class Pipeline:
                 yield from stream.add(item.image, item.timestamp)
             else:
                 yield from stream.add(item)
+
+
+class LiveResults:
+    """The per-frame results of a live source (:meth:`Pipeline.live`), as they come.
+
+    Iterate it for :class:`FrameResult` objects; ``source.skipped`` counts the frames the
+    source delivered while the previous one was being processed (skipped to keep up).
+    """
+
+    def __init__(self, pipeline: Pipeline, source: LiveSource) -> None:
+        self.source = source
+        self._pipeline = pipeline
+
+    def __iter__(self) -> Iterator[FrameResult]:
+        stream = self._pipeline.open_stream()
+        try:
+            for frame in self.source:
+                yield from stream.add(frame.image, frame.timestamp, frame_index=frame.index)
+        finally:
+            self.source.close()
+
+    def close(self) -> None:
+        """Stop the source."""
+        self.source.close()
 
 
 class StreamSession:

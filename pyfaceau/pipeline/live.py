@@ -1,0 +1,137 @@
+"""Live sources: a camera, a network stream, or a video file played as if it were live.
+
+A live source does not wait for the consumer: a reader thread takes frames as the source
+delivers them (for a file, at its frame rate by the wall clock) and keeps only the newest
+one. A consumer slower than the source gets the newest frame each time and the frames in
+between are skipped and counted, so the results keep up with the source instead of
+falling behind it, and memory stays flat.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+
+from ..errors import InputError
+from .sources import Frame, to_bgr8
+
+__all__ = ["LiveSource", "open_live"]
+
+
+class LiveSource:
+    """Frames of a live source, newest first; see the module docstring.
+
+    Parameters
+    ----------
+    capture : an opened ``cv2.VideoCapture``.
+    name : for messages.
+    paced : deliver at ``fps`` by the wall clock (a file played as if live); a camera or
+        network stream is paced by itself.
+    fps : frames per second of the source (0: unknown, timestamps from the clock).
+
+    Attributes
+    ----------
+    skipped : frames the source delivered that the consumer never got.
+    delivered : frames the source delivered.
+    """
+
+    def __init__(self, capture: cv2.VideoCapture, name: str, *, paced: bool, fps: float) -> None:
+        self._capture = capture
+        self.name = name
+        self.paced = paced
+        self.fps = float(fps)
+        self.skipped = 0
+        self.delivered = 0
+        self._latest: Frame | None = None
+        self._ended = False
+        self._error: BaseException | None = None
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="pyfaceau-live", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        start = time.monotonic()
+        index = 0
+        try:
+            while not self._stop.is_set():
+                if self.paced and self.fps > 0:
+                    delay = start + index / self.fps - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                ok, image = self._capture.read()
+                if not ok or image is None:
+                    break
+                timestamp = index / self.fps if self.fps > 0 else time.monotonic() - start
+                frame = Frame(index, timestamp, to_bgr8(image))
+                with self._cond:
+                    if self._latest is not None:
+                        self.skipped += 1
+                    self._latest = frame
+                    self.delivered += 1
+                    self._cond.notify()
+                index += 1
+        except BaseException as exc:  # raised in the consumer
+            self._error = exc
+        finally:
+            with self._cond:
+                self._ended = True
+                self._cond.notify()
+
+    def __iter__(self) -> Iterator[Frame]:
+        try:
+            while True:
+                with self._cond:
+                    while self._latest is None and not self._ended:
+                        self._cond.wait()
+                    if self._error is not None:
+                        raise InputError(f"{self.name}: reading failed ({self._error})")
+                    if self._latest is None:
+                        return
+                    frame, self._latest = self._latest, None
+                yield frame
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop reading and release the source."""
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=2)
+        self._capture.release()
+
+
+def open_live(source: str | int | os.PathLike) -> LiveSource:
+    """Open a camera (an index such as ``0``), a stream URL (``rtsp://``, ``http://`` ...)
+    or a video file (played at its frame rate, as if live).
+
+    Raises
+    ------
+    InputError
+        If the source cannot be opened or gives no frame.
+    """
+    text = os.fspath(source) if isinstance(source, os.PathLike) else source
+    if isinstance(text, int) or (isinstance(text, str) and text.isdigit()):
+        capture = cv2.VideoCapture(int(text))
+        name, paced = f"camera {int(text)}", False
+    elif isinstance(text, str) and "://" in text:
+        capture = cv2.VideoCapture(text)
+        name, paced = text, False
+    else:
+        path = Path(text)
+        if not path.is_file():
+            raise InputError(f"{path}: no such video file (or a camera index / stream URL)")
+        capture = cv2.VideoCapture(str(path))
+        name, paced = str(path), True
+    if not capture.isOpened():
+        capture.release()
+        raise InputError(f"{name}: cannot be opened as a live source")
+    fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+    if paced and fps <= 0:
+        fps = 30.0
+    return LiveSource(capture, name, paced=paced, fps=fps)

@@ -1,0 +1,160 @@
+"""The top layer: Options, Pipeline, one session per input, one track per face."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import OPENFACE_DIR, REFERENCE, REPO, SAMPLES, load_reference
+import pyfaceau
+from pyfaceau import Options, Pipeline
+from pyfaceau.errors import InputError, ModelFileError
+from pyfaceau.output.table import write_csv
+
+SEQUENCE = SAMPLES / "image_sequence"
+
+
+@pytest.fixture(scope="module")
+def fast_pipeline():
+    with Pipeline(Options.fast(), threads=1) as pipe:
+        yield pipe
+
+
+def test_options_validate_and_normalise():
+    o = Options.fast("svr", models=f"a{__import__('os').pathsep}b")
+    assert o.mode == "fast" and o.refinement.value == "svr" and o.models == ("a", "b")
+    assert Options().mode == "faithful" and Options.openface_csv("x.csv").mode == "csv"
+    assert o.replace(threads=3).threads == 3 and o.threads is None
+    for bad in (
+        dict(refinement="svr"),  # refinement needs PFLD landmarks
+        dict(landmarks="pfld"),  # PFLD needs RetinaFace
+        dict(detector="haar"),
+        dict(threads=0),
+        dict(max_faces=0),
+        dict(landmarks="csv"),  # without the CSV
+    ):
+        with pytest.raises(InputError):
+            Options(**bad)
+    assert not Options().dynamic_for("image") and Options().dynamic_for("video")
+    assert Options(au_models="static").dynamic_for("video") is False
+
+
+def test_threads_do_not_change_the_output(tmp_path):
+    """The stages of consecutive frames overlap on threads; the CSV is byte-identical."""
+    written = []
+    for threads in (1, 3):
+        with Pipeline(Options.fast(), threads=threads) as pipe:
+            out = tmp_path / f"t{threads}.csv"
+            pipe.process(SEQUENCE, out)
+            written.append(out.read_bytes())
+    assert written[0] == written[1]
+
+
+def test_stream_gives_complete_results(fast_pipeline):
+    """Per-frame results of the streaming API: every field filled, no NaN on success."""
+    frames = [cv2.imread(str(p)) for p in sorted(SEQUENCE.glob("*.jpg"))[:4]]
+    results = list(fast_pipeline.stream(frames + [np.zeros_like(frames[0])]))
+    assert [r.frame for r in results] == [1, 2, 3, 4, 5]
+    for r in results[:4]:
+        assert r.success and r.face_id == 0 and 0 < r.confidence <= 1
+        for value, shape in ((r.landmarks, (68, 2)), (r.landmarks_3d, (68, 3)), (r.pose, (6,)),
+                             (r.params_global, (6,)), (r.params_local, (34,)),
+                             (r.au_intensity, (17,)), (r.au_presence, (18,))):
+            assert value.shape == shape and np.isfinite(value).all()
+        assert r.pose[2] > 100  # a face some 10s of cm from the camera (mm)
+        assert set(r.aus()) == {f"{n}_r" for n in r.intensity_names} | {f"{n}_c" for n in r.presence_names}
+    last = results[4]
+    assert not last.success and (last.au_intensity == 0).all()
+
+
+def test_stream_online_values_match_the_backend(fast_pipeline):
+    """Streamed online AUs are the back end's online predictions (what the video table
+    re-predicts offline): the first frame's values equal a one-frame stream's."""
+    img = cv2.imread(str(sorted(SEQUENCE.glob("*.jpg"))[0]))
+    a = fast_pipeline.open_stream().add(img)[0]
+    b = fast_pipeline.open_stream().add(img, timestamp=1.5, frame_index=7)[0]
+    np.testing.assert_array_equal(a.au_intensity, b.au_intensity)
+    assert b.frame == 8 and b.timestamp == 1.5
+    with pytest.raises(InputError):
+        fast_pipeline.open_stream().add(img, frame_index="x")
+
+
+def test_another_au_model_list_gives_its_columns(tmp_path):
+    """OpenFace's DISFA models (12 AUs): the table's AU columns follow the loaded set, and
+    the values are OpenFace's own with that set (tests/data/README.md), given OpenFace's
+    landmarks."""
+    disfa = OPENFACE_DIR / "AU_predictors" / "DISFA_dynamic_svms.txt"
+    options = Options.openface_csv(REFERENCE / "image_sequence.csv", au_model_list=disfa)
+    with Pipeline(options) as pipe:
+        df = pipe.process(SEQUENCE, tmp_path / "disfa.csv")
+    expected = pd.read_csv(REPO / "tests" / "data" / "image_sequence_disfa.csv")
+    aus = [c for c in expected.columns if c.startswith("AU")]
+    assert [c for c in df.columns if c.startswith("AU")] == aus
+    header = (tmp_path / "disfa.csv").read_text().splitlines()[0].split(",")
+    assert header[-len(aus):] == aus
+    assert (df["success"].to_numpy() == expected["success"].to_numpy()).all()
+    diff = np.abs(df[aus].to_numpy() - expected[aus].to_numpy())
+    # the same tolerances as the default model set's back-end parity (0.01 printing,
+    # landmarks recovered from 0.1 px): mean error per AU and the largest single one
+    assert diff.mean(axis=0).max() <= 0.015, dict(zip(aus, diff.mean(axis=0).round(4)))
+    assert diff.max() <= 0.05, dict(zip(aus, diff.max(axis=0).round(3)))
+
+
+def test_unsupported_au_model_set_is_rejected_at_load(tmp_path):
+    main = tmp_path / "main.txt"
+    lst = tmp_path / "list.txt"
+    src = OPENFACE_DIR / "AU_predictors"
+    lst.write_text(f"{src / 'svr_combined' / 'AU_1_dynamic_intensity_comb.dat'} SMILE\n")
+    main.write_text(f"AUPredictor {lst}\n")
+    with pytest.raises(ModelFileError, match="AU names"):
+        Pipeline(Options(au_model_list=main)).models.backend(True)
+
+
+def test_deprecated_entry_points_warn_and_still_work(tmp_path):
+    with pytest.warns(DeprecationWarning):
+        front_end = pyfaceau.make_front_end("fast")
+    with pytest.warns(DeprecationWarning):
+        old = pyfaceau.process(SEQUENCE, front_end)
+    with Pipeline(Options.fast()) as pipe:
+        new = pipe.process(SEQUENCE)
+    write_csv(old, tmp_path / "old.csv")
+    write_csv(new, tmp_path / "new.csv")
+    assert (tmp_path / "old.csv").read_bytes() == (tmp_path / "new.csv").read_bytes()
+
+
+def test_a_closed_pipeline_refuses_work():
+    pipe = Pipeline(Options.fast())
+    pipe.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        pipe.process(SEQUENCE)
+
+
+def test_readme_examples_run(tmp_path, monkeypatch):
+    """Every Python block of the README runs as shown, on a sample instead of video.mp4."""
+    text = (REPO / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 2
+    monkeypatch.chdir(tmp_path)
+    sample = str(SEQUENCE)
+    frame_bgr = cv2.imread(str(sorted(SEQUENCE.glob("*.jpg"))[0]))
+    ref = load_reference("image_sequence")
+    landmarks = np.stack([ref.loc[0, [f"x_{i}" for i in range(68)]].to_numpy(float),
+                          ref.loc[0, [f"y_{i}" for i in range(68)]].to_numpy(float)], axis=1)
+    namespace = {
+        "frame_bgr": frame_bgr,
+        "gray": cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY),
+        "landmarks": landmarks,
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for block in blocks:
+            code = block.replace('"video.mp4"', repr(sample)).replace('"other.mp4"', repr(sample))
+            exec(compile(code, "README.md", "exec"), namespace)
+    assert (tmp_path / "video.csv").is_file()
+    assert namespace["refined"].shape == (68, 2)
+    assert len(namespace["results"]) == 1 and namespace["results"][0].success

@@ -1,0 +1,63 @@
+"""Live streams: ``Pipeline.live`` and ``pyfaceau stream`` (JSON lines as frames are done)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, SAMPLES, load_reference
+from pyfaceau import Options, Pipeline
+from pyfaceau.errors import InputError
+from pyfaceau.pipeline.live import open_live
+
+VIDEO = SAMPLES / "changeLighting.wmv"  # 88 frames at 15 frames/s
+
+
+def test_cli_stream_writes_json_lines_and_keeps_up(tmp_path):
+    out = tmp_path / "live.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyfaceau.cli", "stream", str(VIDEO), "--fast", "-o", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=REPO, env=os.environ.copy(),
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    m = re.search(r"(\d+) results, (\d+) frames, (\d+) skipped", proc.stderr)
+    assert m, proc.stderr
+    results, delivered, skipped = map(int, m.groups())
+    assert results == len(rows) and delivered == 88 and results + skipped == delivered
+    frames = [r["frame"] for r in rows]
+    assert frames == sorted(frames) and len(set(frames)) == len(frames)
+    ref = load_reference("changeLighting").set_index("frame")
+    for r in rows:
+        assert set(r) == {"frame", "timestamp", "face_id", "success", "confidence", "pose", "gaze", "aus"}
+        assert abs(r["timestamp"] - ref.loc[r["frame"], "timestamp"]) < 1e-3
+        assert len(r["aus"]) == 35
+    assert sum(r["success"] for r in rows) >= 0.9 * len(rows)
+
+
+def test_live_source_skips_what_it_cannot_deliver_in_time():
+    """A consumer slower than the source gets the newest frame; the rest are counted."""
+    import time
+
+    source = open_live(VIDEO)
+    got = []
+    for frame in source:
+        got.append(frame.index)
+        time.sleep(0.2)  # three frame periods (the clip plays at 15 frames/s)
+    assert source.fps == 15 and got == sorted(got) and source.delivered == 88
+    assert source.skipped == 88 - len(got) and source.skipped > 40
+
+
+def test_live_api_and_bad_source():
+    with Pipeline(Options.fast()) as pipe:
+        results = pipe.live(VIDEO)
+        first = next(iter(results))
+        results.close()
+        assert first.frame >= 1 and first.au_intensity.shape == (17,)
+        with pytest.raises(InputError):
+            pipe.live(SAMPLES / "no_such.avi")
