@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import ONNX_DIR, SAMPLES
-from pyfaceau.detection.retinaface import open_onnx_session
+from pyfaceau.onnx import open_onnx_session
 from pyfaceau.errors import ModelFileError
 from pyfaceau.landmarks.pfld import PFLDLandmarker, crop_square, flush_denormal_weights
 

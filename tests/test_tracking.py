@@ -19,7 +19,7 @@ import pytest
 from conftest import OPENFACE_DIR, SAMPLES, load_reference, reference_landmarks
 from pyfaceau.detection.mtcnn import MTCNNDetector
 from pyfaceau.detection.types import FaceDetections
-from pyfaceau.landmarks.clnf.tracking import (
+from pyfaceau.landmarks.tracking import (
     ROTATION_HYPOTHESES,
     SequenceTracker,
     TrackingParameters,

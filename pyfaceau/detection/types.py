@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,12 +66,29 @@ class FaceDetections:
         wh = np.clip(self.boxes[:, 2:] - self.boxes[:, :2], 0.0, None)
         return wh[:, 0] * wh[:, 1]
 
-    def largest(self) -> int:
-        """Index of the largest box (first on ties); raises ``IndexError`` when empty.
+    def widest(self) -> int:
+        """Index of the face a single-face tracker follows: the widest box, the first on
+        ties; raises ``IndexError`` when empty.
 
-        OpenFace tracks one face: ``DetectLandmarksInVideo`` (``LandmarkDetectorFunc.cpp``)
-        takes the widest detection when no preferred position is given.
+        This is the one face-selection rule of pyfaceau, on both paths: OpenFace's
+        ``DetectSingleFaceMTCNN`` (``LandmarkDetectorUtils.cpp``, what FeatureExtraction's
+        ``DetectLandmarksInVideo`` calls without a preferred position) keeps the first
+        detection whose float32 width is strictly greater than the widest so far.
         """
+        if len(self) == 0:
+            raise IndexError("FaceDetections.widest: there are no detections")
+        b = self.boxes.astype(np.float32)
+        return int(np.argmax(b[:, 2] - b[:, 0]))  # first maximum, as OpenFace's strict '>'
+
+    def largest(self) -> int:
+        """Deprecated: the largest box by area (first on ties); use :meth:`widest`, the
+        rule OpenFace and pyfaceau's trackers follow."""
+        warnings.warn(
+            "FaceDetections.largest() is deprecated: trackers follow the widest face; "
+            "use FaceDetections.widest()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         if len(self) == 0:
             raise IndexError("FaceDetections.largest: there are no detections")
         return int(np.argmax(self.areas))

@@ -14,9 +14,9 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from ..detection.retinaface import check_session_io, open_onnx_session
 from ..errors import InputError, ModelFileError, require_bgr8
 from ..modelstore import resolve
+from ..onnx import check_session_io, open_onnx_session
 
 __all__ = [
     "PFLDLandmarker",

@@ -17,7 +17,8 @@ import numba as nb
 import numpy as np
 
 from ..errors import InputError
-from .pdm import PDM, _jacobian_kernel
+from .kernels import jacobian_kernel
+from .pdm import PDM
 from .rotation import _euler_to_rotation_kernel, euler_to_rotation_matrix
 
 __all__ = [
@@ -131,7 +132,7 @@ def _step_kernel(
     for i in range(mean_v.shape[0]):
         shape_3d[i] = mean_v[i] + np.float32(comp_loc[i, 0])
     # Identity weights (CalcParams' W = I): the weight argument is not read.
-    jac, jac_w_t = _jacobian_kernel(s3_blas, princ_comp, g, target, False, False)
+    jac, jac_w_t = jacobian_kernel(s3_blas, princ_comp, g, target, False, False)
     rhs = _rhs_kernel(shape_3d, g, target, jac_w_t, reg, loc)
     return shape_3d, jac, jac_w_t, rhs
 

@@ -29,19 +29,19 @@ from pathlib import Path
 from typing import Sequence
 
 import cv2
-import numba as nb
 import numpy as np
 
 from ..errors import InputError
 from ..parsers.pdm import read_pdm
-from .rotation import (
-    _axis_angle_to_rotation_kernel,
-    _euler_to_rotation_kernel,
-    _matmul33,
-    _orthonormalise_kernel,
-    _rotation_to_euler_kernel,
-    euler_to_rotation_matrix,
+from .kernels import (
+    clamp_kernel,
+    jacobian_kernel,
+    project_kernel,
+    update_begin_kernel,
+    update_end_kernel,
+    update_rotation_kernel,
 )
+from .rotation import euler_to_rotation_matrix
 
 __all__ = ["PDM", "load_pdm", "N_SIGMAS_CLAMP", "ArrayLike"]
 
@@ -59,139 +59,6 @@ def _vec(x: ArrayLike, n: int, name: str) -> np.ndarray:
     if a.shape[0] != n:
         raise InputError(f"{name}: expected {n} values, got {a.shape[0]}")
     return a.astype(_F32)
-
-
-# --------------------------------------------------------------------------------------
-# Kernels. The CLNF fitter calls the PDM maths ~150 times per frame; as NumPy one-liners
-# most of that time was per-call overhead, so the element-wise float32 maths lives in
-# these njit kernels, written in the same order of float32 operations as before (and as
-# PDM.cpp), so that the results are bit for bit the same. Products that OpenFace forms
-# with BLAS (``princ_comp @ p``, ``J_w^T J``) stay NumPy calls: their summation order is
-# OpenBLAS's and cannot be reproduced in a loop.
-# --------------------------------------------------------------------------------------
-@nb.njit(cache=True, nogil=True)
-def _project_kernel(s3: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """``CalcShape2D`` from the 3D shape: (3n,) float32 and (6,) float32 -> (2n,) float32."""
-    n = s3.shape[0] // 3
-    r = _euler_to_rotation_kernel(g[1], g[2], g[3])
-    out = np.empty(2 * n, dtype=np.float32)
-    for i in range(n):
-        x = s3[i]
-        y = s3[n + i]
-        z = s3[2 * n + i]
-        out[i] = g[0] * (r[0, 0] * x + r[0, 1] * y + r[0, 2] * z) + g[4]
-        out[n + i] = g[0] * (r[1, 0] * x + r[1, 1] * y + r[1, 2] * z) + g[5]
-    return out
-
-
-@nb.njit(cache=True, nogil=True)
-def _jacobian_kernel(
-    s3: np.ndarray,
-    princ_comp: np.ndarray,
-    g: np.ndarray,
-    w: np.ndarray,
-    apply_weights: bool,
-    rigid: bool,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``ComputeRigidJacobian`` (``rigid``) or ``ComputeJacobian``, and ``(W J)^T``.
-
-    ``s3`` (3n,) float32 3D shape, ``g`` (6,) float32, ``w`` (2n,) float32 weights used
-    when ``apply_weights``. Returns ``(2n, k)`` and ``(k, 2n)`` float32, k = 6 or 6 + m.
-    """
-    n = s3.shape[0] // 3
-    m = princ_comp.shape[1]
-    k = 6 if rigid else 6 + m
-    r = _euler_to_rotation_kernel(g[1], g[2], g[3])
-    s = g[0]
-    jac = np.empty((2 * n, k), dtype=np.float32)
-    for i in range(n):
-        x = s3[i]
-        y = s3[n + i]
-        z = s3[2 * n + i]
-        jx = jac[i]
-        jy = jac[n + i]
-        # Small-angle derivative of R @ R' with R' = [[1, -wz, wy], [wz, 1, -wx],
-        # [-wy, wx, 1]]: the order of the float32 products follows PDM.cpp.
-        jx[0] = x * r[0, 0] + y * r[0, 1] + z * r[0, 2]
-        jy[0] = x * r[1, 0] + y * r[1, 1] + z * r[1, 2]
-        jx[1] = s * (y * r[0, 2] - z * r[0, 1])
-        jy[1] = s * (y * r[1, 2] - z * r[1, 1])
-        jx[2] = -s * (x * r[0, 2] - z * r[0, 0])
-        jy[2] = -s * (x * r[1, 2] - z * r[1, 0])
-        jx[3] = s * (x * r[0, 1] - y * r[0, 0])
-        jy[3] = s * (x * r[1, 1] - y * r[1, 0])
-        jx[4] = 1.0
-        jy[4] = 0.0
-        jx[5] = 0.0
-        jy[5] = 1.0
-        if not rigid:
-            # How a shape mode moves the projected points, once rotated and scaled.
-            for j in range(m):
-                vx = princ_comp[i, j]
-                vy = princ_comp[n + i, j]
-                vz = princ_comp[2 * n + i, j]
-                jx[6 + j] = s * (r[0, 0] * vx + r[0, 1] * vy + r[0, 2] * vz)
-                jy[6 + j] = s * (r[1, 0] * vx + r[1, 1] * vy + r[1, 2] * vz)
-    jac_w_t = np.empty((k, 2 * n), dtype=np.float32)
-    for row in range(2 * n):
-        for c in range(k):
-            jac_w_t[c, row] = jac[row, c] * w[row] if apply_weights else jac[row, c]
-    return jac, jac_w_t
-
-
-@nb.njit(cache=True, nogil=True)
-def _update_begin_kernel(d: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """First half of ``UpdateModelParameters``: scale and translation, and ``R'``."""
-    g2 = g.copy()
-    g2[0] += d[0]
-    g2[4] += d[4]
-    g2[5] += d[5]
-    r2 = np.zeros((3, 3), dtype=np.float32)
-    r2[0, 0] = 1.0
-    r2[1, 1] = 1.0
-    r2[2, 2] = 1.0
-    r2[2, 1] = d[1]
-    r2[1, 2] = -d[1]
-    r2[0, 2] = d[2]
-    r2[2, 0] = -d[2]
-    r2[1, 0] = d[3]
-    r2[0, 1] = -d[3]
-    return g2, r2
-
-
-@nb.njit(cache=True, nogil=True)
-def _update_rotation_kernel(g: np.ndarray, u: np.ndarray, vt: np.ndarray) -> np.ndarray:
-    """``R1 @ Orthonormalise(R')`` from the SVD factors of ``R'`` (float32 (3, 3))."""
-    r1 = _euler_to_rotation_kernel(g[1], g[2], g[3])
-    return _matmul33(r1, _orthonormalise_kernel(u, vt))
-
-
-@nb.njit(cache=True, nogil=True)
-def _update_end_kernel(
-    g: np.ndarray, axis_angle: np.ndarray, p: np.ndarray, d: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Last half of ``UpdateModelParameters``: Euler angles and the local parameters."""
-    euler = _rotation_to_euler_kernel(_axis_angle_to_rotation_kernel(axis_angle))
-    if np.isnan(euler[0]) or np.isnan(euler[1]) or np.isnan(euler[2]):
-        euler[:] = 0.0  # OpenFace's "temporary fix" for instability
-    g[1] = euler[0]
-    g[2] = euler[1]
-    g[3] = euler[2]
-    p2 = p.copy()
-    if d.shape[0] > 6:
-        for j in range(p.shape[0]):
-            p2[j] = p[j] + d[6 + j]
-    return g, p2
-
-
-@nb.njit(cache=True, nogil=True)
-def _clamp_kernel(p: np.ndarray, limit: np.ndarray) -> np.ndarray:
-    """``PDM::Clamp`` of float32 local parameters to +-``limit``."""
-    out = p.copy()
-    for j in range(p.shape[0]):
-        if abs(p[j]) > limit[j]:
-            out[j] = limit[j] if p[j] > 0 else -limit[j]
-    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -311,7 +178,7 @@ class PDM:
 
     def _shape_2d32(self, g: np.ndarray, p: np.ndarray) -> np.ndarray:
         """:meth:`calc_shape_2d` of float32 ``(6,)`` and ``(m,)`` vectors."""
-        return _project_kernel(self._shape_3d32(p), g)
+        return project_kernel(self._shape_3d32(p), g)
 
     # -- shapes, public layout -----------------------------------------------------------
     def shape_3d(self, params_local: ArrayLike | None = None) -> np.ndarray:
@@ -419,7 +286,7 @@ class PDM:
         and float32 ``g``; ``w`` is the float32 ``(2n,)`` diagonal of ``W``, applied as
         given (None: identity). ``rigid`` keeps the 6 global columns only."""
         apply = w is not None
-        return _jacobian_kernel(
+        return jacobian_kernel(
             s3, self.princ_comp, g, w if apply else self._no_weights, apply, rigid
         )
 
@@ -460,13 +327,13 @@ class PDM:
     ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`update_model_parameters` on float32 vectors; returns float32
         ``(params_global, params_local)`` (new arrays)."""
-        g2, r2 = _update_begin_kernel(d, g)
+        g2, r2 = update_begin_kernel(d, g)
         # cv::SVD and cv::Rodrigues (matrix to vector, itself an SVD in double) are
         # OpenCV's own code, called as OpenFace calls them.
         _, u, vt = cv2.SVDecomp(r2)
-        r3 = _update_rotation_kernel(g2, u, vt)
+        r3 = update_rotation_kernel(g2, u, vt)
         axis_angle = cv2.Rodrigues(r3)[0].reshape(3)
-        return _update_end_kernel(g2, axis_angle, p, d)
+        return update_end_kernel(g2, axis_angle, p, d)
 
     def clamp(
         self, params_local: ArrayLike, params_global: ArrayLike
@@ -490,7 +357,7 @@ class PDM:
 
     def _clamp32(self, p: np.ndarray) -> np.ndarray:
         """:meth:`clamp` of float32 local parameters (a new array)."""
-        return _clamp_kernel(p, self._clamp_limit)
+        return clamp_kernel(p, self._clamp_limit)
 
     def calc_bounding_box(
         self, params_global: ArrayLike, params_local: ArrayLike | None = None

@@ -3,7 +3,8 @@ OpenFace's FeatureExtraction does.
 
 Per frame (``FeatureExtraction.cpp``): the frame is converted to grey
 (``SequenceCapture::GetGrayFrame``, i.e. ``cv::cvtColor(BGR2GRAY)``), then
-``DetectLandmarksInVideo`` runs (:class:`~pyfaceau.landmarks.clnf.tracking.SequenceTracker`);
+``DetectLandmarksInVideo`` runs (:func:`pyfaceau.landmarks.build.build_openface_tracker`,
+:class:`pyfaceau.landmarks.tracking.LandmarkTracker`);
 the CSV's ``success`` is its return value and ``confidence`` the model's
 ``detection_certainty``.
 """
@@ -16,24 +17,18 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from ..errors import InputError, PyFaceAUError
-from ..landmarks.clnf.tracking import (
+from ..errors import InputError
+from ..landmarks.build import PDM_RELPATH, build_openface_tracker
+from ..landmarks.tracking import (
     BoxInitialiser,
     CLNFFitter,
     FaceDetector,
     LandmarkValidator,
-    SequenceTracker,
     TrackingParameters,
-    box_xywh,
 )
-from ..landmarks.clnf.validator import load_detection_validator
-from ..modelstore import resolve
 from .types import LandmarkResult
 
 __all__ = ["PDM_RELPATH", "OpenFaceLandmarkFrontEnd", "to_gray"]
-
-#: The PDM of ``clnf_general.txt`` (``PDM pdms/In-the-wild_aligned_PDM_68.txt``).
-PDM_RELPATH = "model/pdms/In-the-wild_aligned_PDM_68.txt"
 
 ModelDirs = str | os.PathLike | Sequence[str | os.PathLike] | None
 
@@ -59,17 +54,6 @@ def to_gray(frame: np.ndarray) -> np.ndarray:
     if f.ndim == 3 and f.shape[2] == 4:
         return cv2.cvtColor(f, cv2.COLOR_BGRA2GRAY)
     raise InputError(f"frame must be (H, W), (H, W, 3) or (H, W, 4), found {f.shape}")
-
-
-def _default_fitter(models: ModelDirs) -> CLNFFitter:
-    try:
-        from ..landmarks.clnf import model as clnf_model
-    except ImportError as exc:  # the fitter module is not in this build
-        raise PyFaceAUError(
-            "the CLNF fitter (pyfaceau.landmarks.clnf.model) cannot be imported "
-            f"({exc}); pass fitter= explicitly"
-        ) from exc
-    return clnf_model.CLNF(models=models)
 
 
 class OpenFaceLandmarkFrontEnd:
@@ -104,31 +88,29 @@ class OpenFaceLandmarkFrontEnd:
         pdm: BoxInitialiser | None = None,
         parameters: TrackingParameters | None = None,
     ) -> None:
-        if fitter is None:
-            fitter = _default_fitter(models)
-        if detector is None:
-            from ..detection.mtcnn import MTCNNDetector
-
-            detector = MTCNNDetector(models)
         if validator is None:
-            validator = load_detection_validator(models)
-        if pdm is None:
-            pdm = getattr(fitter, "pdm", None)
-        if pdm is None:
-            from ..pdm import load_pdm
+            from ..landmarks.clnf.validator import load_detection_validator
 
-            pdm = load_pdm(resolve(PDM_RELPATH, models))
-        self.fitter = fitter
-        self.detector = detector
-        self.validator = validator
-        self.pdm = pdm
-        self._tracker = SequenceTracker(
-            fitter, detector, validator, pdm, parameters=parameters
+            validator = load_detection_validator(models)
+        self._parameters = parameters if parameters is not None else TrackingParameters()
+        self._tracker = build_openface_tracker(
+            models, fitter=fitter, detector=detector, validator=validator, pdm=pdm,
+            parameters=self._parameters,
         )
+        self.fitter = self._tracker.step_part.fitter
+        self.detector = self._tracker.detector
+        self.validator = validator
+        self.pdm = self._tracker.initialiser.pdm
+        self._state = self._tracker.new_state()
+
+    @property
+    def tracker(self):
+        """The shared :class:`~pyfaceau.landmarks.tracking.LandmarkTracker`."""
+        return self._tracker
 
     @property
     def parameters(self) -> TrackingParameters:
-        return self._tracker.parameters
+        return self._parameters
 
     def track(self, frame_bgr: np.ndarray) -> LandmarkResult:
         """Landmarks of the tracked face in the next frame of the video.
@@ -143,8 +125,7 @@ class OpenFaceLandmarkFrontEnd:
         and PDM parameters.
         """
         gray = to_gray(frame_bgr)
-        success = self._tracker.step(frame_bgr, gray)
-        return self._tracker.result(success)
+        return self._tracker.step(self._state, frame_bgr, gray)
 
     def detect_all(self, frame_bgr: np.ndarray) -> list[LandmarkResult]:
         """Every face of a still image, each fitted on its own, in the detector's order
@@ -161,9 +142,9 @@ class OpenFaceLandmarkFrontEnd:
         """
         gray = to_gray(frame_bgr)
         detections = self.detector.detect(frame_bgr)
-        results = [self._tracker.fit_box(gray, box_xywh(box)) for box in detections.boxes]
-        self._tracker.reset()
-        return results
+        self.reset()
+        return [self._tracker.fit_box(frame_bgr, gray, detections, i)
+                for i in range(len(detections))]
 
     @property
     def part_landmarks(self) -> dict[str, np.ndarray]:
@@ -173,8 +154,8 @@ class OpenFaceLandmarkFrontEnd:
         the eye models' 28 points are OpenFace's ``eye_lmk_x_*``/``eye_lmk_y_*``. Empty
         when the parts did not run (small faces) or no face has been fitted.
         """
-        return {k: v.copy() for k, v in self._tracker.state.part_landmarks.items()}
+        return {k: v.copy() for k, v in self._state.part_landmarks.items()}
 
     def reset(self) -> None:
         """Start a new video (``CLNF::Reset``)."""
-        self._tracker.reset()
+        self._state = self._tracker.new_state()

@@ -1,103 +1,18 @@
-"""Typed results passed between the stages of a video session."""
+"""Typed results passed between the stages of a video session.
+
+:class:`LandmarkResult`, :class:`PartFit` and :func:`eye_fits` live in
+:mod:`pyfaceau.landmarks.types` (the landmark stage's results); they are re-exported here.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from ..landmarks.types import EYE_PART_NAMES, LandmarkResult, PartFit, eye_fits
+
 __all__ = ["EYE_PART_NAMES", "LandmarkResult", "LandmarkFrontEnd", "PartFit", "eye_fits"]
-
-#: OpenFace's 28-point eye part models, in the order of its ``eye_lmk_*`` and ``gaze_0`` /
-#: ``gaze_1`` columns (the person's left eye first).
-EYE_PART_NAMES = ("left_eye_28", "right_eye_28")
-
-
-def _empty_landmarks() -> np.ndarray:
-    return np.zeros((68, 2), dtype=np.float64)
-
-
-@dataclass
-class PartFit:
-    """One hierarchical part model's fit (OpenFace's eye models: eye landmarks, gaze).
-
-    Attributes
-    ----------
-    name : OpenFace's part name (``left_eye_28``, ``right_eye_28``).
-    pdm : the part's PDM (:class:`pyfaceau.pdm.PDM`).
-    landmarks : ``(k, 2)`` float64 pixels, the projection of the parameters.
-    params_global : ``(6,)`` float64 ``[scale, rx, ry, rz, tx, ty]``.
-    params_local : ``(m,)`` float64 shape parameters.
-    """
-
-    name: str
-    pdm: object
-    landmarks: np.ndarray
-    params_global: np.ndarray
-    params_local: np.ndarray
-
-
-def eye_fits(
-    parts: object,
-    part_landmarks: dict[str, np.ndarray],
-    part_params: dict[str, tuple[np.ndarray, np.ndarray]],
-) -> tuple[PartFit, PartFit] | None:
-    """The two eye models' fits from a CLNF fit's part results, or None without them.
-
-    Parameters
-    ----------
-    parts : the CLNF's part models (each with ``name`` and ``core.pdm``).
-    part_landmarks, part_params : part name -> landmarks / ``(params_global,
-        params_local)`` (:class:`pyfaceau.landmarks.clnf.model.FitResult`).
-    """
-    pdms = {p.name: p.core.pdm for p in parts}
-    if not all(n in pdms and n in part_params and n in part_landmarks for n in EYE_PART_NAMES):
-        return None
-    left, right = (
-        PartFit(
-            name,
-            pdms[name],
-            np.array(part_landmarks[name], dtype=np.float64),
-            np.array(part_params[name][0], dtype=np.float64),
-            np.array(part_params[name][1], dtype=np.float64),
-        )
-        for name in EYE_PART_NAMES
-    )
-    return left, right
-
-
-@dataclass
-class LandmarkResult:
-    """What a landmark front end found in one frame.
-
-    Attributes
-    ----------
-    success : whether a face was found and its landmarks are trusted
-        (OpenFace's ``success`` column).
-    confidence : OpenFace's ``confidence`` column, in [0, 1] (the CLNF validator's
-        certainty on the faithful path; the detector/landmark score on the fast path).
-    landmarks : ``(68, 2)`` float64, pixels (x, y). When ``success`` is False: the
-        fitter's last attempt where it has one (OpenFace writes those), else zeros.
-    params_global : ``(6,)`` float64 ``[scale, rx, ry, rz, tx, ty]`` of the landmark fitter,
-        or None when the front end has no PDM fit of its own (fast path).
-    params_local : ``(34,)`` float64 shape parameters of the fitter, or None.
-    eyes : the two eye part models' fits (:data:`EYE_PART_NAMES` order) when the front end
-        has them (the OpenFace-faithful path), else None; the back end derives OpenFace's
-        ``eye_lmk_*`` and ``gaze_*`` columns from them.
-    """
-
-    success: bool
-    confidence: float = 0.0
-    landmarks: np.ndarray = field(default_factory=_empty_landmarks)
-    params_global: np.ndarray | None = None
-    params_local: np.ndarray | None = None
-    eyes: tuple[PartFit, PartFit] | None = None
-
-    @classmethod
-    def failed(cls) -> "LandmarkResult":
-        """The result for a frame without a face."""
-        return cls(success=False)
 
 
 @runtime_checkable

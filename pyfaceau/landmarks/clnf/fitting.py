@@ -32,7 +32,7 @@ import numba as nb
 import numpy as np
 
 from ...pdm import PDM
-from ...pdm.pdm import _jacobian_kernel, _project_kernel
+from ...pdm.kernels import jacobian_kernel, project_kernel
 from .patch_experts import CCNFScale, patch_responses
 
 __all__ = [
@@ -361,12 +361,12 @@ def _nu_rlms_step(
     (``PDM._jacobian32``) and the right-hand side (:func:`_nu_rlms_rhs`). Returns
     ``(converged, shape, jac, jac_w_t, rhs)``; when converged the last three are empty.
     """
-    shape = _project_kernel(s3, glob)
+    shape = project_kernel(s3, glob)
     empty1 = np.empty(0, dtype=np.float32)
     empty2 = np.empty((0, 0), dtype=np.float32)
     if previous.shape[0] > 0 and _moved_less(shape, previous, SHAPE_CONVERGENCE_PX):
         return True, shape, empty2, empty2, empty1
-    jac, jac_w_t = _jacobian_kernel(s3, princ_comp, glob, weights, apply_weights, rigid)
+    jac, jac_w_t = jacobian_kernel(s3, princ_comp, glob, weights, apply_weights, rigid)
     rhs = _nu_rlms_rhs(
         shape, base_2d, sim_img_to_ref, sim_ref_to_img, half, responses, table, visible,
         jac, jac_w_t, reg, loc, rigid, dxs, dys,
