@@ -64,7 +64,10 @@ def test_several_faces_and_largest(detector):
     dets = detector.detect(cv2.imread(str(SAMPLES / "images" / "24795717_1.jpg")))
     assert len(dets) == 3
     assert np.all(np.diff(dets.scores) <= 0)
-    assert dets.largest() == int(np.argmax(dets.areas))
+    with pytest.warns(DeprecationWarning, match="widest"):
+        assert dets.largest() == int(np.argmax(dets.areas))
+    widths = (dets.boxes[:, 2] - dets.boxes[:, 0]).astype(np.float32)
+    assert dets.widest() == int(np.argmax(widths))
     assert dets.landmarks.shape == (3, 5, 2)
 
 

@@ -651,7 +651,8 @@ def pick_single_face(
     ----------
     detections : MTCNN detections (OpenFace's order).
     preference : a pixel ``(x, y)`` (OpenFace's ``cv::Point``); the detection whose box centre
-        is closest is chosen. Without it the widest box is chosen.
+        is closest is chosen. Without it the widest box is chosen
+        (:meth:`FaceDetections.widest`, the rule of pyfaceau's trackers).
 
     Returns
     -------
@@ -664,10 +665,10 @@ def pick_single_face(
     """
     if len(detections) == 0:
         raise IndexError("pick_single_face: there are no detections")
+    if preference is None or preference[0] == -1 or preference[1] == -1:
+        return detections.widest()
     b = detections.boxes.astype(_F32)
     w = b[:, 2] - b[:, 0]
-    if preference is None or preference[0] == -1 or preference[1] == -1:
-        return int(np.argmax(w))
     h = b[:, 3] - b[:, 1]
     cx = w / _F32(2) + b[:, 0]
     cy = h / _F32(2) + b[:, 1]
