@@ -125,7 +125,7 @@ def _step_kernel(
 
     ``comp_loc`` is ``princ_comp @ loc`` formed in double ((3n, 1) float64, OpenCV's
     gemm), ``s3_blas`` the 3D shape ``ComputeJacobian`` forms with float32 BLAS
-    (``PDM._shape_3d32``). Returns the float32 3D shape, the Jacobian, its transpose
+    (``PDM.shape_3d_f32``). Returns the float32 3D shape, the Jacobian, its transpose
     and the right-hand side (:func:`_rhs_kernel`).
     """
     shape_3d = np.empty(mean_v.shape[0], dtype=np.float32)
@@ -246,7 +246,7 @@ def calc_params(
         # The 3D shape from a double product (cv::Mat), while ComputeJacobian forms its
         # own with a float32 (BLAS) product.
         shape_3d, jac, jac_w_t, rhs = _step_kernel(
-            mean_v, comp_v64 @ loc.astype(np.float64)[:, None], sub._shape_3d32(loc),
+            mean_v, comp_v64 @ loc.astype(np.float64)[:, None], sub.shape_3d_f32(loc),
             comp_v, glob, target, reg, loc,
         )
         # OpenFace forms the Hessian with BLAS sgemm: float32.
@@ -254,7 +254,7 @@ def calc_params(
         hessian += reg_mat
         _, update = cv2.solve(hessian, rhs[:, None], flags=cv2.DECOMP_CHOLESKY)
         update = _damp_kernel(update.reshape(-1), CALC_PARAMS_STEP)
-        glob, loc = sub._update32(update, loc, glob)
+        glob, loc = sub.update_f32(update, loc, glob)
 
         # OpenFace measures the error with the updated global parameters but the 3D shape
         # from before this update of the local parameters.

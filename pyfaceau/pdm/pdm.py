@@ -74,9 +74,9 @@ class PDM:
 
     Notes
     -----
-    Methods with a leading underscore and a ``32`` suffix are the kernels behind the
-    public methods, for the library's own hot loops (CLNF fitting, ``calc_params``): they
-    take already validated float32 arrays and return float32 arrays.
+    Methods with an ``_f32`` suffix are the kernels behind the public methods, for the
+    hot loops that mirror OpenFace's maths (CLNF fitting, ``calc_params``): they take
+    already validated float32 arrays (OpenFace's column layout) and return float32 arrays.
     """
 
     mean_shape: np.ndarray
@@ -155,9 +155,9 @@ class PDM:
         -------
         (3n,) float32, mm, ``[x.., y.., z..]`` = ``mean_shape + princ_comp @ params_local``.
         """
-        return self._shape_3d32(self.local_vec(params_local))
+        return self.shape_3d_f32(self.local_vec(params_local))
 
-    def _shape_3d32(self, p: np.ndarray) -> np.ndarray:
+    def shape_3d_f32(self, p: np.ndarray) -> np.ndarray:
         """:meth:`calc_shape_3d` of a float32 ``(m,)`` vector."""
         # OpenFace uses BLAS sgemm here: a float32 product.
         return self._mean_flat + self.princ_comp @ p
@@ -174,11 +174,11 @@ class PDM:
         -------
         (2n,) float32 pixels ``[x_0..x_{n-1}, y_0..y_{n-1}]``.
         """
-        return self._shape_2d32(self.global_vec(params_global), self.local_vec(params_local))
+        return self.shape_2d_f32(self.global_vec(params_global), self.local_vec(params_local))
 
-    def _shape_2d32(self, g: np.ndarray, p: np.ndarray) -> np.ndarray:
+    def shape_2d_f32(self, g: np.ndarray, p: np.ndarray) -> np.ndarray:
         """:meth:`calc_shape_2d` of float32 ``(6,)`` and ``(m,)`` vectors."""
-        return project_kernel(self._shape_3d32(p), g)
+        return project_kernel(self.shape_3d_f32(p), g)
 
     # -- shapes, public layout -----------------------------------------------------------
     def shape_3d(self, params_local: ArrayLike | None = None) -> np.ndarray:
@@ -238,7 +238,7 @@ class PDM:
         """
         g = self.global_vec(params_global)
         s3 = self.calc_shape_3d(params_local)
-        return self._jacobian32(s3, g, self._weights(weights), rigid=True)
+        return self.jacobian_f32(s3, g, self._weights(weights), rigid=True)
 
     def compute_jacobian(
         self,
@@ -270,19 +270,19 @@ class PDM:
         g = self.global_vec(params_global)
         s3 = self.calc_shape_3d(params_local)
         w = self._weights(weights)
-        if w is not None and self._weights_are_identity(w):
+        if w is not None and self.weights_are_identity(w):
             w = None
-        return self._jacobian32(s3, g, w, rigid=False)
+        return self.jacobian_f32(s3, g, w, rigid=False)
 
-    def _weights_are_identity(self, w: np.ndarray) -> bool:
+    def weights_are_identity(self, w: np.ndarray) -> bool:
         """``ComputeJacobian``'s test ``trace(W) == 2n`` on the float32 diagonal ``w``."""
         # cv::trace sums the float diagonal in double; compare as OpenFace does.
         return float(np.sum(w, dtype=np.float64)) == float(2 * self.n_points)
 
-    def _jacobian32(
+    def jacobian_f32(
         self, s3: np.ndarray, g: np.ndarray, w: np.ndarray | None, rigid: bool
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Jacobian and ``(W J)^T`` from the float32 3D shape ``s3`` (:meth:`_shape_3d32`)
+        """Jacobian and ``(W J)^T`` from the float32 3D shape ``s3`` (:meth:`shape_3d_f32`)
         and float32 ``g``; ``w`` is the float32 ``(2n,)`` diagonal of ``W``, applied as
         given (None: identity). ``rigid`` keeps the 6 global columns only."""
         apply = w is not None
@@ -319,10 +319,10 @@ class PDM:
         d = np.asarray(delta_p, dtype=np.float64).reshape(-1).astype(_F32)
         if d.shape[0] not in (6, 6 + self.n_modes):
             raise InputError(f"delta_p: expected 6 or {6 + self.n_modes} values, got {d.shape[0]}")
-        g, p = self._update32(d, self.local_vec(params_local), self.global_vec(params_global))
+        g, p = self.update_f32(d, self.local_vec(params_local), self.global_vec(params_global))
         return g.astype(np.float64), p.astype(np.float64)
 
-    def _update32(
+    def update_f32(
         self, d: np.ndarray, p: np.ndarray, g: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`update_model_parameters` on float32 vectors; returns float32
@@ -351,13 +351,22 @@ class PDM:
         params_local : (m,) float64 (float32-rounded values), clamped.
         params_global : (6,) float64 (float32-rounded values).
         """
-        p = self._clamp32(self.local_vec(params_local))
+        p = self.clamp_f32(self.local_vec(params_local))
         g = self.global_vec(params_global)
         return p.astype(np.float64), g.astype(np.float64)
 
-    def _clamp32(self, p: np.ndarray) -> np.ndarray:
+    def clamp_f32(self, p: np.ndarray) -> np.ndarray:
         """:meth:`clamp` of float32 local parameters (a new array)."""
         return clamp_kernel(p, self._clamp_limit)
+
+    # Former private names of the float32 kernels, for code written against them before
+    # they became public (branches in flight); use the ``_f32`` names.
+    _shape_3d32 = shape_3d_f32
+    _shape_2d32 = shape_2d_f32
+    _jacobian32 = jacobian_f32
+    _update32 = update_f32
+    _clamp32 = clamp_f32
+    _weights_are_identity = weights_are_identity
 
     def calc_bounding_box(
         self, params_global: ArrayLike, params_local: ArrayLike | None = None

@@ -356,9 +356,9 @@ def _nu_rlms_step(
 ) -> tuple[bool, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The element-wise part of one NU-RLMS iteration, in one call.
 
-    From the 3D shape ``s3`` (``PDM._shape_3d32``): the 2D shape, the convergence test
+    From the 3D shape ``s3`` (``PDM.shape_3d_f32``): the 2D shape, the convergence test
     against ``previous`` (empty on the first iteration), the Jacobians
-    (``PDM._jacobian32``) and the right-hand side (:func:`_nu_rlms_rhs`). Returns
+    (``PDM.jacobian_f32``) and the right-hand side (:func:`_nu_rlms_rhs`). Returns
     ``(converged, shape, jac, jac_w_t, rhs)``; when converged the last three are empty.
     """
     shape = project_kernel(s3, glob)
@@ -451,7 +451,7 @@ def nu_rlms(
         reg[6:] = (_F32(params.reg_factor) / pdm.eigen_values).astype(_F32)
     reg_mat = np.diag(reg)
     weights = weight_matrix_diagonal(experts, view, params.weight_factor)
-    if weights is not None and not rigid and pdm._weights_are_identity(weights):
+    if weights is not None and not rigid and pdm.weights_are_identity(weights):
         weights = None  # ComputeJacobian's trace(W) == 2n shortcut
 
     sigma = _F32(params.sigma)
@@ -471,7 +471,7 @@ def nu_rlms(
     previous = np.empty(0, dtype=_F32)
     for _ in range(params.num_iterations):
         converged, previous, jac, jac_w_t, rhs = _nu_rlms_step(
-            pdm._shape_3d32(loc), pdm.princ_comp, glob, previous, weights, apply_weights,
+            pdm.shape_3d_f32(loc), pdm.princ_comp, glob, previous, weights, apply_weights,
             rigid, base_2d, img_to_ref, ref_to_img, half, responses, table, visible, reg, loc,
             dxs, dys,
         )
@@ -480,8 +480,8 @@ def nu_rlms(
         hessian = jac_w_t @ jac  # BLAS sgemm in OpenFace
         hessian += reg_mat
         _, update = cv2.solve(hessian, rhs[:, None], flags=cv2.DECOMP_CHOLESKY)
-        glob, loc = pdm._update32(update.reshape(-1), loc, glob)
-        loc = pdm._clamp32(loc)
+        glob, loc = pdm.update_f32(update.reshape(-1), loc, glob)
+        loc = pdm.clamp_f32(loc)
     glob = glob.astype(np.float64)
     loc = loc.astype(np.float64)
 
