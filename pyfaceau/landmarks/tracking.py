@@ -746,7 +746,8 @@ class LandmarkTracker:
         state : the face's state (changed in place).
         frame : ``(H, W, 3)`` uint8 BGR frame (detector, PFLD, crop checks).
         gray : ``(H, W)`` uint8, the frame in grey (``cv2.COLOR_BGR2GRAY``; CLNF and
-            validator).
+            validator); may be None when the tracker has neither (PFLD alone or with the
+            SVR refiner).
         detections : the frame's detections when the caller has them (several faces:
             the detection assigned to this face), or a callable returning them, called only
             when the rules ask for a detection; None: the tracker's detector runs then. A
