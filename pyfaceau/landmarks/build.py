@@ -3,8 +3,8 @@
 - :func:`build_openface_tracker`: OpenFace's FeatureExtraction (MTCNN, CLNF with its part
   models, 11 rotation hypotheses, validator on every frame);
 - :func:`build_fast_tracker`: the fast path (RetinaFace, PFLD) with ``refine`` =
-  ``"clnf"`` (CLNF tracking), ``"svr"`` (PFLD + targeted SVR refinement of 9 landmarks)
-  or ``"none"`` (PFLD alone).
+  ``"clnf"`` (CLNF tracking), ``"svr"`` (PFLD + targeted SVR refinement of 9 landmarks,
+  the refiner given by the caller) or ``"none"`` (PFLD alone).
 
 Each returns a :class:`~pyfaceau.landmarks.tracking.LandmarkTracker`: load it once, share
 it between faces and threads, and give every face its own ``tracker.new_state()``. Models
@@ -101,6 +101,7 @@ def build_fast_tracker(
     models: ModelsArg = None,
     *,
     refine: str | object = "clnf",
+    refiner: object | None = None,
     detector: object | None = None,
     landmarker: object | None = None,
     clnf: object | None = None,
@@ -120,8 +121,12 @@ def build_fast_tracker(
     refine : ``"clnf"`` (default): PFLD initialises OpenFace's CLNF on detections, CLNF
         tracks (validator every ``validate_interval`` tracked frames, region verification
         every ``verify_interval``); ``"svr"``: PFLD tracks, its 9 AU-critical landmarks
-        refined by :class:`~pyfaceau.refinement.TargetedCLNFRefiner`; ``"none"``: PFLD
-        alone; or a refiner object (``refine_in_image(frame, landmarks)``) for PFLD.
+        refined by ``refiner``; ``"none"``: PFLD alone; or a refiner object for PFLD
+        (the same as ``"svr"`` with ``refiner=`` it).
+    refiner : with ``"svr"``, the loaded refiner
+        (:class:`~pyfaceau.refinement.TargetedCLNFRefiner` with
+        ``search_window=FAST_SEARCH_WINDOW``; ``refine_in_image(frame, landmarks)``). Not
+        loaded here: :mod:`pyfaceau.refinement` is a sibling stage of the landmarks.
     detector : a :class:`~pyfaceau.detection.retinaface.RetinaFaceDetector` (default: new).
     landmarker : a :class:`~pyfaceau.landmarks.pfld.PFLDLandmarker` (default: new).
     clnf : with ``"clnf"``, the CLNF (default: new).
@@ -189,11 +194,11 @@ def build_fast_tracker(
             step, PFLDInitialiser(landmarker, step, clnf.pdm), detector, validator, policy
         )
 
-    refiner: object | None
     if refine == "svr":
-        from ..refinement.targeted import FAST_SEARCH_WINDOW, TargetedCLNFRefiner
-
-        refiner = TargetedCLNFRefiner(search_window=FAST_SEARCH_WINDOW, models=models)
+        if refiner is None:
+            raise InputError(
+                "refine='svr': pass the loaded refiner (refiner=TargetedCLNFRefiner(...))"
+            )
     elif refine == "none":
         refiner = None
     else:

@@ -38,7 +38,7 @@ from ..landmarks.tracking import (  # noqa: F401 - the constants' former home
     CLNFStep,
     box_from_anchor,
 )
-from ..refinement.targeted import TargetedCLNFRefiner
+from ..refinement.targeted import FAST_SEARCH_WINDOW, TargetedCLNFRefiner
 from .types import LandmarkResult
 
 __all__ = ["FastLandmarkFrontEnd", "box_from_anchor"]
@@ -127,8 +127,10 @@ class FastLandmarkFrontEnd:
                 "clnf, validator, clnf_hierarchical, clnf_iterations, validate_interval: "
                 "only used with refine='clnf'"
             )
+        refiner = None
         if refine is True:
             choice: object = "svr"
+            refiner = TargetedCLNFRefiner(search_window=FAST_SEARCH_WINDOW, models=models)
         elif refine is None or refine is False:
             choice = "none"
         elif refine == "clnf" or isinstance(refine, TargetedCLNFRefiner):
@@ -141,6 +143,7 @@ class FastLandmarkFrontEnd:
         self._tracker = build_fast_tracker(
             models,
             refine=choice,
+            refiner=refiner,
             detector=detector,
             landmarker=landmarker,
             clnf=clnf,
