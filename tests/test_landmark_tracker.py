@@ -133,6 +133,11 @@ def test_caller_detections(front_end, videos) -> None:
     first = t.step(s2, frames[0], cv2.cvtColor(frames[0], cv2.COLOR_BGR2GRAY), one)
     assert first.success and s2.stats.detections == 1
     np.testing.assert_array_equal(first.landmarks, res[0].landmarks)
+    # start(): the same from a tracked state, which forgets its face first
+    again = t.start(s2, frames[0], cv2.cvtColor(frames[0], cv2.COLOR_BGR2GRAY), dets,
+                    dets.widest())
+    np.testing.assert_array_equal(again.landmarks, res[0].landmarks)
+    assert s2.stats.detections == 2 and not s2.lost
     # no face: lost, and the caller's empty detections are used
     black = np.zeros_like(frames[0])
     lost = t.step(state, black, cv2.cvtColor(black, cv2.COLOR_BGR2GRAY), FaceDetections.empty())

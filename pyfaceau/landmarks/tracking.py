@@ -761,6 +761,27 @@ class LandmarkTracker:
         success = self.advance(state, frame, gray, detections)
         return self.result(state, success, frame)
 
+    def start(
+        self,
+        state: TrackState,
+        frame: np.ndarray,
+        gray: np.ndarray,
+        detections: FaceDetections,
+        index: int = 0,
+    ) -> LandmarkResult:
+        """Start tracking a face from a given detection (a new face found by the caller):
+        ``state`` is reset and this frame's step initialises from ``detections[index]``
+        (a first detection: OpenFace's policy trusts it even if the validator rejects it).
+
+        Returns
+        -------
+        The frame's :class:`LandmarkResult`, as :meth:`step`.
+        """
+        if not 0 <= int(index) < len(detections):
+            raise InputError(f"index: expected 0 <= index < {len(detections)}, got {index}")
+        state.reset()
+        return self.step(state, frame, gray, detections.select(int(index)))
+
     def advance(
         self,
         state: TrackState,
