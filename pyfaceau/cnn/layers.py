@@ -52,6 +52,8 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
+from .._parallel import run_all, split_ranges
+
 __all__ = [
     "conv_weight_matrix",
     "conv2d",
@@ -229,13 +231,9 @@ def conv2d(
     if executor is None or parts <= 1 or k < 2:
         _conv2d_kernel(x, weights, kh, kw, 0, k, out)
         return out
-    bounds = np.linspace(0, k, min(parts, k) + 1).astype(int)
-    futures = [
-        executor.submit(_conv2d_kernel, x, weights, kh, kw, int(a), int(b), out)
-        for a, b in zip(bounds[:-1], bounds[1:])
-    ]
-    for f in futures:
-        f.result()
+    run_all(
+        executor, [(_conv2d_kernel, (x, weights, kh, kw, lo, hi, out)) for lo, hi in split_ranges(k, parts)]
+    )
     return out
 
 

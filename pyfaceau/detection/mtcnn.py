@@ -37,12 +37,14 @@ from __future__ import annotations
 import logging
 import math
 import os
+from concurrent.futures import Executor
 from typing import Sequence
 
 import cv2
 import numpy as np
 
 from .. import cnn
+from .._parallel import run_all
 from ..errors import InputError
 from ..modelstore import MANIFEST, resolve, verify_file
 from ..parsers.mtcnn import (
@@ -152,12 +154,16 @@ class MTCNNNetwork:
             else:  # pragma: no cover - the parser only makes the types above
                 raise TypeError(f"unknown layer {layer!r}")
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(
+        self, x: np.ndarray, executor: Executor | None = None, parts: int = 1
+    ) -> np.ndarray:
         """Run the network.
 
         Parameters
         ----------
         x : ``(N, H, W, 3)`` float32, normalised R, G, B maps.
+        executor, parts : threads sharing each convolution's output maps
+            (:func:`pyfaceau.cnn.conv2d`); the outputs do not depend on them.
 
         Returns
         -------
@@ -165,15 +171,17 @@ class MTCNNNetwork:
         ``(N, K)`` float32 vectors (RNet, ONet).
         """
         maps = np.ascontiguousarray(np.asarray(x, dtype=_F32).transpose(0, 3, 1, 2))
-        out = self.forward_maps(maps)
+        out = self.forward_maps(maps, executor, parts)
         return out.transpose(0, 2, 3, 1) if out.ndim == 4 else out
 
-    def forward_maps(self, x: np.ndarray) -> np.ndarray:
+    def forward_maps(
+        self, x: np.ndarray, executor: Executor | None = None, parts: int = 1
+    ) -> np.ndarray:
         """:meth:`__call__` on ``(N, C, H, W)`` maps; returns ``(N, K, H', W')`` or ``(N, K)``."""
         for op in self._ops:
             kind = op[0]
             if kind == "conv":
-                x = cnn.conv2d(x, op[1], op[2], op[3])
+                x = cnn.conv2d(x, op[1], op[2], op[3], executor=executor, parts=parts)
             elif kind == "pool":
                 x = cnn.max_pool(x, *op[1:])
             elif kind == "prelu":
@@ -386,6 +394,11 @@ class MTCNNDetector:
     min_face_size : smallest face searched, pixels (OpenFace: 60).
     thresholds : PNet, RNet, ONet probability thresholds (OpenFace: 0.6, 0.7, 0.7).
     data : already parsed networks (:func:`load_mtcnn`), to share between detectors.
+    executor : threads for one detection (``concurrent.futures.Executor``): the pyramid
+        levels of PNet run side by side, and RNet's and ONet's convolutions split their
+        output maps. None (the default): the calling thread only. The detections are the
+        same bits either way.
+    threads : how many threads ``executor`` offers (ignored without one).
 
     Examples
     --------
@@ -401,7 +414,11 @@ class MTCNNDetector:
         min_face_size: int = MIN_FACE_SIZE,
         thresholds: tuple[float, float, float] = THRESHOLDS,
         data: MTCNNData | None = None,
+        executor: Executor | None = None,
+        threads: int = 1,
     ) -> None:
+        self.executor = executor
+        self.threads = max(1, int(threads)) if executor is not None else 1
         if (isinstance(min_face_size, bool) or int(min_face_size) != min_face_size
                 or min_face_size < 1):
             raise InputError(
@@ -419,6 +436,34 @@ class MTCNNDetector:
         self.onet = MTCNNNetwork(self.data.onet)
 
     # -------------------------------------------------------------------------------------
+    def _pnet_level(
+        self, img: np.ndarray, scale: float, t1: np.float32
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """PNet's proposals at one pyramid level, after the per-level NMS: ``(boxes (k, 4),
+        scores (k,), corrections (k, 4))`` float32, or None when there are none."""
+        height, width = img.shape[:2]
+        h_pyr, w_pyr = int(math.ceil(height * scale)), int(math.ceil(width * scale))
+        if h_pyr < 1 or w_pyr < 1:  # cannot happen with the scale formula; no resize to 0
+            return None
+        level = cv2.resize(img, (w_pyr, h_pyr))
+        level = (level - _F32(PIXEL_MEAN)) * _F32(PIXEL_SCALE)
+        out = self.pnet(np.ascontiguousarray(level[None, :, :, ::-1]))[0]
+        prob = _two_class_probability(out)
+        # OpenFace scans columns outer, rows inner
+        xs, ys = np.nonzero(prob.T >= t1)
+        if xs.size == 0:
+            return None
+        s32 = _F32(scale)
+        min_x = np.trunc((PNET_STRIDE * xs + 1).astype(_F32) / s32)
+        max_x = np.trunc((PNET_STRIDE * xs + FACE_SUPPORT).astype(_F32) / s32)
+        min_y = np.trunc((PNET_STRIDE * ys + 1).astype(_F32) / s32)
+        max_y = np.trunc((PNET_STRIDE * ys + FACE_SUPPORT).astype(_F32) / s32)
+        boxes = np.stack([min_x, min_y, max_x - min_x, max_y - min_y], axis=1).astype(_F32)
+        scores = prob[ys, xs]
+        corr = out[ys, xs, 2:6]
+        keep = nms(boxes, scores, NMS_PNET_SCALE, minimum=False)
+        return boxes[keep], scores[keep], corr[keep]
+
     def detect(self, image: np.ndarray) -> FaceDetections:
         """Faces in an image, as OpenFace's MTCNN reports them.
 
@@ -456,32 +501,17 @@ class MTCNNDetector:
         min_dim = min(height, width)
         num_scales = int(math.floor(
             math.log(self.min_face_size / min_dim) / math.log(PYRAMID_FACTOR))) + 1
-        all_boxes, all_scores, all_corr = [], [], []
-        for i in range(max(num_scales, 0)):
-            scale = (FACE_SUPPORT / self.min_face_size) * PYRAMID_FACTOR ** i
-            h_pyr, w_pyr = int(math.ceil(height * scale)), int(math.ceil(width * scale))
-            if h_pyr < 1 or w_pyr < 1:  # cannot happen with the scale formula; no resize to 0
-                continue
-            level = cv2.resize(img, (w_pyr, h_pyr))
-            level = (level - _F32(PIXEL_MEAN)) * _F32(PIXEL_SCALE)
-            out = self.pnet(np.ascontiguousarray(level[None, :, :, ::-1]))[0]
-            prob = _two_class_probability(out)
-            # OpenFace scans columns outer, rows inner
-            xs, ys = np.nonzero(prob.T >= t1)
-            if xs.size == 0:
-                continue
-            s32 = _F32(scale)
-            min_x = np.trunc((PNET_STRIDE * xs + 1).astype(_F32) / s32)
-            max_x = np.trunc((PNET_STRIDE * xs + FACE_SUPPORT).astype(_F32) / s32)
-            min_y = np.trunc((PNET_STRIDE * ys + 1).astype(_F32) / s32)
-            max_y = np.trunc((PNET_STRIDE * ys + FACE_SUPPORT).astype(_F32) / s32)
-            boxes = np.stack([min_x, min_y, max_x - min_x, max_y - min_y], axis=1).astype(_F32)
-            scores = prob[ys, xs]
-            corr = out[ys, xs, 2:6]
-            keep = nms(boxes, scores, NMS_PNET_SCALE, minimum=False)
-            all_boxes.append(boxes[keep])
-            all_scores.append(scores[keep])
-            all_corr.append(corr[keep])
+        levels = [
+            (FACE_SUPPORT / self.min_face_size) * PYRAMID_FACTOR ** i
+            for i in range(max(num_scales, 0))
+        ]
+        # Pyramid levels are independent: side by side on the executor, kept in order.
+        pool = self.executor if self.threads > 1 else None
+        found = run_all(pool, [(self._pnet_level, (img, scale, t1)) for scale in levels])
+        found = [f for f in found if f is not None]
+        all_boxes = [f[0] for f in found]
+        all_scores = [f[1] for f in found]
+        all_corr = [f[2] for f in found]
         if not all_boxes:
             return _empty_rects()
         boxes = np.concatenate(all_boxes)
@@ -496,7 +526,7 @@ class MTCNNDetector:
         boxes = boxes[valid]
         if boxes.shape[0] == 0:
             return _empty_rects()
-        out = self.rnet(crops)
+        out = self.rnet(crops, self.executor, self.threads)
         scores = _two_class_probability(out[:, :2])
         sel = scores >= t2
         boxes, scores, corr = boxes[sel], scores[sel], out[sel, 2:6]
@@ -509,7 +539,7 @@ class MTCNNDetector:
         boxes = boxes[valid]
         if boxes.shape[0] == 0:
             return _empty_rects()
-        out = self.onet(crops)
+        out = self.onet(crops, self.executor, self.threads)
         scores = _two_class_probability(out[:, :2])
         sel = scores >= t3
         onet_in, scores, corr, pts = boxes[sel], scores[sel], out[sel, 2:6], out[sel, 6:16]
