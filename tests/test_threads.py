@@ -152,3 +152,22 @@ def test_run_all_keeps_order_and_never_waits_for_a_busy_pool():
         release.set()
         blocker.result()
     assert out == [0, 1, 4, 9, 16]
+
+
+def test_conv2d_loop_orders_agree():
+    """The two loop orders of :func:`pyfaceau.cnn.conv2d` (along rows, along output
+    maps) compute the same chains: equal bits on every shape."""
+    from pyfaceau.cnn.layers import _conv2d_pixels, _conv2d_rows
+
+    rng = np.random.default_rng(3)
+    for shape, k, kh, kw in [((2, 5, 9, 8), 7, 3, 2), ((3, 48, 4, 4), 64, 2, 2),
+                             ((1, 1, 20, 20), 10, 9, 9), ((2, 3, 13, 11), 33, 7, 3)]:
+        x = rng.standard_normal(shape).astype(np.float32)
+        w = rng.standard_normal((k, shape[1] * kh * kw + 1)).astype(np.float32)
+        out_shape = (shape[0], k, shape[2] - kh + 1, shape[3] - kw + 1)
+        rows, pixels = np.empty(out_shape, np.float32), np.empty(out_shape, np.float32)
+        _conv2d_rows(x, w, kh, kw, 0, k, rows)
+        wk = np.ascontiguousarray(w.T)
+        _conv2d_pixels(x, wk, kh, kw, 0, k // 2, pixels)
+        _conv2d_pixels(x, wk, kh, kw, k // 2, k, pixels)
+        assert np.array_equal(rows, pixels)

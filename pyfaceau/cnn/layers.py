@@ -66,6 +66,10 @@ __all__ = [
 ]
 
 _F32 = np.float32
+#: :func:`conv2d` loops along the output maps (not the rows) when the output is narrower
+#: than this and has at least ``PIXEL_LOOP_MIN_MAPS`` maps (speed only; same bits).
+PIXEL_LOOP_MAX_WIDTH = 16
+PIXEL_LOOP_MIN_MAPS = 16
 #: OpenFace's ``max_pooling`` starts every window at ``-FLT_MAX``.
 _FLT_MAX = float(np.finfo(np.float32).max)
 
@@ -90,34 +94,142 @@ def _fma32(typingctx, a, b, c):  # pragma: no cover - compiled by numba
 # Kernels
 # --------------------------------------------------------------------------------------
 @nb.njit(cache=True, nogil=True, boundscheck=False)
-def _conv2d_kernel(
+def _conv2d_rows(
     x: np.ndarray, w_t: np.ndarray, kh: int, kw: int, o_start: int, o_end: int, out: np.ndarray
 ) -> None:
-    """Output maps ``o_start:o_end`` of :func:`conv2d` (disjoint ranges can run in
-    parallel: each output element is computed alone, in a fixed order)."""
+    """Output maps ``o_start:o_end`` of :func:`conv2d`, vectorised along output rows.
+
+    For wide maps. Four output maps and three kernel rows at a time share their loads;
+    every output element is still one chain in OpenFace's column order (input map,
+    kernel column, kernel row), so the result equals :func:`_conv2d_pixels`' bit for
+    bit. Disjoint ranges of output maps can run in parallel.
+    """
     n, c, h, w = x.shape
     ho = h - kh + 1
     wo = w - kw + 1
     ck = c * kw * kh
+    one = _F32(1.0)
+    scratch = np.empty((3, wo), dtype=np.float32)  # rows of absent maps in a block of 4
     for b in range(n):
-        for o in range(o_start, o_end):
-            wrow = w_t[o]
-            bias = wrow[ck]
+        o = o_start
+        while o < o_end:
+            m = min(4, o_end - o)
+            w0 = w_t[o]
+            w1 = w_t[o + 1] if m > 1 else w0
+            w2 = w_t[o + 2] if m > 2 else w0
+            w3 = w_t[o + 3] if m > 3 else w0
             for y in range(ho):
-                acc = out[b, o, y]
+                a0 = out[b, o, y]
+                a1 = out[b, o + 1, y] if m > 1 else scratch[0]
+                a2 = out[b, o + 2, y] if m > 2 else scratch[1]
+                a3 = out[b, o + 3, y] if m > 3 else scratch[2]
                 for xo in range(wo):
-                    acc[xo] = _F32(0.0)
-                # sgemm over im2col_multimap's columns: map, kernel column, kernel row
+                    a0[xo] = _F32(0.0)
+                    a1[xo] = _F32(0.0)
+                    a2[xo] = _F32(0.0)
+                    a3[xo] = _F32(0.0)
                 for ch in range(c):
                     for xx in range(kw):
-                        for yy in range(kh):
-                            wv = wrow[ch * kw * kh + xx * kh + yy]
-                            src = x[b, ch, y + yy]
+                        base = ch * kw * kh + xx * kh
+                        yy = 0
+                        while yy + 3 <= kh:  # three consecutive columns of the chain
+                            s0 = x[b, ch, y + yy, xx:]
+                            s1 = x[b, ch, y + yy + 1, xx:]
+                            s2 = x[b, ch, y + yy + 2, xx:]
+                            k = base + yy
+                            u0, u1, u2 = w0[k], w0[k + 1], w0[k + 2]
+                            v0, v1, v2 = w1[k], w1[k + 1], w1[k + 2]
+                            p0, p1, p2 = w2[k], w2[k + 1], w2[k + 2]
+                            q0, q1, q2 = w3[k], w3[k + 1], w3[k + 2]
                             for xo in range(wo):
-                                acc[xo] = _fma32(src[xo + xx], wv, acc[xo])
+                                t0 = s0[xo]
+                                t1 = s1[xo]
+                                t2 = s2[xo]
+                                a0[xo] = _fma32(t2, u2, _fma32(t1, u1, _fma32(t0, u0, a0[xo])))
+                                a1[xo] = _fma32(t2, v2, _fma32(t1, v1, _fma32(t0, v0, a1[xo])))
+                                a2[xo] = _fma32(t2, p2, _fma32(t1, p1, _fma32(t0, p0, a2[xo])))
+                                a3[xo] = _fma32(t2, q2, _fma32(t1, q1, _fma32(t0, q0, a3[xo])))
+                            yy += 3
+                        while yy < kh:
+                            s0 = x[b, ch, y + yy, xx:]
+                            k = base + yy
+                            u0, v0, p0, q0 = w0[k], w1[k], w2[k], w3[k]
+                            for xo in range(wo):
+                                t0 = s0[xo]
+                                a0[xo] = _fma32(t0, u0, a0[xo])
+                                a1[xo] = _fma32(t0, v0, a1[xo])
+                                a2[xo] = _fma32(t0, p0, a2[xo])
+                                a3[xo] = _fma32(t0, q0, a3[xo])
+                            yy += 1
                 # the bias column: 1 * bias, the last term of the chain
+                b0, b1, b2, b3 = w0[ck], w1[ck], w2[ck], w3[ck]
                 for xo in range(wo):
-                    acc[xo] = _fma32(_F32(1.0), bias, acc[xo])
+                    a0[xo] = _fma32(one, b0, a0[xo])
+                    a1[xo] = _fma32(one, b1, a1[xo])
+                    a2[xo] = _fma32(one, b2, a2[xo])
+                    a3[xo] = _fma32(one, b3, a3[xo])
+            o += m
+
+
+@nb.njit(cache=True, nogil=True, boundscheck=False)
+def _conv2d_pixels(
+    x: np.ndarray, w_k: np.ndarray, kh: int, kw: int, o_start: int, o_end: int, out: np.ndarray
+) -> None:
+    """Output maps ``o_start:o_end`` of :func:`conv2d`, vectorised along the output maps.
+
+    For small maps with many output maps (RNet's and ONet's deeper layers). ``w_k`` is
+    the weight matrix with the maps last, ``(C * kw * kh + 1, K)``. Two pixels and three
+    kernel rows at a time share their loads; the same chains as :func:`_conv2d_rows`.
+    """
+    n, c, h, w = x.shape
+    ho = h - kh + 1
+    wo = w - kw + 1
+    ck = c * kw * kh
+    k_out = o_end - o_start
+    one = _F32(1.0)
+    acc0 = np.empty(k_out, dtype=np.float32)
+    acc1 = np.empty(k_out, dtype=np.float32)
+    for b in range(n):
+        for y in range(ho):
+            xo = 0
+            while xo < wo:
+                pair = xo + 1 < wo
+                x1 = xo + 1 if pair else xo  # a lone last pixel is computed twice
+                for j in range(k_out):
+                    acc0[j] = _F32(0.0)
+                    acc1[j] = _F32(0.0)
+                for ch in range(c):
+                    for xx in range(kw):
+                        base = ch * kw * kh + xx * kh
+                        yy = 0
+                        while yy + 3 <= kh:
+                            k = base + yy
+                            r0 = x[b, ch, y + yy]
+                            r1 = x[b, ch, y + yy + 1]
+                            r2 = x[b, ch, y + yy + 2]
+                            s0, s1, s2 = r0[xo + xx], r1[xo + xx], r2[xo + xx]
+                            t0, t1, t2 = r0[x1 + xx], r1[x1 + xx], r2[x1 + xx]
+                            g0 = w_k[k, o_start:o_end]
+                            g1 = w_k[k + 1, o_start:o_end]
+                            g2 = w_k[k + 2, o_start:o_end]
+                            for j in range(k_out):
+                                acc0[j] = _fma32(s2, g2[j], _fma32(s1, g1[j], _fma32(s0, g0[j], acc0[j])))
+                                acc1[j] = _fma32(t2, g2[j], _fma32(t1, g1[j], _fma32(t0, g0[j], acc1[j])))
+                            yy += 3
+                        while yy < kh:
+                            k = base + yy
+                            r0 = x[b, ch, y + yy]
+                            s0, t0 = r0[xo + xx], r0[x1 + xx]
+                            g0 = w_k[k, o_start:o_end]
+                            for j in range(k_out):
+                                acc0[j] = _fma32(s0, g0[j], acc0[j])
+                                acc1[j] = _fma32(t0, g0[j], acc1[j])
+                            yy += 1
+                bias = w_k[ck, o_start:o_end]
+                for j in range(k_out):
+                    out[b, o_start + j, y, xo] = _fma32(one, bias[j], acc0[j])
+                    out[b, o_start + j, y, x1] = _fma32(one, bias[j], acc1[j])
+                xo += 2
 
 
 @nb.njit(cache=True, nogil=True, boundscheck=False)
@@ -228,12 +340,14 @@ def conv2d(
     if ho <= 0 or wo <= 0:
         return np.zeros((n, k, max(ho, 0), max(wo, 0)), dtype=_F32)
     out = np.empty((n, k, ho, wo), dtype=_F32)
-    if executor is None or parts <= 1 or k < 2:
-        _conv2d_kernel(x, weights, kh, kw, 0, k, out)
-        return out
-    run_all(
-        executor, [(_conv2d_kernel, (x, weights, kh, kw, lo, hi, out)) for lo, hi in split_ranges(k, parts)]
-    )
+    # Two loop orders for speed, with the same chains (the same bits): along rows for
+    # wide maps, along output maps for small maps with many of them.
+    if wo >= PIXEL_LOOP_MAX_WIDTH or k < PIXEL_LOOP_MIN_MAPS:
+        kernel, w = _conv2d_rows, weights
+    else:
+        kernel, w = _conv2d_pixels, np.ascontiguousarray(weights.T)
+    ranges = split_ranges(k, parts if executor is not None else 1)
+    run_all(executor, [(kernel, (x, w, kh, kw, lo, hi, out)) for lo, hi in ranges])
     return out
 
 
@@ -292,24 +406,37 @@ def fully_connected(w: np.ndarray, v: np.ndarray, bias: np.ndarray) -> np.ndarra
     return out
 
 
-def prelu(x: np.ndarray, slopes: np.ndarray, axis: int = 1) -> np.ndarray:
+@nb.njit(cache=True, nogil=True, boundscheck=False)
+def _prelu_kernel(x: np.ndarray, slopes: np.ndarray, out: np.ndarray) -> None:
+    """``PReLU`` on (N, C, L) float32: ``v if v >= 0 else v * slopes[c]``."""
+    n, c, length = x.shape
+    for b in range(n):
+        for ch in range(c):
+            s = slopes[ch]
+            src = x[b, ch]
+            dst = out[b, ch]
+            for i in range(length):
+                v = src[i]
+                dst[i] = v if v >= 0 else v * s
+
+
+def prelu(x: np.ndarray, slopes: np.ndarray) -> np.ndarray:
     """OpenFace's ``PReLU``: ``x if x >= 0 else slope * x``, one slope per map.
 
     Parameters
     ----------
-    x : float32 maps; ``axis`` indexes the maps (channels).
+    x : (N, C, ...) float32: maps ``(N, C, H, W)`` or vectors ``(N, C)``.
     slopes : (C,) float32.
+
+    Returns
+    -------
+    float32 array shaped like ``x``.
     """
-    shape = [1] * x.ndim
-    shape[axis] = -1
-    s = np.asarray(slopes, dtype=_F32).reshape(shape)
-    # max(x, 0) + slope * min(x, 0): the per-element branch bit for bit (one of the two
-    # terms is zero), and several times faster than np.where.
-    neg = np.minimum(x, _F32(0))
-    neg *= s
-    out = np.maximum(x, _F32(0))
-    out += neg
-    return out
+    x = np.ascontiguousarray(x, dtype=_F32)
+    flat = x.reshape(x.shape[0], x.shape[1], -1)
+    out = np.empty_like(flat)
+    _prelu_kernel(flat, np.ascontiguousarray(slopes, dtype=_F32), out)
+    return out.reshape(x.shape)
 
 
 def relu(x: np.ndarray) -> np.ndarray:

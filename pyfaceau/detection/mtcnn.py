@@ -185,7 +185,7 @@ class MTCNNNetwork:
             elif kind == "pool":
                 x = cnn.max_pool(x, *op[1:])
             elif kind == "prelu":
-                x = cnn.prelu(x, op[1], axis=1)
+                x = cnn.prelu(x, op[1])
             elif kind == "fc":
                 x = _fully_connected(x, op[1], op[2])
             else:
