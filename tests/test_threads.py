@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import SAMPLES, load_reference, reference_landmarks
-from pyfaceau._parallel import run_all, split_ranges
+from pyfaceau.parallel import run_all, split_ranges
 from pyfaceau.cnn import conv2d, conv_weight_matrix
 from pyfaceau.detection.mtcnn import MTCNNDetector, load_mtcnn
 from pyfaceau.landmarks.clnf.model import CLNF

@@ -52,7 +52,7 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-from .._parallel import run_all, split_ranges
+from ..parallel import run_all, split_ranges
 
 __all__ = [
     "conv_weight_matrix",

@@ -44,7 +44,7 @@ import cv2
 import numpy as np
 
 from .. import cnn
-from .._parallel import run_all
+from ..parallel import run_all
 from ..errors import InputError
 from ..modelstore import MANIFEST, resolve, verify_file
 from ..parsers.mtcnn import (

@@ -38,7 +38,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..._parallel import run_all
+from ...parallel import run_all
 from ...errors import InputError, ModelFileError
 from ...modelstore import resolve
 from ...parsers.ccnf_patches import read_ccnf_patches
@@ -237,7 +237,7 @@ class CLNF:
     An instance keeps caches (Sigma matrices, KDE tables) that fill on first use; it has
     no per-video state, so one instance can serve any number of videos (not concurrently).
 
-    With ``executor``, a fit hands work to other threads (:func:`pyfaceau._parallel.run_all`):
+    With ``executor``, a fit hands work to other threads (:func:`pyfaceau.parallel.run_all`):
     every piece (a range of landmarks, a part model) is computed alone and written to its
     own place, so no result depends on the number of threads or on their timing; a piece
     no worker has started when the fit needs it runs on the calling thread, so a busy

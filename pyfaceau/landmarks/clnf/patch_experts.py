@@ -31,7 +31,7 @@ import cv2
 import numba as nb
 import numpy as np
 
-from ..._parallel import run_all, split_ranges
+from ...parallel import run_all, split_ranges
 from ...errors import ModelFileError
 from ...parsers.ccnf_patches import CCNFPatchFile
 from ...pdm.rotation import align_shapes_with_scale
