@@ -13,16 +13,14 @@ from pyfaceau.detection.mtcnn import (
     MTCNNDetector,
     MTCNNNetwork,
     _crop_batch,
+    _fully_connected,
     apply_correction,
-    conv2d,
-    fully_connected,
     load_mtcnn,
-    max_pool,
     nms,
     pick_single_face,
-    prelu,
     rectify,
 )
+from pyfaceau.cnn import conv2d, conv_weight_matrix, max_pool, prelu
 from pyfaceau.detection.types import FaceDetections
 from pyfaceau.errors import InputError, ModelFileError
 from pyfaceau.parsers.mtcnn import (
@@ -202,14 +200,13 @@ def _slow_forward(net_data, image_rgb):
 
 def test_conv2d_matches_direct_loop():
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((2, 7, 9, 4)).astype(np.float32)
+    x = rng.standard_normal((2, 4, 7, 9)).astype(np.float32)  # (N, C, H, W)
     weights = rng.standard_normal((5, 4, 3, 2)).astype(np.float32)  # kh=3, kw=2
     bias = rng.standard_normal(5).astype(np.float32)
-    w_mat = np.vstack([weights.transpose(1, 3, 2, 0).reshape(-1, 5), bias[None]])
-    got = conv2d(x, w_mat.astype(np.float32), 3, 2)
-    assert got.shape == (2, 5, 8, 5)
+    got = conv2d(x, conv_weight_matrix(weights, bias), 3, 2)
+    assert got.shape == (2, 5, 5, 8)
     for n in range(2):
-        want = np.stack(_slow_conv([x[n, :, :, c] for c in range(4)], weights, bias), -1)
+        want = np.stack(_slow_conv(list(x[n]), weights, bias))
         np.testing.assert_allclose(got[n], want, **LAYER_TOL)
 
 
@@ -217,28 +214,28 @@ def test_conv2d_matches_direct_loop():
 @pytest.mark.parametrize("pool", [(2, 2, 2, 2), (3, 3, 2, 2)])
 def test_max_pool_matches_openface_loop(shape, pool):
     rng = np.random.default_rng(1)
-    x = rng.standard_normal((1, *shape, 3)).astype(np.float32)
+    x = rng.standard_normal((1, 3, *shape)).astype(np.float32)
     got = max_pool(x, *pool)
-    want = np.stack(_slow_pool([x[0, :, :, c] for c in range(3)], *pool), -1)
+    want = np.stack(_slow_pool(list(x[0]), *pool))
     assert got.shape[1:] == want.shape
     np.testing.assert_array_equal(got[0], want.astype(np.float32))
 
 
 def test_prelu_is_exact():
     rng = np.random.default_rng(5)
-    x = rng.standard_normal((2, 5, 6, 8)).astype(np.float32)
-    x[0, 0, 0, :4] = [0.0, -0.0, 1e-40, -1e-40]
+    x = rng.standard_normal((2, 8, 5, 6)).astype(np.float32)
+    x[0, :4, 0, 0] = [0.0, -0.0, 1e-40, -1e-40]
     slopes = rng.uniform(-1, 1, 8).astype(np.float32)
-    np.testing.assert_array_equal(prelu(x, slopes), np.where(x >= 0, x, x * slopes))
+    np.testing.assert_array_equal(prelu(x, slopes), np.where(x >= 0, x, x * slopes[:, None, None]))
 
 
 def test_fully_connected_flattens_maps_transposed():
     rng = np.random.default_rng(2)
-    x = rng.standard_normal((1, 3, 2, 4)).astype(np.float32)  # H=3, W=2, C=4
+    x = rng.standard_normal((1, 4, 3, 2)).astype(np.float32)  # C=4, H=3, W=2
     weights = rng.standard_normal((5, 24)).astype(np.float32)
     bias = rng.standard_normal(5).astype(np.float32)
-    got = fully_connected(x, np.ascontiguousarray(weights.T), bias)
-    want = _slow_fc([x[0, :, :, c] for c in range(4)], weights, bias)
+    got = _fully_connected(x, weights, bias)
+    want = _slow_fc(list(x[0]), weights, bias)
     np.testing.assert_allclose(got[0], want, **LAYER_TOL)
 
 

@@ -179,7 +179,7 @@ def test_from_file_equals_resolved(validator: DetectionValidator) -> None:
 def test_max_pool_matches_openface_loop() -> None:
     """``CNN_utils.cpp: max_pooling`` (2x2, stride 2): out = round((n - 2) / 2) + 1, the
     last window of an odd size is one wide."""
-    from pyfaceau.landmarks.clnf.validator import _max_pool
+    from pyfaceau.cnn import max_pool
 
     rng = np.random.default_rng(1)
     for h, w in [(52, 52), (5, 7), (3, 2), (2, 2), (9, 4)]:
@@ -189,7 +189,7 @@ def test_max_pool_matches_openface_loop() -> None:
         for i in range(oh):
             for j in range(ow):
                 ref[:, i, j] = x[:, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2].max(axis=(1, 2))
-        np.testing.assert_array_equal(_max_pool(x), ref)
+        np.testing.assert_array_equal(max_pool(x[None], 2, 2, 2, 2)[0], ref)
 
 
 def test_paw_maps_reference_shape_onto_itself() -> None:

@@ -19,15 +19,15 @@ Everything follows ``FaceDetectorMTCNN.cpp`` (``FaceDetectorMTCNN::DetectFaces``
 Box arithmetic reproduces OpenFace's float32 / int conversions (``cv::Rect_<float>`` to
 ``cv::Rect`` rounds half to even; ``(int)`` truncates). The networks are evaluated with an
 im2col + GEMM convolution in OpenFace's column order (input map, kernel column, kernel row,
-then the bias as last column), in float32, on one thread as OpenFace does (OpenCV's
-``cv::gemm``; see :func:`_gemm`). The whole detector takes about 20 ms of CPU per 640 x 480
-frame.
+then the bias as last column), in float32, on :mod:`pyfaceau.cnn` (one fixed order of
+summation: the same outputs on every CPU). The whole detector takes about 20 ms of CPU
+per 640 x 480 frame.
 
 Notes
 -----
 Matches OpenFace: thresholds, pyramid, NMS order and modes, crops, regressions and the final
-correction. Deviates: the last float bits of network outputs can differ (GEMM summation order
-and OpenCV version), which may flip a proposal exactly at a threshold; boxes that OpenFace
+correction. Deviates: the last float bits of network outputs can differ (OpenFace's BLAS
+kernel may sum in another order; OpenCV version), which may flip a proposal exactly at a threshold; boxes that OpenFace
 would crash on (no overlap with the image, non-positive size) are dropped. Adds: ONet's five
 points (OpenFace computes and ignores them), mapped from ONet's crop to the image.
 """
@@ -37,11 +37,14 @@ from __future__ import annotations
 import logging
 import math
 import os
+from concurrent.futures import Executor
 from typing import Sequence
 
 import cv2
 import numpy as np
 
+from .. import cnn
+from ..parallel import run_all
 from ..errors import InputError
 from ..modelstore import MANIFEST, resolve, verify_file
 from ..parsers.mtcnn import (
@@ -111,7 +114,8 @@ _F32 = np.float32
 # Networks
 # =========================================================================================
 class MTCNNNetwork:
-    """A network of OpenFace's MTCNN format evaluated in NumPy (float32).
+    """A network of OpenFace's MTCNN format (``CNN::Inference``) on the shared CNN engine
+    (:mod:`pyfaceau.cnn`).
 
     Parameters
     ----------
@@ -119,10 +123,12 @@ class MTCNNNetwork:
 
     Notes
     -----
-    Activations are ``(N, H, W, C)`` float32 (a batch of images, channels last). A fully
-    connected layer on ``C`` maps with ``C`` inputs is applied per pixel (PNet's last layer),
-    otherwise the maps are flattened in OpenFace's order: channel, then column, then row
-    (``fully_connected`` in ``CNN_utils.cpp`` transposes each map before flattening).
+    Activations are ``(N, C, H, W)`` float32 inside (a batch of images, OpenFace's list of
+    maps per image). A fully connected layer on ``C`` maps with ``C`` inputs is applied
+    per pixel (PNet's last layer), otherwise the maps are flattened in OpenFace's order:
+    channel, then column, then row (``fully_connected`` in ``CNN_utils.cpp`` transposes
+    each map before flattening). Products sum in one fixed order, so the outputs are the
+    same on every CPU (see :mod:`pyfaceau.cnn.layers`).
     """
 
     def __init__(self, data: CNNData) -> None:
@@ -131,17 +137,14 @@ class MTCNNNetwork:
         for layer in data.layers:
             if isinstance(layer, ConvLayer):
                 k, c, kh, kw = layer.weights.shape
-                # OpenFace's weight matrix: rows indexed c * kw * kh + xx * kh + yy, then bias.
-                w = layer.weights.transpose(1, 3, 2, 0).reshape(c * kw * kh, k)
-                w_mat = np.vstack([w, layer.bias[None, :]]).astype(_F32)
-                self._ops.append(("conv", np.ascontiguousarray(w_mat), kh, kw))
+                self._ops.append(("conv", cnn.conv_weight_matrix(layer.weights, layer.bias), kh, kw))
             elif isinstance(layer, MaxPoolLayer):
                 self._ops.append(
                     ("pool", layer.kernel_x, layer.kernel_y, layer.stride_x, layer.stride_y)
                 )
             elif isinstance(layer, FullyConnectedLayer):
                 self._ops.append(
-                    ("fc", np.ascontiguousarray(layer.weights.T.astype(_F32)),
+                    ("fc", np.ascontiguousarray(layer.weights, dtype=_F32),
                      layer.bias.astype(_F32))
                 )
             elif isinstance(layer, PReLULayer):
@@ -151,150 +154,70 @@ class MTCNNNetwork:
             else:  # pragma: no cover - the parser only makes the types above
                 raise TypeError(f"unknown layer {layer!r}")
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(
+        self, x: np.ndarray, executor: Executor | None = None, parts: int = 1
+    ) -> np.ndarray:
         """Run the network.
 
         Parameters
         ----------
         x : ``(N, H, W, 3)`` float32, normalised R, G, B maps.
+        executor, parts : threads sharing each convolution's output maps
+            (:func:`pyfaceau.cnn.conv2d`); the outputs do not depend on them.
 
         Returns
         -------
         ``(N, H', W', K)`` float32 maps if the network stays convolutional (PNet), else
         ``(N, K)`` float32 vectors (RNet, ONet).
         """
-        x = np.asarray(x, dtype=_F32)
+        maps = np.ascontiguousarray(np.asarray(x, dtype=_F32).transpose(0, 3, 1, 2))
+        out = self.forward_maps(maps, executor, parts)
+        return out.transpose(0, 2, 3, 1) if out.ndim == 4 else out
+
+    def forward_maps(
+        self, x: np.ndarray, executor: Executor | None = None, parts: int = 1
+    ) -> np.ndarray:
+        """:meth:`__call__` on ``(N, C, H, W)`` maps; returns ``(N, K, H', W')`` or ``(N, K)``."""
         for op in self._ops:
             kind = op[0]
             if kind == "conv":
-                x = conv2d(x, op[1], op[2], op[3])
+                x = cnn.conv2d(x, op[1], op[2], op[3], executor=executor, parts=parts)
             elif kind == "pool":
-                x = max_pool(x, *op[1:])
+                x = cnn.max_pool(x, *op[1:])
             elif kind == "prelu":
-                x = prelu(x, op[1])
+                x = cnn.prelu(x, op[1])
             elif kind == "fc":
-                x = fully_connected(x, op[1], op[2])
+                x = _fully_connected(x, op[1], op[2])
             else:
-                x = (1.0 / (1.0 + np.exp(-x))).astype(_F32)
+                x = cnn.sigmoid(x)
         return x
 
 
-def conv2d(x: np.ndarray, w_mat: np.ndarray, kh: int, kw: int) -> np.ndarray:
-    """Valid cross-correlation by im2col + GEMM (``convolution_direct_blas``).
+def _fully_connected(x: np.ndarray, w: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """OpenFace's ``fully_connected`` on a batch.
 
     Parameters
     ----------
-    x : ``(N, H, W, C)`` float32.
-    w_mat : ``(C * kw * kh + 1, K)`` float32; row ``c * kw * kh + xx * kh + yy`` holds the
-        weight of input map ``c`` at kernel row ``yy``, column ``xx``; the last row is the bias.
-    kh, kw : kernel rows and columns.
-
-    Returns
-    -------
-    ``(N, H - kh + 1, W - kw + 1, K)`` float32.
-    """
-    n, h, w, c = x.shape
-    ho, wo = h - kh + 1, w - kw + 1
-    if ho <= 0 or wo <= 0:
-        return np.zeros((n, max(ho, 0), max(wo, 0), w_mat.shape[1]), dtype=_F32)
-    ck = c * kw * kh
-    cols = np.empty((n, ho, wo, ck + 1), dtype=_F32)
-    cols[..., ck] = 1.0
-    s0, s1, s2, s3 = cols.strides
-    blocks = np.lib.stride_tricks.as_strided(
-        cols, shape=(n, ho, wo, c, kw, kh), strides=(s0, s1, s2, kw * kh * s3, kh * s3, s3),
-        writeable=True,
-    )
-    for xx in range(kw):
-        for yy in range(kh):
-            blocks[..., xx, yy] = x[:, yy : yy + ho, xx : xx + wo, :]
-    out = _gemm(cols.reshape(-1, ck + 1), w_mat)
-    return out.reshape(n, ho, wo, -1)
-
-
-def _gemm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` in float32 on OpenCV's single-threaded GEMM.
-
-    OpenFace runs its GEMMs on one thread (``CNN::Read`` calls
-    ``openblas_set_num_threads(1)``). NumPy's multi-threaded OpenBLAS is up to ten times
-    slower on these small products when the other cores are busy, so OpenCV's ``cv::gemm``
-    is used instead; the products are the same to float32 rounding.
-    """
-    return cv2.gemm(a, b, 1.0, None, 0.0)
-
-
-def max_pool(
-    x: np.ndarray, kernel_x: int, kernel_y: int, stride_x: int, stride_y: int
-) -> np.ndarray:
-    """OpenFace's ``max_pooling``: output ``round((n - k) / s) + 1``, windows clipped at the edge.
-
-    Parameters
-    ----------
-    x : ``(N, H, W, C)`` float32.
-
-    Returns
-    -------
-    ``(N, H', W', C)`` float32.
-    """
-    n, h, w, c = x.shape
-    # C++: (int)round((float)(n - k) / (float)s) + 1, round() taking halves away from zero
-    out_x = int(round_half_away(float(_F32(w - kernel_x) / _F32(stride_x)))) + 1
-    out_y = int(round_half_away(float(_F32(h - kernel_y) / _F32(stride_y)))) + 1
-    if out_x <= 0 or out_y <= 0:
-        return np.zeros((n, max(out_y, 0), max(out_x, 0), c), dtype=_F32)
-    need_h = (out_y - 1) * stride_y + kernel_y
-    need_w = (out_x - 1) * stride_x + kernel_x
-    if need_h > h or need_w > w:
-        padded = np.full((n, max(need_h, h), max(need_w, w), c), -np.inf, dtype=_F32)
-        padded[:, :h, :w] = x
-        x = padded
-    out = None
-    for dy in range(kernel_y):
-        for dx in range(kernel_x):
-            sl = x[:, dy : dy + (out_y - 1) * stride_y + 1 : stride_y,
-                   dx : dx + (out_x - 1) * stride_x + 1 : stride_x]
-            out = sl.copy() if out is None else np.maximum(out, sl, out=out)
-    return out
-
-
-def round_half_away(v: float) -> float:
-    """C's ``round``: halves away from zero."""
-    return math.copysign(math.floor(abs(v) + 0.5), v)
-
-
-def prelu(x: np.ndarray, slopes: np.ndarray) -> np.ndarray:
-    """``x if x >= 0 else slope[c] * x`` on the last axis (channels)."""
-    # max(x, 0) + slope * min(x, 0): OpenFace's per-element branch bit for bit (one of the
-    # two terms is zero), and 3-4x faster than np.where
-    neg = np.minimum(x, _F32(0))
-    neg *= slopes
-    out = np.maximum(x, _F32(0))
-    out += neg
-    return out
-
-
-def fully_connected(x: np.ndarray, w_t: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """OpenFace's ``fully_connected``.
-
-    Parameters
-    ----------
-    x : ``(N, H, W, C)`` maps or ``(N, D)`` vectors, float32.
-    w_t : ``(in, out)`` float32 (the transposed weights).
+    x : ``(N, C, H, W)`` maps or ``(N, D)`` vectors, float32.
+    w : ``(out, in)`` float32 weights.
     bias : ``(out,)`` float32.
 
     Returns
     -------
-    ``(N, H, W, out)`` when ``C == in`` (per-pixel layer), else ``(N, out)``.
+    ``(N, out, H, W)`` when ``C == in`` (per-pixel layer), else ``(N, out)``.
     """
+    n = x.shape[0]
     if x.ndim == 4:
-        n, h, w, c = x.shape
-        if c == w_t.shape[0]:
-            return (_gemm(x.reshape(-1, c), w_t) + bias).reshape(n, h, w, -1)
+        _, c, h, wd = x.shape
+        if c == w.shape[1]:
+            return np.stack([cnn.fully_connected(w, x[i].reshape(c, h * wd), bias)
+                             for i in range(n)]).reshape(n, -1, h, wd)
         # flatten as OpenFace: map by map, each map transposed (column-major)
-        x = np.ascontiguousarray(x.transpose(0, 3, 2, 1)).reshape(n, -1)
-    if x.shape[1] != w_t.shape[0]:
-        raise ValueError(f"fully connected layer expects {w_t.shape[0]} inputs, got {x.shape[1]}")
-    return _gemm(np.ascontiguousarray(x), w_t) + bias
+        x = x.transpose(0, 1, 3, 2).reshape(n, -1)
+    if x.shape[1] != w.shape[1]:
+        raise ValueError(f"fully connected layer expects {w.shape[1]} inputs, got {x.shape[1]}")
+    # one input per column: every image of the batch in one call, each summed on its own
+    return cnn.fully_connected(w, x.T, bias).T.copy()
 
 
 # =========================================================================================
@@ -471,6 +394,11 @@ class MTCNNDetector:
     min_face_size : smallest face searched, pixels (OpenFace: 60).
     thresholds : PNet, RNet, ONet probability thresholds (OpenFace: 0.6, 0.7, 0.7).
     data : already parsed networks (:func:`load_mtcnn`), to share between detectors.
+    executor : threads for one detection (``concurrent.futures.Executor``): the pyramid
+        levels of PNet run side by side, and RNet's and ONet's convolutions split their
+        output maps. None (the default): the calling thread only. The detections are the
+        same bits either way.
+    threads : how many threads ``executor`` offers (ignored without one).
 
     Examples
     --------
@@ -486,7 +414,11 @@ class MTCNNDetector:
         min_face_size: int = MIN_FACE_SIZE,
         thresholds: tuple[float, float, float] = THRESHOLDS,
         data: MTCNNData | None = None,
+        executor: Executor | None = None,
+        threads: int = 1,
     ) -> None:
+        self.executor = executor
+        self.threads = max(1, int(threads)) if executor is not None else 1
         if (isinstance(min_face_size, bool) or int(min_face_size) != min_face_size
                 or min_face_size < 1):
             raise InputError(
@@ -504,6 +436,34 @@ class MTCNNDetector:
         self.onet = MTCNNNetwork(self.data.onet)
 
     # -------------------------------------------------------------------------------------
+    def _pnet_level(
+        self, img: np.ndarray, scale: float, t1: np.float32
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """PNet's proposals at one pyramid level, after the per-level NMS: ``(boxes (k, 4),
+        scores (k,), corrections (k, 4))`` float32, or None when there are none."""
+        height, width = img.shape[:2]
+        h_pyr, w_pyr = int(math.ceil(height * scale)), int(math.ceil(width * scale))
+        if h_pyr < 1 or w_pyr < 1:  # cannot happen with the scale formula; no resize to 0
+            return None
+        level = cv2.resize(img, (w_pyr, h_pyr))
+        level = (level - _F32(PIXEL_MEAN)) * _F32(PIXEL_SCALE)
+        out = self.pnet(np.ascontiguousarray(level[None, :, :, ::-1]))[0]
+        prob = _two_class_probability(out)
+        # OpenFace scans columns outer, rows inner
+        xs, ys = np.nonzero(prob.T >= t1)
+        if xs.size == 0:
+            return None
+        s32 = _F32(scale)
+        min_x = np.trunc((PNET_STRIDE * xs + 1).astype(_F32) / s32)
+        max_x = np.trunc((PNET_STRIDE * xs + FACE_SUPPORT).astype(_F32) / s32)
+        min_y = np.trunc((PNET_STRIDE * ys + 1).astype(_F32) / s32)
+        max_y = np.trunc((PNET_STRIDE * ys + FACE_SUPPORT).astype(_F32) / s32)
+        boxes = np.stack([min_x, min_y, max_x - min_x, max_y - min_y], axis=1).astype(_F32)
+        scores = prob[ys, xs]
+        corr = out[ys, xs, 2:6]
+        keep = nms(boxes, scores, NMS_PNET_SCALE, minimum=False)
+        return boxes[keep], scores[keep], corr[keep]
+
     def detect(self, image: np.ndarray) -> FaceDetections:
         """Faces in an image, as OpenFace's MTCNN reports them.
 
@@ -541,32 +501,17 @@ class MTCNNDetector:
         min_dim = min(height, width)
         num_scales = int(math.floor(
             math.log(self.min_face_size / min_dim) / math.log(PYRAMID_FACTOR))) + 1
-        all_boxes, all_scores, all_corr = [], [], []
-        for i in range(max(num_scales, 0)):
-            scale = (FACE_SUPPORT / self.min_face_size) * PYRAMID_FACTOR ** i
-            h_pyr, w_pyr = int(math.ceil(height * scale)), int(math.ceil(width * scale))
-            if h_pyr < 1 or w_pyr < 1:  # cannot happen with the scale formula; no resize to 0
-                continue
-            level = cv2.resize(img, (w_pyr, h_pyr))
-            level = (level - _F32(PIXEL_MEAN)) * _F32(PIXEL_SCALE)
-            out = self.pnet(np.ascontiguousarray(level[None, :, :, ::-1]))[0]
-            prob = _two_class_probability(out)
-            # OpenFace scans columns outer, rows inner
-            xs, ys = np.nonzero(prob.T >= t1)
-            if xs.size == 0:
-                continue
-            s32 = _F32(scale)
-            min_x = np.trunc((PNET_STRIDE * xs + 1).astype(_F32) / s32)
-            max_x = np.trunc((PNET_STRIDE * xs + FACE_SUPPORT).astype(_F32) / s32)
-            min_y = np.trunc((PNET_STRIDE * ys + 1).astype(_F32) / s32)
-            max_y = np.trunc((PNET_STRIDE * ys + FACE_SUPPORT).astype(_F32) / s32)
-            boxes = np.stack([min_x, min_y, max_x - min_x, max_y - min_y], axis=1).astype(_F32)
-            scores = prob[ys, xs]
-            corr = out[ys, xs, 2:6]
-            keep = nms(boxes, scores, NMS_PNET_SCALE, minimum=False)
-            all_boxes.append(boxes[keep])
-            all_scores.append(scores[keep])
-            all_corr.append(corr[keep])
+        levels = [
+            (FACE_SUPPORT / self.min_face_size) * PYRAMID_FACTOR ** i
+            for i in range(max(num_scales, 0))
+        ]
+        # Pyramid levels are independent: side by side on the executor, kept in order.
+        pool = self.executor if self.threads > 1 else None
+        found = run_all(pool, [(self._pnet_level, (img, scale, t1)) for scale in levels])
+        found = [f for f in found if f is not None]
+        all_boxes = [f[0] for f in found]
+        all_scores = [f[1] for f in found]
+        all_corr = [f[2] for f in found]
         if not all_boxes:
             return _empty_rects()
         boxes = np.concatenate(all_boxes)
@@ -581,7 +526,7 @@ class MTCNNDetector:
         boxes = boxes[valid]
         if boxes.shape[0] == 0:
             return _empty_rects()
-        out = self.rnet(crops)
+        out = self.rnet(crops, self.executor, self.threads)
         scores = _two_class_probability(out[:, :2])
         sel = scores >= t2
         boxes, scores, corr = boxes[sel], scores[sel], out[sel, 2:6]
@@ -594,7 +539,7 @@ class MTCNNDetector:
         boxes = boxes[valid]
         if boxes.shape[0] == 0:
             return _empty_rects()
-        out = self.onet(crops)
+        out = self.onet(crops, self.executor, self.threads)
         scores = _two_class_probability(out[:, :2])
         sel = scores >= t3
         onet_in, scores, corr, pts = boxes[sel], scores[sel], out[sel, 2:6], out[sel, 6:16]

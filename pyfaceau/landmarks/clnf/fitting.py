@@ -24,6 +24,7 @@ All arithmetic is float32 as in OpenFace; PDM maths comes from :class:`pyfaceau.
 from __future__ import annotations
 
 import math
+from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 from typing import Sequence
 
@@ -503,6 +504,8 @@ def fit_scales(
     params_local: np.ndarray,
     params: FitParameters,
     kde: KDECache,
+    executor: Executor | None = None,
+    parts: int = 1,
 ) -> ScaleFitResult:
     """OpenFace's ``CLNF::Fit``: NU-RLMS over the scales with non-zero window size.
 
@@ -515,6 +518,8 @@ def fit_scales(
     params_local : (m,) initial shape parameters.
     params : fitting parameters (``window_sizes`` per scale).
     kde : the model's KDE table cache.
+    executor, parts : threads sharing the patch responses' landmarks (see
+        :meth:`CCNFScale.responses`); the result does not depend on them.
 
     Returns
     -------
@@ -537,7 +542,7 @@ def fit_scales(
         shape = pdm.calc_shape_2d(glob, loc)
         reference = pdm.calc_shape_2d((experts.patch_scaling, 0, 0, 0, 0, 0), loc)
         responses, img_to_ref, ref_to_img = patch_responses(
-            experts, image, shape, reference, view, window
+            experts, image, shape, reference, view, window, executor, parts
         )
         sp = params.for_scale(patch_scalings, scale)
         glob, loc, _, _ = nu_rlms(

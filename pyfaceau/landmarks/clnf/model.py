@@ -32,11 +32,13 @@ summation order cannot be reproduced (last float32 bits).
 from __future__ import annotations
 
 import os
+from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
 
+from ...parallel import run_all
 from ...errors import InputError, ModelFileError
 from ...modelstore import resolve
 from ...parsers.ccnf_patches import read_ccnf_patches
@@ -147,9 +149,17 @@ class _Core:
     kde: KDECache
 
     def fit(
-        self, image: np.ndarray, glob: np.ndarray, loc: np.ndarray, params: FitParameters
+        self,
+        image: np.ndarray,
+        glob: np.ndarray,
+        loc: np.ndarray,
+        params: FitParameters,
+        executor: Executor | None = None,
+        parts: int = 1,
     ) -> ScaleFitResult:
-        return fit_scales(self.pdm, self.scales, image, glob, loc, params, self.kde)
+        return fit_scales(
+            self.pdm, self.scales, image, glob, loc, params, self.kde, executor, parts
+        )
 
 
 @dataclass
@@ -208,6 +218,12 @@ class CLNF:
     main_model : manifest path of the main model file.
     models : folders to search for the model files (see
         :func:`pyfaceau.modelstore.resolve`).
+    executor : threads that :meth:`fit` may use (``concurrent.futures.Executor``, e.g.
+        the pipeline's ``ThreadPoolExecutor``); None (the default) fits on the calling
+        thread only. The results are the same bits with or without it.
+    threads : how many threads ``executor`` offers (the calling thread included): the
+        patch responses of the main model are split into this many landmark ranges, and
+        the part models run side by side. Ignored without ``executor``.
 
     Attributes
     ----------
@@ -220,13 +236,24 @@ class CLNF:
     -----
     An instance keeps caches (Sigma matrices, KDE tables) that fill on first use; it has
     no per-video state, so one instance can serve any number of videos (not concurrently).
+
+    With ``executor``, a fit hands work to other threads (:func:`pyfaceau.parallel.run_all`):
+    every piece (a range of landmarks, a part model) is computed alone and written to its
+    own place, so no result depends on the number of threads or on their timing; a piece
+    no worker has started when the fit needs it runs on the calling thread, so a busy
+    (or shared) pool costs no deadlock.
     """
 
     def __init__(
         self,
         main_model: str = DEFAULT_MAIN_MODEL,
         models: _Models = None,
+        *,
+        executor: Executor | None = None,
+        threads: int = 1,
     ) -> None:
+        self.executor = executor
+        self.threads = max(1, int(threads)) if executor is not None else 1
         spec = read_main_model(resolve(main_model, models), main_model)
         self._main = _load_core(spec.landmark_detector, models)
         self.validator_path = spec.validator
@@ -266,6 +293,26 @@ class CLNF:
         """
         glob = self.pdm.calc_params_from_bbox(bbox, None, rotation)
         return glob, np.zeros(self.pdm.n_modes, dtype=np.float64)
+
+    def _fit_part(
+        self, part: PartModel, image: np.ndarray, shape: np.ndarray, main_scale: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+        """One part model from the main model's shape ((2n,) float32, column layout):
+        ``CalcParams`` on its landmarks, then its own fit when the face is large enough.
+
+        Returns ``(params_global, params_local, shape_2d (2k,) float32, fitted)``.
+        """
+        n = self.pdm.n_points
+        ppdm = part.core.pdm
+        locs = np.zeros((ppdm.n_points, 2), dtype=np.float64)
+        locs[part.mapping[:, 1], 0] = shape[part.mapping[:, 0]]
+        locs[part.mapping[:, 1], 1] = shape[part.mapping[:, 0] + n]
+        pg, pl = calc_params(ppdm, locs)
+        used = bool(main_scale > PART_SCALE_RATIO * part.core.scales[0].patch_scaling)
+        if used:
+            pres = part.core.fit(image, pg, pl, part.params)
+            pg, pl = pres.params_global, pres.params_local
+        return pg, pl, ppdm.calc_shape_2d(pg, pl), used
 
     def fit(
         self,
@@ -311,7 +358,7 @@ class CLNF:
         glob = pdm.global_vec(params_global).astype(np.float64)
         loc = pdm.local_vec(params_local).astype(np.float64)
 
-        main = self._main.fit(image, glob, loc, params)
+        main = self._main.fit(image, glob, loc, params, self.executor, self.threads)
         glob, loc = main.params_global, main.params_local
         shape = pdm.calc_shape_2d(glob, loc)  # (2n,) float32, column layout
         n = pdm.n_points
@@ -320,20 +367,17 @@ class CLNF:
         part_shapes: dict[str, np.ndarray] = {}
         part_params: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         if refine_hierarchical and self.parts:
+            # The parts are independent given the main fit: with an executor they run
+            # side by side (each part's own responses on one thread).
+            results = run_all(
+                self.executor if self.threads > 1 else None,
+                [(self._fit_part, (part, image, shape, glob[0])) for part in self.parts],
+            )
             fitted: list[np.ndarray] = []
-            for part in self.parts:
-                ppdm = part.core.pdm
-                k = ppdm.n_points
-                locs = np.zeros((k, 2), dtype=np.float64)
-                locs[part.mapping[:, 1], 0] = shape[part.mapping[:, 0]]
-                locs[part.mapping[:, 1], 1] = shape[part.mapping[:, 0] + n]
-                pg, pl = calc_params(ppdm, locs)
-                if glob[0] > PART_SCALE_RATIO * part.core.scales[0].patch_scaling:
-                    parts_used = True
-                    pres = part.core.fit(image, pg, pl, part.params)
-                    pg, pl = pres.params_global, pres.params_local
-                pshape = ppdm.calc_shape_2d(pg, pl)
+            for part, (pg, pl, pshape, used) in zip(self.parts, results):
+                parts_used = parts_used or used
                 fitted.append(pshape)
+                k = part.core.pdm.n_points
                 part_shapes[part.name] = np.stack([pshape[:k], pshape[k:]], axis=1).astype(
                     np.float64
                 )

@@ -24,12 +24,14 @@ All arithmetic is float32 as in OpenFace (the sigmoid in float64, as there).
 from __future__ import annotations
 
 import math
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 import cv2
 import numba as nb
 import numpy as np
 
+from ...parallel import run_all, split_ranges
 from ...errors import ModelFileError
 from ...parsers.ccnf_patches import CCNFPatchFile
 from ...pdm.rotation import align_shapes_with_scale
@@ -482,6 +484,8 @@ class CCNFScale:
         sim_ref_to_img: np.ndarray,
         view: int,
         window: int,
+        executor: Executor | None = None,
+        parts: int = 1,
     ) -> np.ndarray:
         """Response maps of every landmark (``Patch_experts::Response``, CCNF branch).
 
@@ -492,10 +496,14 @@ class CCNFScale:
         sim_ref_to_img : (2, 2) float32 reference-to-image similarity.
         view : view index (:meth:`view_index`).
         window : response window size.
+        executor : threads to share the landmarks with (None: this thread only).
+        parts : number of disjoint landmark ranges handed to ``executor``.
 
         Returns
         -------
         (n, window, window) float32; maps of landmarks invisible in the view are zero.
+        The same bits whatever ``executor`` and ``parts``: every landmark's map is
+        computed on its own.
         """
         n = self.n_points
         out = np.zeros((n, window, window), dtype=_F32)
@@ -503,29 +511,48 @@ class CCNFScale:
         k = len(ve.visible)
         if k == 0:
             return out
-        ph, pw = ve.patch_h, ve.patch_w
-        aw = window + pw - 1
-        ah = window + ph - 1
         a1 = _F32(sim_ref_to_img[0, 0])
         b1 = _F32(-sim_ref_to_img[0, 1])
-        aois = np.empty((k, ah, aw), dtype=_F32)
-        _sample_areas(
-            image,
-            np.ascontiguousarray(shape_2d[ve.visible], dtype=_F32),
-            np.ascontiguousarray(shape_2d[ve.visible + n], dtype=_F32),
-            a1,
-            b1,
-            _BILINEAR_TABLE,
-            aois,
-        )
-        p_count = window * window
-        cols = np.empty((k, p_count, 1 + ph * pw), dtype=_F32)
-        _im2col_contrast_norm(aois, ph, pw, cols)
-        z = np.matmul(cols, ve.weights)  # (k, P, K) float32 (OpenFace: sgemm)
-        resp = np.empty((k, p_count), dtype=_F32)
-        _sigmoid_sum_smooth(z, ve.alpha2, self._sigmas_t(view, window), resp)
+        xs = np.ascontiguousarray(shape_2d[ve.visible], dtype=_F32)
+        ys = np.ascontiguousarray(shape_2d[ve.visible + n], dtype=_F32)
+        sigmas_t = self._sigmas_t(view, window)
+        resp = np.empty((k, window * window), dtype=_F32)
+
+        def run(lo: int, hi: int) -> None:
+            _response_range(image, xs, ys, a1, b1, ve, sigmas_t, window, lo, hi, resp)
+
+        # Disjoint landmark ranges: no result depends on the split.
+        run_all(executor, [(run, r) for r in split_ranges(k, parts if executor else 1)])
         out[ve.visible] = resp.reshape(k, window, window)
         return out
+
+
+def _response_range(
+    image: np.ndarray,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    a1: np.float32,
+    b1: np.float32,
+    ve: _ViewExperts,
+    sigmas_t: np.ndarray,
+    window: int,
+    lo: int,
+    hi: int,
+    resp: np.ndarray,
+) -> None:
+    """Response maps of the view's visible landmarks ``lo:hi`` into ``resp[lo:hi]``
+    ((k, window * window) float32): areas of interest, contrast-normalised patches,
+    neurons, CRF smoothing (numba kernels and a float32 ``matmul``, all releasing the
+    GIL)."""
+    ph, pw = ve.patch_h, ve.patch_w
+    m = hi - lo
+    aois = np.empty((m, window + ph - 1, window + pw - 1), dtype=_F32)
+    _sample_areas(image, xs[lo:hi], ys[lo:hi], a1, b1, _BILINEAR_TABLE, aois)
+    p_count = window * window
+    cols = np.empty((m, p_count, 1 + ph * pw), dtype=_F32)
+    _im2col_contrast_norm(aois, ph, pw, cols)
+    z = np.matmul(cols, ve.weights[lo:hi])  # (m, P, K) float32 (OpenFace: sgemm)
+    _sigmoid_sum_smooth(z, ve.alpha2[lo:hi], sigmas_t[lo:hi], resp[lo:hi])
 
 
 def patch_responses(
@@ -535,6 +562,8 @@ def patch_responses(
     reference_2d: np.ndarray,
     view: int,
     window: int,
+    executor: Executor | None = None,
+    parts: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All of ``Patch_experts::Response`` for one scale.
 
@@ -547,6 +576,7 @@ def patch_responses(
         and the same local parameters.
     view : view index.
     window : response window size.
+    executor, parts : threads sharing the landmarks (see :meth:`CCNFScale.responses`).
 
     Returns
     -------
@@ -554,5 +584,5 @@ def patch_responses(
     sim_img_to_ref, sim_ref_to_img : (2, 2) float32.
     """
     img_to_ref, ref_to_img = similarity_to_reference(shape_2d, reference_2d)
-    resp = scale.responses(image, shape_2d, ref_to_img, view, window)
+    resp = scale.responses(image, shape_2d, ref_to_img, view, window, executor, parts)
     return resp, img_to_ref, ref_to_img

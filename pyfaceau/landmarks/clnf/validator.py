@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import math
 import os
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Sequence
 
-import cv2
-import numba as nb
 import numpy as np
 
+from ... import cnn
 from ...errors import InputError, ModelFileError
 from ...modelstore import store
 from ...parsers.validator import (
@@ -49,78 +49,29 @@ VALIDATOR_RELPATH = "model/detection_validation/validator_cnn.txt"
 #: (``DetectionValidator::Check``: ``min_x_f - 3.0f`` ...).
 ROI_MARGIN = 3.0
 
-#: Max pooling window and stride of layer type 1 (``CheckCNN``: ``max_pooling(..., 2, 2, 2, 2)``);
-#: :func:`_max_pool` is written for this value.
+#: Max pooling window and stride of layer type 1 (``CheckCNN``: ``max_pooling(..., 2, 2, 2, 2)``).
 POOL_SIZE = 2
 
 #: Range the arg-max bin is "unquantised" to (``CheckCNN``: ``max = 1``, ``min = -1``).
 UNQUANTISE_MIN, UNQUANTISE_MAX = -1.0, 1.0
 
 
-def _max_pool(x: np.ndarray) -> np.ndarray:
-    """2x2, stride-2 max pooling of (C, H, W) maps (``CNN_utils.cpp: max_pooling``).
-
-    The output size is ``round((n - 2) / 2) + 1`` (C ``round``, half away from zero), so
-    an odd size gets a last, one-wide window.
-    """
-    c, h, w = x.shape
-    out_h = int(math.floor((h - POOL_SIZE) / POOL_SIZE + 0.5)) + 1
-    out_w = int(math.floor((w - POOL_SIZE) / POOL_SIZE + 0.5)) + 1
-    ph, pw = out_h * POOL_SIZE, out_w * POOL_SIZE
-    if ph != h or pw != w:
-        padded = np.full((c, max(ph, h), max(pw, w)), -np.inf, dtype=x.dtype)
-        padded[:, :h, :w] = x
-        x = padded[:, :ph, :pw]
-    # element-wise maxima of the four strided sub-grids (much faster than a reduction)
-    top = np.maximum(x[:, 0::2, 0::2], x[:, 0::2, 1::2])
-    bottom = np.maximum(x[:, 1::2, 0::2], x[:, 1::2, 1::2])
-    return np.maximum(top, bottom)
-
-
-@nb.njit(cache=True, nogil=True)
-def _im2col(x: np.ndarray, kh: int, kw: int) -> np.ndarray:
-    """(c, H, W) float32 maps -> (oh*ow, c*kh*kw) patches, row ``oy * ow + ox``, column
-    ``(ch * kh + ky) * kw + kx`` (the kernels' order); a plain copy, as a compiled loop
-    because the strided NumPy version cost half of the validator's time."""
-    c, h, w = x.shape
-    oh = h - kh + 1
-    ow = w - kw + 1
-    out = np.empty((oh * ow, c * kh * kw), dtype=x.dtype)
-    for oy in range(oh):
-        for ox in range(ow):
-            row = out[oy * ow + ox]
-            k = 0
-            for ch in range(c):
-                for ky in range(kh):
-                    src = x[ch, oy + ky]
-                    for kx in range(kw):
-                        row[k] = src[ox + kx]
-                        k += 1
-    return out
-
-
-def _gemm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """float32 ``a @ b`` with OpenCV's ``gemm``.
-
-    OpenCV's single-threaded product of these small matrices is several times faster
-    than NumPy's multi-threaded BLAS when the cores are busy (measured 1 ms vs 7 ms per
-    network on a loaded 2-core machine).
-    """
-    return cv2.gemm(np.ascontiguousarray(a), np.ascontiguousarray(b), 1.0, None, 0.0)
-
-
 class _Net:
-    """One view's CNN with the weights laid out for matrix products."""
+    """One view's CNN (``CheckCNN``'s layer loop) on the shared CNN engine
+    (:mod:`pyfaceau.cnn`)."""
 
     def __init__(self, layers: Sequence, path: Path) -> None:
         self.ops: list[tuple] = []
         for layer in layers:
             if isinstance(layer, ConvLayer):
                 k, c, kh, kw = layer.kernels.shape
-                w = np.ascontiguousarray(layer.kernels.reshape(k, c * kh * kw).T)
-                self.ops.append(("conv", w, layer.biases.astype(np.float32), kh, kw, c))
+                w = cnn.conv_weight_matrix(layer.kernels, layer.biases)
+                self.ops.append(("conv", w, kh, kw, c))
             elif isinstance(layer, FullyConnectedLayer):
-                self.ops.append(("fc", layer.weights, layer.biases.astype(np.float32)))
+                self.ops.append(
+                    ("fc", np.ascontiguousarray(layer.weights, dtype=np.float32),
+                     layer.biases.astype(np.float32).reshape(-1))
+                )
             elif layer is LayerType.MAX_POOLING:
                 self.ops.append(("pool",))
             elif layer is LayerType.RELU:
@@ -131,46 +82,48 @@ class _Net:
                 raise ModelFileError(f"{path}: unsupported layer {layer!r}")
         self.path = path
 
-    def forward(self, img: np.ndarray) -> np.ndarray:
-        """Run the network on one (H, W) float32 map; returns the last layer's matrix."""
-        x = img[None].astype(np.float32, copy=False)  # (maps, rows, cols)
+    def forward(self, img: np.ndarray, executor: Executor | None = None, parts: int = 1) -> np.ndarray:
+        """Run the network on one (H, W) float32 map; returns the last layer's matrix.
+
+        ``executor`` and ``parts`` split each convolution's output maps over threads
+        (:func:`pyfaceau.cnn.conv2d`); the result does not depend on them.
+        """
+        x = np.ascontiguousarray(img, dtype=np.float32)[None, None]  # (1, maps, rows, cols)
         for op in self.ops:
             kind = op[0]
             if kind == "conv":
-                _, w, b, kh, kw, c = op
-                if x.shape[0] != c:
+                _, w, kh, kw, c = op
+                if x.shape[1] != c:
                     raise ModelFileError(
-                        f"{self.path}: convolution expects {c} input maps, got {x.shape[0]}"
+                        f"{self.path}: convolution expects {c} input maps, got {x.shape[1]}"
                     )
-                oh, ow = x.shape[1] - kh + 1, x.shape[2] - kw + 1
-                if oh <= 0 or ow <= 0:
+                if x.shape[2] < kh or x.shape[3] < kw:
                     raise ModelFileError(f"{self.path}: convolution kernel larger than its input")
-                cols = _im2col(np.ascontiguousarray(x), kh, kw)
-                out = _gemm(cols, w) + b
-                x = np.ascontiguousarray(out.T).reshape(-1, oh, ow)
+                x = cnn.conv2d(x, w, kh, kw, executor=executor, parts=parts)
             elif kind == "pool":
-                x = _max_pool(x)
+                x = cnn.max_pool(x, POOL_SIZE, POOL_SIZE, POOL_SIZE, POOL_SIZE)
             elif kind == "relu":
-                x = np.maximum(x, np.float32(0))
+                x = cnn.relu(x)
             elif kind == "sigmoid":
-                x = (np.float32(1) / (np.float32(1) + np.exp(-x))).astype(np.float32)
+                x = cnn.sigmoid(x)
             else:  # fully connected (CNN_utils.cpp: fully_connected)
                 _, w, b = op
-                n_maps, rows, cols_ = x.shape
+                maps = x[0]
+                n_maps, rows, cols_ = maps.shape
                 n_out, n_in = w.shape
                 if n_maps > 1 and n_maps == n_in:
                     # maps treated as features of each pixel (a 1x1 convolution)
-                    out = _gemm(w, x.reshape(n_maps, rows * cols_)) + b[:, None]
-                    x = out.reshape(n_out, rows, cols_)
+                    out = cnn.fully_connected(w, maps.reshape(n_maps, rows * cols_), b)
+                    x = out.reshape(1, n_out, rows, cols_)
                 elif n_maps > 1:
                     # every map transposed, flattened, concatenated
-                    v = x.transpose(0, 2, 1).reshape(-1)
-                    if v.size != n_in:
+                    v = maps.transpose(0, 2, 1).reshape(-1, 1)
+                    if v.shape[0] != n_in:
                         raise ModelFileError(
                             f"{self.path}: fully connected layer expects {n_in} inputs, "
-                            f"got {v.size}"
+                            f"got {v.shape[0]}"
                         )
-                    x = (_gemm(w, v[:, None])[:, 0] + b)[None, :, None]
+                    x = cnn.fully_connected(w, v, b).reshape(1, 1, n_out, 1)
                 else:
                     if cols_ != 1 or rows != n_in:
                         raise ModelFileError(
@@ -178,9 +131,8 @@ class _Net:
                             f"input, got ({rows}, {cols_})"
                         )
                     # OpenFace stores the result transposed: a (1, n_out) row
-                    x = (_gemm(w, x[0, :, :1])[:, 0] + b)[None, None, :]
-            x = x.astype(np.float32, copy=False)
-        return x[0]
+                    x = cnn.fully_connected(w, maps[0, :, :1], b).reshape(1, 1, 1, n_out)
+        return x[0, 0]
 
 
 class DetectionValidator:
@@ -189,19 +141,29 @@ class DetectionValidator:
     Parameters
     ----------
     data : the parsed validator file (:func:`pyfaceau.parsers.validator.read_validator`).
+    executor : threads that share each convolution's output maps
+        (``concurrent.futures.Executor``, e.g. the pipeline's thread pool); None (the
+        default) runs on the calling thread. The confidence is the same either way.
+    threads : how many parts the output maps are split into for ``executor`` (ignored
+        without one).
 
     Notes
     -----
     Matches ``DetectionValidator::Check`` of OpenFace 2.2's
     ``LandmarkDetectionValidator.cpp`` step by step in float32 (the warp uses OpenCV's
-    ``remap`` as OpenFace does). Deviation: matrix products sum in a different order
-    than OpenFace's BLAS ``sgemm``, which changes the network outputs by float32
-    rounding only; the confidence (an arg-max over 30 bins) is the same unless two bins
-    tie to within that rounding. Matrix products use OpenCV's ``gemm`` (see
-    :func:`_gemm`).
+    ``remap`` as OpenFace does). The network runs on :mod:`pyfaceau.cnn`, whose products
+    sum in one fixed order (OpenBLAS ``sgemm``'s chain of fused multiply-adds for the
+    convolutions): the outputs are the same on every CPU, and differ from OpenFace's
+    only where its BLAS kernel sums in another order (last float32 bits); the
+    confidence (an arg-max over 30 bins) is the same unless two bins tie to within that
+    rounding.
     """
 
-    def __init__(self, data: ValidatorData) -> None:
+    def __init__(
+        self, data: ValidatorData, *, executor: Executor | None = None, threads: int = 1
+    ) -> None:
+        self.executor = executor
+        self.threads = int(threads)
         self.path = data.path
         self.views: tuple[ValidatorView, ...] = data.views
         self.orientations = data.orientations  # (n_views, 3) radians
@@ -217,9 +179,12 @@ class DetectionValidator:
                 raise ModelFileError(f"{self.path}: view {i}: network output is empty")
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike) -> "DetectionValidator":
-        """Load a validator file (e.g. a copy of ``validator_cnn.txt``)."""
-        return cls(read_validator(path))
+    def from_file(
+        cls, path: str | os.PathLike, *, executor: Executor | None = None, threads: int = 1
+    ) -> "DetectionValidator":
+        """Load a validator file (e.g. a copy of ``validator_cnn.txt``); ``executor`` and
+        ``threads`` as in the constructor."""
+        return cls(read_validator(path), executor=executor, threads=threads)
 
     # ------------------------------------------------------------------------------
     def view_id(self, orientation: np.ndarray) -> int:
@@ -289,7 +254,7 @@ class DetectionValidator:
         feat = (vec - self._mean[view]) / self._std[view]
         img_t = np.zeros(mask_t.shape, dtype=np.float32)
         img_t[mask_t] = feat
-        out = self._nets[view].forward(img_t.T)
+        out = self._nets[view].forward(img_t.T, self.executor, self.threads)
         # cv::minMaxLoc(outputs[0].t()) -> max_loc.y, bins = outputs[0].cols
         rows, bins = out.shape
         flat = int(np.argmax(out.T.ravel()))
@@ -341,11 +306,17 @@ class DetectionValidator:
 
 def load_detection_validator(
     models: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    *,
+    executor: Executor | None = None,
+    threads: int = 1,
 ) -> DetectionValidator:
     """OpenFace 2.2's validator (``validator_cnn.txt``) from the model folders.
 
     Parameters
     ----------
     models : folders searched first (see :func:`pyfaceau.modelstore.store.resolve`).
+    executor, threads : see :class:`DetectionValidator`.
     """
-    return DetectionValidator.from_file(store.resolve(VALIDATOR_RELPATH, models))
+    return DetectionValidator.from_file(
+        store.resolve(VALIDATOR_RELPATH, models), executor=executor, threads=threads
+    )
