@@ -18,10 +18,9 @@ import logging
 import os
 from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import pandas as pd
 
 from ..alignment import align_face
 from ..au import AUAnalyser, load_au_models
@@ -41,6 +40,9 @@ from ..pdm import calc_params, landmarks_3d_camera, load_pdm, pose_from_params
 from ..pdm.pose import default_intrinsics
 from .sources import Frame
 from .types import LandmarkResult
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Camera", "FrameResult", "AUBackend", "BackendSession"]
 

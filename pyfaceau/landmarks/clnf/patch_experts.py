@@ -24,6 +24,7 @@ All arithmetic is float32 as in OpenFace (the sigmoid in float64, as there).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 
 import cv2
@@ -31,12 +32,14 @@ import numba as nb
 import numpy as np
 
 from ...errors import ModelFileError
-from ...parsers.ccnf_patches import CCNFPatchFile
+from ...modelstore.cache import cached
+from ...parsers.ccnf_patches import CCNFPatchFile, read_ccnf_patches
 from ...pdm.rotation import align_shapes_with_scale
 
 __all__ = [
     "NEURON_ALPHA_MIN",
     "CCNFScale",
+    "load_ccnf_scale",
     "align_shapes_with_scale",
     "similarity_to_reference",
     "patch_responses",
@@ -556,3 +559,19 @@ def patch_responses(
     img_to_ref, ref_to_img = similarity_to_reference(shape_2d, reference_2d)
     resp = scale.responses(image, shape_2d, ref_to_img, view, window)
     return resp, img_to_ref, ref_to_img
+
+
+def load_ccnf_scale(path: str | os.PathLike) -> CCNFScale:
+    """:meth:`CCNFScale.from_file` of a CCNF patch expert file, through the binary model
+    cache (:func:`pyfaceau.modelstore.cache.cached`): parsed once, then loaded.
+
+    Parameters
+    ----------
+    path : a (checksum-verified) ``ccnf_patches_*.txt``.
+    """
+    return cached(
+        "ccnf_scale",
+        [path],
+        lambda: CCNFScale.from_file(read_ccnf_patches(path)),
+        code=[__name__, "pyfaceau.parsers.ccnf_patches", "pyfaceau.parsers._matrix"],
+    )
