@@ -49,6 +49,7 @@ import numpy as np
 
 __all__ = [
     "ENV_CACHE_DIR",
+    "Entry",
     "FORMAT_VERSION",
     "cache_dir",
     "cached",
@@ -397,6 +398,67 @@ def _module_file_sha(modules: Iterable[str]) -> list[str]:
     return out
 
 
+class Entry:
+    """One cache entry: the object built from ``sources`` by the code of ``code`` with
+    ``extra`` arguments (see :func:`cached`). ``load()`` gives it or None; ``store(obj)``
+    writes it (quietly skipped when the object or the folder does not allow it)."""
+
+    def __init__(
+        self,
+        kind: str,
+        sources: Sequence[str | os.PathLike],
+        *,
+        code: Sequence[str] = (),
+        extra: Any = None,
+    ) -> None:
+        self.kind = kind
+        self.sources = [Path(s) for s in sources]
+        self.folder = cache_dir()
+        self.key: str | None = None
+        self.slot: Path | None = None
+        if self.folder is None:
+            return
+        try:
+            key_parts = {
+                "format": FORMAT_VERSION,
+                "kind": kind,
+                "sources": [file_sha256(p) for p in self.sources],
+                "code": _module_file_sha([__name__, *code]),
+                "extra": extra,
+            }
+        except OSError:
+            return  # a source is unreadable: the loader will report it
+        self.key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()
+        # One slot per kind, source location, extra arguments and installed copy of
+        # pyfaceau: changed files or code overwrite their slot instead of piling up.
+        where = json.dumps([kind, [os.path.realpath(p) for p in self.sources], extra,
+                            os.path.dirname(os.path.realpath(__file__))])
+        self.slot = self.folder / f"{kind}-{hashlib.sha256(where.encode()).hexdigest()[:20]}.bin"
+
+    def load(self) -> Any | None:
+        """The stored object, or None (absent, another key, damaged, cache off)."""
+        if self.slot is None or self.key is None:
+            return None
+        try:
+            return _read_entry(self.slot, self.key, {str(i): p for i, p in enumerate(self.sources)})
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+            log.debug("model cache entry %s not used (%s); rebuilding", self.slot, exc)
+            return None
+
+    def store(self, obj: Any) -> None:
+        """Write ``obj`` to the entry (atomically)."""
+        if self.slot is None or self.key is None:
+            return
+        try:
+            chunks = _encode_entry(self.key, obj, {p: str(i) for i, p in enumerate(self.sources)})
+        except _NotCacheable as exc:
+            log.debug("%s: not cached (%s)", self.kind, exc)
+            return
+        _atomic_write(self.slot, chunks)
+
+
 def cached(
     kind: str,
     sources: Sequence[str | os.PathLike],
@@ -422,40 +484,11 @@ def cached(
     What ``build`` returns (from the cache: arrays aligned, with the same dtype, shape,
     memory order and write flag).
     """
-    folder = cache_dir()
-    if folder is None:
-        return build()
-    src = [Path(s) for s in sources]
-    try:
-        key_parts = {
-            "format": FORMAT_VERSION,
-            "kind": kind,
-            "sources": [file_sha256(p) for p in src],
-            "code": _module_file_sha([__name__, *code]),
-            "extra": extra,
-        }
-    except OSError:
-        return build()  # a source is unreadable: let the loader report it
-    key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()
-    # One slot per kind, source location and installed copy of pyfaceau: a changed file
-    # or changed code overwrites its slot instead of piling up entries.
-    where = json.dumps([kind, [os.path.realpath(p) for p in src],
-                        os.path.dirname(os.path.realpath(__file__))])
-    slot = folder / f"{kind}-{hashlib.sha256(where.encode()).hexdigest()[:20]}.bin"
-    paths = {str(i): p for i, p in enumerate(src)}
-    try:
-        return _read_entry(slot, key, paths)
-    except FileNotFoundError:
-        pass
-    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
-        log.debug("model cache entry %s not used (%s); rebuilding", slot, exc)
-    obj = build()
-    try:
-        chunks = _encode_entry(key, obj, {p: str(i) for i, p in enumerate(src)})
-    except _NotCacheable as exc:
-        log.debug("%s: not cached (%s)", kind, exc)
-        return obj
-    _atomic_write(slot, chunks)
+    entry = Entry(kind, sources, code=code, extra=extra)
+    obj = entry.load()
+    if obj is None:
+        obj = build()
+        entry.store(obj)
     return obj
 
 
