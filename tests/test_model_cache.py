@@ -47,7 +47,8 @@ def _copy(src: Path, dst: Path) -> Path:
 
 def assert_same(a, b, where="obj"):
     """Same structure, types, values, dtypes, shapes and memory order."""
-    assert type(a) is type(b), where
+    # (a loaded CCNFScale's Sigma cache is a dict backed by the model cache)
+    assert type(a) is type(b) or (isinstance(a, dict) and isinstance(b, dict)), where
     if isinstance(a, np.ndarray):
         assert a.dtype == b.dtype and a.shape == b.shape, where
         assert a.flags.c_contiguous == b.flags.c_contiguous, where
@@ -196,3 +197,16 @@ def test_parse_errors_are_not_cached(cache_dir, tmp_path):
         with pytest.raises(ModelFileError, match="ONet.dat"):
             read_cnn(bad)
     assert _entries(cache_dir, "mtcnn_cnn") == []
+
+
+def test_sigmas_stored_once_and_loaded_bit_identical(cache_dir, monkeypatch):
+    path = resolve(CCNF)
+    fresh = CCNFScale.from_file(read_ccnf_patches(path)).sigmas(0, 9)  # no cache behind it
+    first = load_ccnf_scale(path)
+    np.testing.assert_array_equal(first.sigmas(0, 9), fresh)
+    assert len(_entries(cache_dir, "ccnf_sigmas")) == 1
+    second = load_ccnf_scale(path)  # a new run: loads instead of inverting again
+    monkeypatch.setattr("pyfaceau.landmarks.clnf.patch_experts.cv2.invert",
+                        lambda *a, **k: (_ for _ in ()).throw(AssertionError("inverted")))
+    loaded = second.sigmas(0, 9)
+    assert loaded.dtype == fresh.dtype and loaded.tobytes() == fresh.tobytes()
