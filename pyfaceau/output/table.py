@@ -225,9 +225,9 @@ class FrameTable:
         if len(keep) == len(self.columns):
             return
         data = self.values()[:, keep]
-        self.__init__([self.columns[i] for i in keep])  # re-derive the column maps
-        if data.shape[0]:
-            self._set_values(data)
+        rest = FrameTable([self.columns[i] for i in keep])  # its column maps
+        self.columns, self._index, self._targets = rest.columns, rest._index, rest._targets
+        self._rows = list(data) if data.shape[0] else []
 
     def to_dataframe(self) -> pd.DataFrame:
         """The table, one row per frame; integer columns as int."""
