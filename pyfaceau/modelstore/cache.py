@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import hashlib
 import json
 import logging
@@ -500,6 +501,7 @@ def cached_parser(kind: str, *, code: Sequence[str] = ()) -> Callable[[Callable[
     def wrap(func: Callable[..., T]) -> Callable[..., T]:
         modules = [func.__module__, *code]
 
+        @functools.wraps(func)  # also sets parse.__wrapped__ = func (the uncached parser)
         def parse(path: str | os.PathLike, *args: Any, **kwargs: Any) -> T:
             if kwargs:
                 return func(path, *args, **kwargs)
@@ -510,11 +512,6 @@ def cached_parser(kind: str, *, code: Sequence[str] = ()) -> Callable[[Callable[
                 return func(path, *args)
             return cached(kind, [p], lambda: func(p, *args), code=modules, extra=extra)
 
-        parse.__wrapped__ = func  # type: ignore[attr-defined]
-        parse.__name__ = func.__name__
-        parse.__qualname__ = func.__qualname__
-        parse.__doc__ = func.__doc__
-        parse.__module__ = func.__module__
         return parse
 
     return wrap
