@@ -13,8 +13,8 @@ post-processing), i.e. what ``pyfaceau VIDEO -o OUT.csv`` does minus model loadi
 CSV writing, and for comparison (d) the fast landmark front end (RetinaFace + PFLD +
 refinement) and (e) (d) plus the AU back end (``pyfaceau VIDEO --fast``). BLAS runs on one
 thread, as in ``pyfaceau.process``. Prints frames per second, wall and CPU (``time.process_time``) milliseconds
-per frame, the cost over decoding, and the ratio to decoding, plus OpenFace 2.2's own
-FeatureExtraction speed on this class of machine as a reference.
+per frame, the cost over decoding, and the ratio to decoding. For OpenFace 2.2 timed in the
+same run, whole process, see ``bench/bench_openface.py``.
 """
 
 from __future__ import annotations
@@ -38,10 +38,6 @@ from pyfaceau.pipeline.fast import FastLandmarkFrontEnd  # noqa: E402
 from pyfaceau.pipeline.faithful import OpenFaceLandmarkFrontEnd  # noqa: E402
 from pyfaceau.pipeline.session import single_threaded_blas  # noqa: E402
 from pyfaceau.pipeline.sources import open_source  # noqa: E402
-
-#: OpenFace 2.2's FeatureExtraction (C++, landmarks + AUs) on default.wmv on a 2-core
-#: machine of this class: about 38-43 frames/s (published project measurement).
-OPENFACE_FPS = (38.0, 43.0)
 
 DEFAULT_VIDEOS = (
     SHARED / "samples" / "default.wmv",
@@ -120,7 +116,6 @@ def main(argv: list[str] | None = None) -> int:
     front_end = OpenFaceLandmarkFrontEnd()
     fast = FastLandmarkFrontEnd()
     backend = AUBackend()
-    lo, hi = OPENFACE_FPS
     for video in args.videos:
         path = Path(video)
         with single_threaded_blas():
@@ -136,12 +131,10 @@ def main(argv: list[str] | None = None) -> int:
             ms = 1e3 * wall / nn
             print(f"{name:32s} {nn / wall:7.1f} {ms:9.2f} {1e3 * cpu / nn:7.2f} "
                   f"{ms - 1e3 * dec_wall / n:9.2f} {wall / dec_wall:9.2f}x")
-        full_fps = n / results["(c) faithful landmarks + AUs"][0]
-        print(f"reference: OpenFace 2.2 FeatureExtraction (C++) runs default.wmv at about "
-              f"{lo:.0f}-{hi:.0f} frames/s on this class of machine; (c) is "
-              f"{full_fps / hi:.2f}-{full_fps / lo:.2f}x that; the fast path (e) is "
+        print(f"the fast path (e) is "
               f"{results['(c) faithful landmarks + AUs'][0] / results['(e) fast landmarks + AUs'][0]:.2f}x "
-              f"the faithful path (c)\n")
+              f"the faithful path (c); against OpenFace itself, whole process: "
+              f"bench/bench_openface.py\n")
     return 0
 
 

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import click
-from tqdm import tqdm
 
 from ._version import __version__
 from .errors import PyFaceAUError
@@ -126,6 +125,8 @@ def process_cmd(
             if no_progress:
                 return
             if bar is None:
+                from tqdm import tqdm
+
                 bar = tqdm(total=total or None, unit="frame", desc=input_path.name,
                            dynamic_ncols=True, file=sys.stderr)
             bar.update(1)
@@ -284,6 +285,8 @@ def models_download(accept_license: bool, dest: Path | None, mirror: str | None)
             _fail(PyFaceAUError("licence not accepted; nothing downloaded"))
     target = dest or default_data_dir()
     from .modelstore import MANIFEST
+
+    from tqdm import tqdm
 
     bar = tqdm(total=len(MANIFEST), unit="file", desc="model files", file=sys.stderr)
     try:

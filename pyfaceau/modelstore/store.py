@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
-from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Iterable, Sequence
 
-import platformdirs
-
 from ..errors import ModelFileError
+from .cache import file_sha256
 
 __all__ = ["ModelEntry", "MANIFEST", "default_data_dir", "search_dirs", "resolve", "verify_file"]
 
@@ -54,6 +51,8 @@ MANIFEST: dict[str, ModelEntry] = _load_manifest()
 
 def default_data_dir() -> Path:
     """The user data folder where ``pyfaceau models download/install`` put the files."""
+    import platformdirs
+
     return Path(platformdirs.user_data_dir("pyfaceau", appauthor=False)) / "models"
 
 
@@ -78,21 +77,12 @@ def search_dirs(models: str | os.PathLike | Sequence[str | os.PathLike] | None =
     return seen
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-@lru_cache(maxsize=512)
-def _verified(path: str, size: int, mtime_ns: int, sha256: str) -> bool:
-    return _sha256(Path(path)) == sha256
-
-
 def verify_file(path: str | os.PathLike, entry: ModelEntry) -> None:
-    """Check ``path`` against its manifest entry; raise :class:`ModelFileError` if it differs."""
+    """Check ``path`` against its manifest entry; raise :class:`ModelFileError` if it differs.
+
+    The SHA-256 is computed once per file and remembered while the file's status (size,
+    mtime, ctime, inode) is unchanged (:func:`pyfaceau.modelstore.cache.file_sha256`).
+    """
     p = Path(path)
     st = p.stat()
     if st.st_size != entry.size:
@@ -100,7 +90,7 @@ def verify_file(path: str | os.PathLike, entry: ModelEntry) -> None:
         raise ModelFileError(
             f"{p}: model file is {what} ({st.st_size} bytes, expected {entry.size}); {FIX_HINT}"
         )
-    if not _verified(str(p.resolve()), st.st_size, st.st_mtime_ns, entry.sha256):
+    if file_sha256(p) != entry.sha256:
         raise ModelFileError(
             f"{p}: model file is altered (SHA-256 differs from OpenFace 2.2.0's "
             f"{entry.sha256[:12]}...); {FIX_HINT}"
@@ -120,7 +110,8 @@ def resolve(
     relpath : the file's manifest path, e.g. ``"AU_predictors/In-the-wild_aligned_PDM_68.txt"``
         or ``"pfld.onnx"``.
     models : folders to search first (a path, an ``os.pathsep``-separated string, or a list).
-    verify : check size and SHA-256 against the manifest (cached per file and mtime).
+    verify : check size and SHA-256 against the manifest (hashes remembered per file
+        status, see :func:`pyfaceau.modelstore.cache.file_sha256`).
 
     Returns
     -------

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence, Union
 
 import numpy as np
-import pandas as pd
 
 from ..errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    TableLike = Union["FrameTable", pd.DataFrame]
 
 __all__ = [
     "AU_INTENSITY_NAMES",
@@ -23,6 +27,8 @@ __all__ = [
     "EYE_COLUMNS",
     "OPENFACE_COLUMNS",
     "FrameTable",
+    "format_csv",
+    "iter_csv_chunks",
     "openface_columns",
     "write_csv",
 ]
@@ -128,7 +134,7 @@ def _format_of(column: str) -> str:
 
 
 class FrameTable:
-    """Collects one row per frame, in processing order, and builds a DataFrame.
+    """Collects one row per frame, in processing order; builds a DataFrame or a CSV.
 
     Parameters
     ----------
@@ -143,6 +149,14 @@ class FrameTable:
             raise InputError(f"unknown output columns: {unknown[:5]}")
         self._rows: list[np.ndarray] = []
         self._index = {c: i for i, c in enumerate(self.columns)}
+        # Per group: positions of its kept columns in a row, and which of the group's
+        # values go there (a row is filled with two fancy-index operations per group).
+        self._targets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for key, (names, _) in _GROUPS.items():
+            pairs = [(self._index[n], j) for j, n in enumerate(names) if n in self._index]
+            cols = np.array([p[0] for p in pairs], dtype=np.intp)
+            src = np.array([p[1] for p in pairs], dtype=np.intp)
+            self._targets[key] = (cols, src)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -159,42 +173,229 @@ class FrameTable:
         for key, value in values.items():
             group = _GROUPS.get(key)
             if group is None:
-                names, flat = [key], np.atleast_1d(np.asarray(value, float))
-            else:
-                names, per_point = group
-                arr = np.asarray(value, float)
-                # point arrays (n, 2|3) are written axis by axis: x_0..x_n, y_0..y_n, ...
-                flat = arr.T.ravel() if per_point else arr.ravel()
-            for name, v in zip(names, flat):
-                i = self._index.get(name)
+                i = self._index.get(key)
                 if i is not None:
-                    row[i] = v
+                    row[i] = np.atleast_1d(np.asarray(value, float))[0]
+                continue
+            arr = np.asarray(value, float)
+            # point arrays (n, 2|3) are written axis by axis: x_0..x_n, y_0..y_n, ...
+            flat = arr.T.ravel() if group[1] else arr.ravel()
+            cols, src = self._targets[key]
+            # a shorter array fills the first columns only, as zip() did
+            keep = src < flat.size
+            row[cols[keep]] = flat[src[keep]]
         self._rows.append(row)
+
+    def values(self) -> np.ndarray:
+        """The rows as one ``(n_rows, n_columns)`` float64 array (NaN: not given)."""
+        if not self._rows:
+            return np.zeros((0, len(self.columns)))
+        return np.vstack(self._rows)
+
+    def _set_values(self, data: np.ndarray) -> None:
+        self._rows = list(data)  # rows are views of ``data``: no copy
 
     def set_column_block(self, names: Sequence[str], values: np.ndarray) -> None:
         """Overwrite whole columns (e.g. post-processed AUs), ``values`` ``(n_rows, len(names))``."""
         values = np.asarray(values, float)
         if values.shape != (len(self._rows), len(names)):
             raise ValueError(f"expected {(len(self._rows), len(names))}, got {values.shape}")
-        for j, name in enumerate(names):
-            i = self._index.get(name)
-            if i is None:
-                continue
-            for r, row in enumerate(self._rows):
-                row[i] = values[r, j]
+        pairs = [(self._index[n], j) for j, n in enumerate(names) if n in self._index]
+        if not pairs or not self._rows:
+            return
+        data = self.values()
+        data[:, [p[0] for p in pairs]] = values[:, [p[1] for p in pairs]]
+        self._set_values(data)
+
+    def fill_missing(self, names: Sequence[str], value: float) -> None:
+        """Replace NaN by ``value`` in the columns ``names`` (those kept)."""
+        cols = [self._index[n] for n in names if n in self._index]
+        if not cols or not self._rows:
+            return
+        data = self.values()
+        block = data[:, cols]
+        block[np.isnan(block)] = value
+        data[:, cols] = block
+        self._set_values(data)
+
+    def drop(self, names: Iterable[str]) -> None:
+        """Remove the columns ``names`` (those kept)."""
+        gone = set(names)
+        keep = [i for i, c in enumerate(self.columns) if c not in gone]
+        if len(keep) == len(self.columns):
+            return
+        data = self.values()[:, keep]
+        rest = FrameTable([self.columns[i] for i in keep])  # its column maps
+        self.columns, self._index, self._targets = rest.columns, rest._index, rest._targets
+        self._rows = list(data) if data.shape[0] else []
 
     def to_dataframe(self) -> pd.DataFrame:
         """The table, one row per frame; integer columns as int."""
-        data = np.vstack(self._rows) if self._rows else np.zeros((0, len(self.columns)))
-        df = pd.DataFrame(data, columns=self.columns)
-        for c in ("frame", "face_id", "success"):
+        import pandas as pd  # imported here: the CSV path does not need it
+
+        df = pd.DataFrame(self.values(), columns=self.columns)
+        for c in _INT_COLUMNS:
             if c in df:
                 df[c] = df[c].fillna(0).astype(np.int64)
         return df
 
 
-def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write ``df`` as OpenFace writes its CSV (same names, order and precision).
+#: Columns held as integers in a DataFrame (``%d`` in the CSV).
+_INT_COLUMNS = ("frame", "face_id", "success")
+
+
+# ------------------------------------------------------------------------------------
+# CSV formatting, vectorised
+# ------------------------------------------------------------------------------------
+#: Rows formatted at a time (bounds the memory of the byte matrix: rows x columns x
+#: field width bytes, about 10 MB for 1024 rows of 714 columns).
+CSV_CHUNK_ROWS = 1024
+#: Values whose scaled magnitude reaches this are printed by Python's ``%`` instead
+#: (beyond it float64 no longer holds every integer exactly).
+_EXACT_LIMIT = 2.0**52
+#: Relative distance to a rounding tie within which Python's ``%`` decides: the scaled
+#: value's own float64 error is below 2**-52 relative, so outside this band the rounding
+#: direction of ``rint`` is the one of the exact binary value, as printf's.
+_TIE_BAND = 1e-9
+
+_COMMA, _NEWLINE, _MINUS, _POINT, _ZERO = (ord(c) for c in ",\n-.0")
+_NAN = np.frombuffer(b"nan", dtype=np.uint8)
+
+
+def _spec_of(fmt: str) -> tuple[str, int]:
+    """``"%d"`` -> ("d", 0); ``"%.3f"`` -> ("f", 3); anything else -> ("py", 0)."""
+    if fmt == "%d":
+        return "d", 0
+    if fmt.startswith("%.") and fmt.endswith("f") and fmt[2:-1].isdigit():
+        return "f", int(fmt[2:-1])
+    return "py", 0
+
+
+def _digits(q: np.ndarray, width: int, out: np.ndarray, *, leading_zeros: bool = False) -> None:
+    """Write non-negative int64 ``q`` as ``width`` ASCII digits into ``out``
+    (``q.shape + (width,)`` uint8); leading zeros become 0 bytes (dropped later) unless
+    ``leading_zeros``; the units digit is always written."""
+    # int32 divisions are about twice as fast; the values almost always fit
+    v = q.astype(np.int32) if q.size and q.max() < 2**31 else q
+    rest = v.copy()
+    for pos in range(width - 1, -1, -1):
+        digit = (rest % 10).astype(np.uint8)
+        rest //= 10
+        digit += _ZERO
+        if not leading_zeros and pos < width - 1:
+            digit[v < 10 ** (width - 1 - pos)] = 0
+        out[..., pos] = digit
+
+
+def _format_group(x: np.ndarray, kind: str, decimals: int, fmt: str) -> np.ndarray:
+    """Fields of a block of values ``x`` ``(n, k)`` with one printf format, as bytes
+    ``(n, k, width)`` uint8 (0 = no byte). Identical to ``fmt % v`` per value, and "nan"
+    for NaN (the writer's rule)."""
+    nan = np.isnan(x)
+    if kind == "d":
+        # "%d" % v truncates toward zero, and never prints "-0"
+        t = np.trunc(x)
+        slow = ~nan & ~(np.abs(t) < _EXACT_LIMIT)
+        ok = ~nan & ~slow
+        q = np.where(ok, np.abs(t), 0).astype(np.int64)
+        neg = ok & (t < 0)
+    elif kind == "f":
+        # "%.Nf" rounds the exact binary value half to even: rint of |x| * 10**N gives
+        # that except within a hair of a tie, where Python's % decides
+        y = np.abs(x) * (10.0**decimals)
+        r = np.rint(y)
+        with np.errstate(invalid="ignore"):
+            tie = np.abs(np.abs(y - np.floor(y)) - 0.5) <= _TIE_BAND * np.maximum(y, 1.0)
+        slow = ~nan & (~(y < _EXACT_LIMIT) | tie)
+        ok = ~nan & ~slow
+        q = np.where(ok, r, 0).astype(np.int64)
+        neg = ok & np.signbit(x)  # "%.1f" % -0.04 == "-0.0"
+    else:
+        slow = ~nan
+        ok = np.zeros_like(nan)
+        q = np.zeros(x.shape, dtype=np.int64)
+        neg = ok
+    scale = 10**decimals
+    whole = q // scale
+    int_width = max(1, len(str(int(whole.max()))) if whole.size else 1)
+    # the few values printed by Python's % (ties, huge values, other formats), as a
+    # zero-padded byte matrix in the order of ``out[slow]``
+    slow_bytes = np.array([(fmt % v).encode() for v in x[slow].tolist()], dtype=bytes)
+    width = 1 + int_width + (1 + decimals if decimals else 0)
+    width = max(width, 3, slow_bytes.dtype.itemsize)
+    out = np.zeros(x.shape + (width,), dtype=np.uint8)
+    out[..., 0] = np.where(neg, _MINUS, 0)
+    _digits(whole, int_width, out[..., 1 : 1 + int_width])
+    if decimals:
+        out[..., 1 + int_width] = _POINT
+        frac = out[..., 2 + int_width : 2 + int_width + decimals]
+        _digits(q % scale, decimals, frac, leading_zeros=True)
+    out[nan | slow] = 0
+    out[nan, :3] = _NAN
+    if slow_bytes.size:
+        k = slow_bytes.dtype.itemsize
+        out[slow, :k] = slow_bytes.view(np.uint8).reshape(-1, k)
+    return out
+
+
+def _format_rows(values: np.ndarray, groups: list[tuple[np.ndarray, str, int, str]]) -> bytes:
+    n, m = values.shape
+    if n == 0:
+        return b""
+    blocks = [(cols, _format_group(values[:, cols], kind, dec, fmt)) for cols, kind, dec, fmt in groups]
+    width = max(b.shape[2] for _, b in blocks) + 1
+    lines = np.zeros((n, m, width), dtype=np.uint8)
+    for cols, b in blocks:
+        lines[:, cols, : b.shape[2]] = b
+        lines[:, cols, -1] = _COMMA
+    lines[:, -1, -1] = _NEWLINE
+    flat = lines.reshape(-1)
+    return flat[flat != 0].tobytes()
+
+
+def _columns_and_values(table: TableLike) -> tuple[list[str], np.ndarray]:
+    if isinstance(table, FrameTable):
+        return list(table.columns), table.values()
+    return [str(c) for c in table.columns], table.to_numpy(dtype=float)
+
+
+def iter_csv_chunks(table: TableLike, chunk_rows: int = CSV_CHUNK_ROWS) -> Iterator[bytes]:
+    """The CSV of ``table`` as OpenFace writes it, in pieces of ``chunk_rows`` rows
+    (the header first).
+
+    Parameters
+    ----------
+    table : a :class:`FrameTable` or a DataFrame with OpenFace's column names.
+    chunk_rows : rows formatted at a time.
+
+    Yields
+    ------
+    bytes, ASCII: the header line, then lines of at most ``chunk_rows`` rows.
+
+    Notes
+    -----
+    Each value is printed with its column's printf format (OpenFace's ``RecorderCSV``
+    precision), byte for byte what ``fmt % value`` gives, and NaN as ``nan``; the digits
+    are computed with NumPy for whole blocks of columns instead of one ``%`` per value.
+    """
+    columns, values = _columns_and_values(table)
+    yield (",".join(columns) + "\n").encode()
+    by_format: dict[str, list[int]] = {}
+    for j, c in enumerate(columns):
+        by_format.setdefault(_format_of(c), []).append(j)
+    groups = [(np.array(cols, dtype=np.intp), *_spec_of(fmt), fmt) for fmt, cols in by_format.items()]
+    for start in range(0, values.shape[0], chunk_rows):
+        yield _format_rows(values[start : start + chunk_rows], groups)
+
+
+def format_csv(table: TableLike) -> bytes:
+    """The whole CSV of ``table`` (see :func:`iter_csv_chunks`)."""
+    return b"".join(iter_csv_chunks(table))
+
+
+def write_csv(table: TableLike, path: str | os.PathLike) -> Path:
+    """Write ``table`` (a :class:`FrameTable` or a DataFrame) as OpenFace writes its CSV
+    (same names, order and precision).
 
     The file is written next to its target and renamed into place, so an existing file
     is replaced only by a complete one.
@@ -203,16 +404,8 @@ def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     if out.parent and not out.parent.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".part")
-    formats = [_format_of(c) for c in df.columns]
-    arr = df.to_numpy(dtype=float)
-    with open(tmp, "w", newline="\n") as f:
-        f.write(",".join(df.columns) + "\n")
-        for row in arr:
-            f.write(
-                ",".join(
-                    "nan" if np.isnan(v) else (fmt % v) for fmt, v in zip(formats, row)
-                )
-                + "\n"
-            )
+    with open(tmp, "wb") as f:
+        for chunk in iter_csv_chunks(table):
+            f.write(chunk)
     os.replace(tmp, out)
     return out

@@ -34,6 +34,7 @@ from typing import Union
 import numpy as np
 
 from ..errors import ModelFileError
+from ..modelstore.cache import cached_parser
 from ._matrix import BinaryReader
 
 __all__ = [
@@ -182,6 +183,7 @@ def _positive(reader: BinaryReader, what: str) -> int:
     return value
 
 
+@cached_parser("mtcnn_cnn", code=["pyfaceau.parsers._matrix"])
 def read_cnn(path: str | Path, data: bytes | None = None) -> CNNData:
     """Read one of OpenFace's MTCNN network files (``PNet.dat`` ...) strictly.
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelFileError
+from ..modelstore.cache import cached_parser
 from ._matrix import TextReader
 
 __all__ = [
@@ -132,6 +133,7 @@ def _read_expert(r: TextReader, where: str) -> SVRPatchExpert:
     return SVRPatchExpert(feature_type, confidence, scaling, bias, w)
 
 
+@cached_parser("svr_patches", code=["pyfaceau.parsers._matrix"])
 def read_svr_patches(path: str | Path) -> SVRPatchFile:
     """Read an OpenFace SVR patch expert file strictly.
 

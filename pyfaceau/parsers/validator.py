@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelFileError
+from ..modelstore.cache import cached_parser
 from ._matrix import BinaryReader
 
 __all__ = [
@@ -263,6 +264,7 @@ def _read_paw(r: BinaryReader, view: int) -> PAWData:
     )
 
 
+@cached_parser("validator", code=["pyfaceau.parsers._matrix"])
 def read_validator(path: str | Path) -> ValidatorData:
     """Read an OpenFace CNN detection validator strictly.
 

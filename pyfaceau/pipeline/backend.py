@@ -18,10 +18,9 @@ import logging
 import os
 from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import pandas as pd
 
 from ..alignment import align_face
 from ..au import AUAnalyser, load_au_models
@@ -41,6 +40,9 @@ from ..pdm import calc_params, landmarks_3d_camera, load_pdm, pose_from_params
 from ..pdm.pose import default_intrinsics
 from .sources import Frame
 from .types import LandmarkResult
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Camera", "FrameResult", "AUBackend", "BackendSession"]
 
@@ -319,8 +321,9 @@ class BackendSession:
             "eye_landmarks_3d": np.concatenate(eyes_3d),
         }
 
-    def finish(self) -> pd.DataFrame:
-        """The video's table, with AUs after OpenFace's offline post-processing."""
+    def finish_table(self) -> FrameTable:
+        """The video's table, with AUs after OpenFace's offline post-processing, as a
+        :class:`FrameTable` (``write_csv`` takes it; no pandas needed)."""
         if not self.record:
             raise RuntimeError("this session keeps no rows (record=False): nothing to finish")
         self._finished = True
@@ -328,9 +331,12 @@ class BackendSession:
         names = self.backend.au_models
         self.table.set_column_block([f"{n}_r" for n in names.intensity_names], intensity)
         self.table.set_column_block([f"{n}_c" for n in names.presence_names], presence)
-        df = self.table.to_dataframe()
         if self._has_eyes:  # frames before the first fit: zeros, as OpenFace's empty model
-            df[EYE_COLUMNS] = df[EYE_COLUMNS].fillna(0.0)
+            self.table.fill_missing(EYE_COLUMNS, 0.0)
         else:  # a front end without eye models: no gaze columns
-            df = df.drop(columns=EYE_COLUMNS)
-        return df
+            self.table.drop(EYE_COLUMNS)
+        return self.table
+
+    def finish(self) -> pd.DataFrame:
+        """The video's table, with AUs after OpenFace's offline post-processing."""
+        return self.finish_table().to_dataframe()

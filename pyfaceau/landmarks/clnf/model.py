@@ -41,11 +41,10 @@ import numpy as np
 from ...parallel import run_all
 from ...errors import InputError, ModelFileError
 from ...modelstore import resolve
-from ...parsers.ccnf_patches import read_ccnf_patches
 from ...parsers.clnf_model import read_clnf_spec, read_main_model
 from ...pdm import PDM, calc_params, load_pdm
 from .fitting import FitParameters, KDECache, ScaleFitResult, fit_scales
-from .patch_experts import CCNFScale
+from .patch_experts import CCNFScale, load_ccnf_scale
 
 __all__ = [
     "DEFAULT_MAIN_MODEL",
@@ -189,9 +188,7 @@ def _load_core(clnf_relpath: str, models: _Models) -> _Core:
             f"{clnf_relpath}: names no CCNF patch experts; only OpenFace's CLNF models "
             "(e.g. model/main_clnf_general.txt) are supported"
         )
-    scales = [
-        CCNFScale.from_file(read_ccnf_patches(resolve(p, models))) for p in spec.ccnf_patches
-    ]
+    scales = [load_ccnf_scale(resolve(p, models)) for p in spec.ccnf_patches]
     for s in scales:
         if s.n_points != pdm.n_points:
             raise ModelFileError(

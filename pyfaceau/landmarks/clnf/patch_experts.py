@@ -24,8 +24,10 @@ All arithmetic is float32 as in OpenFace (the sigmoid in float64, as there).
 from __future__ import annotations
 
 import math
+import os
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numba as nb
@@ -33,12 +35,14 @@ import numpy as np
 
 from ...parallel import run_all, split_ranges
 from ...errors import ModelFileError
-from ...parsers.ccnf_patches import CCNFPatchFile
+from ...modelstore.cache import Entry, cached
+from ...parsers.ccnf_patches import CCNFPatchFile, read_ccnf_patches
 from ...pdm.rotation import align_shapes_with_scale
 
 __all__ = [
     "NEURON_ALPHA_MIN",
     "CCNFScale",
+    "load_ccnf_scale",
     "align_shapes_with_scale",
     "similarity_to_reference",
     "patch_responses",
@@ -586,3 +590,57 @@ def patch_responses(
     img_to_ref, ref_to_img = similarity_to_reference(shape_2d, reference_2d)
     resp = scale.responses(image, shape_2d, ref_to_img, view, window, executor, parts)
     return resp, img_to_ref, ref_to_img
+
+
+#: Modules whose code defines a cached CCNFScale and its Sigmas (part of the cache keys).
+_CACHE_CODE = [__name__, "pyfaceau.parsers.ccnf_patches", "pyfaceau.parsers._matrix"]
+
+
+class _StoredSigmas(dict):
+    """:class:`CCNFScale`'s Sigma cache, backed by the binary model cache.
+
+    The Sigmas of a (view, window) depend only on the model file: OpenCV's float32
+    Cholesky inverse of up to 68 matrices of 121 x 121 is computed the first time, and
+    later runs load the stored result (the same bytes) instead. The key holds OpenCV's
+    version, whose ``cv::invert`` computed them.
+    """
+
+    def __init__(self, source: Path) -> None:
+        super().__init__()
+        self.source = source
+
+    def _entry(self, key: tuple[int, int]) -> Entry:
+        extra = [int(key[0]), int(key[1]), cv2.__version__]
+        return Entry("ccnf_sigmas", [self.source], code=_CACHE_CODE, extra=extra)
+
+    def get(self, key, default=None):  # type: ignore[override]
+        value = super().get(key)
+        if value is None:
+            value = self._entry(key).load()
+            if value is None:
+                return default
+            super().__setitem__(key, value)
+        return value
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        self._entry(key).store(value)
+
+
+def load_ccnf_scale(path: str | os.PathLike) -> CCNFScale:
+    """:meth:`CCNFScale.from_file` of a CCNF patch expert file, through the binary model
+    cache (:func:`pyfaceau.modelstore.cache.cached`): parsed once, then loaded; its
+    Sigmas too are computed once per view and window and then loaded.
+
+    Parameters
+    ----------
+    path : a (checksum-verified) ``ccnf_patches_*.txt``.
+    """
+    scale = cached(
+        "ccnf_scale",
+        [path],
+        lambda: CCNFScale.from_file(read_ccnf_patches(path)),
+        code=_CACHE_CODE,
+    )
+    scale._sigma_cache = _StoredSigmas(Path(path))
+    return scale
