@@ -38,6 +38,7 @@ from typing import Sequence
 import numpy as np
 
 from ...errors import InputError, ModelFileError
+from ...validation import require_gray
 from ...modelstore import resolve
 from ...parsers.ccnf_patches import read_ccnf_patches
 from ...parsers.clnf_model import read_clnf_spec, read_main_model
@@ -192,12 +193,7 @@ def _load_core(clnf_relpath: str, models: _Models) -> _Core:
 
 
 def _as_f32_image(gray: np.ndarray) -> np.ndarray:
-    g = np.asarray(gray)
-    if g.ndim != 2 or g.size == 0:
-        raise InputError(f"gray: expected a (H, W) grey image, got shape {g.shape}")
-    if g.dtype != np.uint8:
-        raise InputError(f"gray: expected uint8 (OpenFace's grey image), got {g.dtype}")
-    return g.astype(np.float32)
+    return require_gray(np.asarray(gray)).astype(np.float32)
 
 
 class CLNF:
