@@ -57,7 +57,7 @@ def require_image(
     layouts = ["(H, W)" if c == 1 else f"(H, W, {c})" for c in channels]
     if not isinstance(image, np.ndarray):
         raise InputError(
-            f"{name}: expected a NumPy array, a {' or '.join(layouts)} {want_dt} image, "
+            f"{name}: expected a numpy array, a {' or '.join(layouts)} {want_dt} image, "
             f"got {type(image).__name__}"
         )
     ok = image.ndim in (2, 3)

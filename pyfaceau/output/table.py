@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from .atomic import atomic_output
 
 __all__ = [
     "AU_INTENSITY_NAMES",
@@ -196,16 +197,14 @@ class FrameTable:
 def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write ``df`` as OpenFace writes its CSV (same names, order and precision).
 
-    The file is written next to its target and renamed into place, so an existing file
-    is replaced only by a complete one.
+    The file is written next to its target and renamed into place
+    (:func:`~pyfaceau.output.atomic.atomic_output`), so an existing file is replaced only
+    by a complete one and nothing is left behind on a failure.
     """
     out = Path(path)
-    if out.parent and not out.parent.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".part")
     formats = [_format_of(c) for c in df.columns]
     arr = df.to_numpy(dtype=float)
-    with open(tmp, "w", newline="\n") as f:
+    with atomic_output(out, "w", newline="\n") as f:
         f.write(",".join(df.columns) + "\n")
         for row in arr:
             f.write(
@@ -214,5 +213,4 @@ def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
                 )
                 + "\n"
             )
-    os.replace(tmp, out)
     return out

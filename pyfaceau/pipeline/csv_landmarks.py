@@ -65,6 +65,7 @@ class CsvLandmarkFrontEnd:
     """
 
     def __init__(self, path: str | os.PathLike, *, dequantise: bool = True, models=None) -> None:
+        self.csv_path = Path(path)  # an input of the run: never its output
         df = read_openface_csv(path)
         if "face_id" in df.columns and df["face_id"].nunique() > 1:
             df = df[df["face_id"] == df["face_id"].min()]

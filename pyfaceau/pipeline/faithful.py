@@ -28,7 +28,7 @@ from ..landmarks.clnf.tracking import (
 )
 from ..landmarks.clnf.validator import load_detection_validator
 from ..modelstore import resolve
-from .types import LandmarkResult
+from .types import EYE_PART_NAMES, LandmarkResult
 
 __all__ = ["PDM_RELPATH", "OpenFaceLandmarkFrontEnd", "to_gray"]
 
@@ -125,6 +125,13 @@ class OpenFaceLandmarkFrontEnd:
         self._tracker = SequenceTracker(
             fitter, detector, validator, pdm, parameters=parameters
         )
+
+    @property
+    def has_eye_models(self) -> bool:
+        """Whether the fitter has OpenFace's two eye part models (then every row has the
+        gaze and eye-landmark columns, as OpenFace's FeatureExtraction writes them)."""
+        names = {getattr(p, "name", None) for p in getattr(self.fitter, "parts", ())}
+        return all(n in names for n in EYE_PART_NAMES)
 
     @property
     def parameters(self) -> TrackingParameters:

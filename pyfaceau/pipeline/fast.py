@@ -56,7 +56,7 @@ from ..landmarks.clnf.validator import DetectionValidator, load_detection_valida
 from ..landmarks.pfld import PFLDLandmarker, crop_square
 from ..pdm import calc_params
 from ..refinement.targeted import FAST_SEARCH_WINDOW, Refinement, TargetedCLNFRefiner
-from .types import LandmarkResult, eye_fits
+from .types import EYE_PART_NAMES, LandmarkResult, eye_fits
 
 __all__ = ["FastLandmarkFrontEnd", "box_from_anchor"]
 
@@ -314,6 +314,15 @@ class FastLandmarkFrontEnd:
             params_local=fit.params_local,
             eyes=eye_fits(self.clnf.parts, fit.part_landmarks, fit.part_params),
         )
+
+    @property
+    def has_eye_models(self) -> bool:
+        """Whether results carry OpenFace's eye models' fits (``refine="clnf"`` with
+        ``clnf_hierarchical``): then every row has the gaze and eye-landmark columns."""
+        if self.clnf is None or not self.clnf_hierarchical:
+            return False
+        names = {p.name for p in self.clnf.parts}
+        return all(n in names for n in EYE_PART_NAMES)
 
     def detect_all(self, frame_bgr: np.ndarray) -> list[LandmarkResult]:
         """Every face of a still image, each on its own, in the detector's order (as

@@ -133,8 +133,11 @@ class Pipeline:
         pandas.DataFrame with OpenFace's columns, one row per face per frame, after
         OpenFace's offline post-processing.
         """
+        from ..output.atomic import check_output_path
         from ..output.table import write_csv
 
+        if output_csv is not None:  # before the work, not after
+            check_output_path(output_csv, [input_path, self.options.landmarks_csv])
         source = open_source(input_path)
         session = self.session(source.kind, source.width, source.height, batched=True)
         with single_threaded_blas():

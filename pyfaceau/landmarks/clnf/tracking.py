@@ -260,6 +260,19 @@ class _Fit:
     part_params: dict[str, tuple[np.ndarray, np.ndarray]]
 
 
+def _initial_part_state(
+    parts: object,
+) -> tuple[dict[str, np.ndarray], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Part name -> landmarks (all 0) and ``(params_global, params_local)`` of the part
+    models after ``CLNF::Reset``."""
+    landmarks, params = {}, {}
+    for p in parts:  # type: ignore[attr-defined]
+        pdm = p.core.pdm
+        landmarks[p.name] = np.zeros((pdm.n_points, 2), dtype=np.float64)
+        params[p.name] = (np.array(INITIAL_PARAMS_GLOBAL), np.zeros(pdm.n_modes))
+    return landmarks, params
+
+
 class SequenceTracker:
     """OpenFace's ``DetectLandmarksInVideo`` state machine around a CLNF fitter.
 
@@ -439,4 +452,10 @@ class SequenceTracker:
     def _eyes(self) -> tuple[PartFit, PartFit] | None:
         """The eye part models' current fits, when the fitter has both."""
         s = self.state
-        return eye_fits(getattr(self.fitter, "parts", ()), s.part_landmarks, s.part_params)
+        parts = getattr(self.fitter, "parts", ())
+        if not s.part_params:
+            # Never fitted since the reset: OpenFace writes its eye models' initial state
+            # (CLNF::Reset of each hierarchical model: params_global (1, 0, 0, 0, 0, 0),
+            # zero shape, landmarks at 0), whose 3D eye landmarks are not 0.
+            return eye_fits(parts, *_initial_part_state(parts))
+        return eye_fits(parts, s.part_landmarks, s.part_params)
