@@ -77,11 +77,6 @@ def check_output_path(
         the file system allows, or its folder cannot be created or written.
     """
     out = Path(output)
-    if out.is_dir():
-        raise InputError(f"{out}: is a folder; give a file name for the output (-o FILE.csv)")
-    for src in inputs:
-        if src is not None and (_same_file(out, Path(src)) or out.absolute() == Path(src).absolute()):
-            raise InputError(f"{out}: is an input of this run; choose another output file")
     folder = out.parent
     try:
         name_max = os.pathconf(folder if folder.is_dir() else ".", "PC_NAME_MAX")
@@ -92,6 +87,15 @@ def check_output_path(
             f"{out.name[:40]}...: output name is {len(os.fsencode(out.name))} bytes long, "
             f"the file system allows {name_max}"
         )
+    try:
+        is_dir = out.is_dir()
+    except OSError as exc:
+        raise InputError(f"{out}: cannot be written ({_reason(exc)})") from None
+    if is_dir:
+        raise InputError(f"{out}: is a folder; give a file name for the output (-o FILE.csv)")
+    for src in inputs:
+        if src is not None and (_same_file(out, Path(src)) or out.absolute() == Path(src).absolute()):
+            raise InputError(f"{out}: is an input of this run; choose another output file")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=_temp_prefix(out), suffix=TEMP_SUFFIX)

@@ -94,6 +94,10 @@ class CsvLandmarkFrontEnd:
         clone.__dict__.update(self.__dict__)
         clone.reset()
         return clone
+    def skip_frame(self) -> None:
+        """A frame of the input that could not be decoded: its CSV row is not used, and
+        the next frame gets the next row."""
+        self._next_frame += 1
 
     def track(self, frame_bgr: np.ndarray) -> LandmarkResult:
         row = self._row_of_frame.get(self._next_frame)
