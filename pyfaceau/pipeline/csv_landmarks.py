@@ -94,6 +94,7 @@ class CsvLandmarkFrontEnd:
         clone.__dict__.update(self.__dict__)
         clone.reset()
         return clone
+
     def skip_frame(self) -> None:
         """A frame of the input that could not be decoded: its CSV row is not used, and
         the next frame gets the next row."""
