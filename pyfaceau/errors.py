@@ -12,7 +12,6 @@ __all__ = [
     "ModelFileError",
     "InputError",
     "IncompleteInputWarning",
-    "require_bgr8",
 ]
 
 
@@ -33,7 +32,3 @@ class IncompleteInputWarning(UserWarning):
     container announces, or an image of a folder cannot be decoded. The output holds what
     was read; ``warnings.simplefilter("error", IncompleteInputWarning)`` (the CLI's
     ``--strict``) makes it an error."""
-
-
-# Kept importable from here (it was defined here first); it lives with the other checks.
-from .validation import require_bgr8  # noqa: E402

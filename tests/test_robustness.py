@@ -25,6 +25,7 @@ from click.testing import CliRunner
 from conftest import ONNX_DIR, OPENFACE_DIR, REFERENCE, SAMPLES, load_reference
 from pyfaceau.cli import main
 from pyfaceau.errors import IncompleteInputWarning, InputError
+from pyfaceau import Options, Pipeline
 from pyfaceau.modelstore import MANIFEST
 from pyfaceau.output.atomic import atomic_output, check_output_path
 from pyfaceau.output.table import OPENFACE_COLUMNS, write_csv
@@ -102,13 +103,10 @@ def test_bad_output_fails_before_the_first_frame(tmp_path, case):
     assert len(r.output.strip().splitlines()) == 1 and "error" in r.output
     assert lm_csv.read_bytes() == before  # the input is intact
     assert leftovers(tmp_path) == []
-    # the library function says so before any frame is processed
-    from pyfaceau.pipeline.session import make_front_end, process
-
+    # the library says so before any frame is processed
     calls: list = []
     with pytest.raises(InputError):
-        process(seq, make_front_end("csv", landmarks_csv=lm_csv), output_csv=out,
-                on_frame=_count_frames(calls))
+        Pipeline(Options.openface_csv(lm_csv)).process(seq, out, on_frame=_count_frames(calls))
     assert calls == []
 
 
@@ -185,17 +183,17 @@ def test_interrupt_while_writing_leaves_nothing(tmp_path, sig, code):
     out.write_text("earlier\n")
     script = textwrap.dedent(f"""
         import os, signal, sys
-        import pyfaceau.pipeline.session as session
+        import pyfaceau.pipeline.pipeline as pipeline
         from pyfaceau.output.atomic import atomic_output
 
-        def process(*args, output_csv=None, **kwargs):
+        def process(self, input_path, output_csv=None, **kwargs):
             with atomic_output(output_csv) as f:
                 f.write("frame\\n1\\n")
                 os.kill(os.getpid(), {int(sig)})
                 f.write("2\\n")
             raise AssertionError("not reached")
 
-        session.process = process
+        pipeline.Pipeline.process = process
         from pyfaceau.cli import main
         sys.argv = ["pyfaceau", {str(SAMPLES / "image_sequence")!r}, "-o", {str(out)!r},
                     "--landmarks-csv", {str(REFERENCE / "image_sequence.csv")!r}, "--no-progress"]
@@ -290,9 +288,7 @@ def test_no_face_video_has_openfaces_714_columns(no_face_video, tmp_path):
     2D landmarks 0, the models' initial state in 3D (X_0 -190.5, eye_lmk_X_0 -160.0,
     eye_lmk_Z_0 249.9) and pose_Tz 33232396 mm (the initial model at scale 1 projected
     with this camera), gaze 0."""
-    from pyfaceau.pipeline.session import make_front_end, process
-
-    df = process(no_face_video, make_front_end("faithful"), output_csv=tmp_path / "o.csv")
+    df = Pipeline(Options.faithful()).process(no_face_video, tmp_path / "o.csv")
     assert list(df.columns) == list(load_reference("default").columns)
     assert df.shape == (6, 714) and (df["success"] == 0).all()
     row = df.iloc[0]
@@ -305,11 +301,9 @@ def test_no_face_video_has_openfaces_714_columns(no_face_video, tmp_path):
 
 
 def test_no_face_still_has_the_same_columns(tmp_path):
-    from pyfaceau.pipeline.session import make_front_end, process
-
     img = tmp_path / "grey.png"
     cv2.imwrite(str(img), np.full((240, 320, 3), 128, np.uint8))
-    df = process(img, make_front_end("faithful"))
+    df = Pipeline(Options.faithful()).process(img)
     assert len(df) == 1 and df["success"].iloc[0] == 0
     assert list(df.columns) == [c for c in OPENFACE_COLUMNS]
 

@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 
 from ..detection.retinaface import check_session_io, open_onnx_session
-from ..errors import InputError, ModelFileError, require_bgr8
+from ..errors import InputError, ModelFileError
+from ..validation import require_bgr8
 from ..modelstore import resolve
 
 __all__ = [

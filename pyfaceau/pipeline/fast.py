@@ -43,7 +43,8 @@ import numpy as np
 
 from ..detection.retinaface import RetinaFaceDetector
 from ..detection.types import FaceDetections
-from ..errors import InputError, require_bgr8
+from ..errors import InputError
+from ..validation import require_bgr8
 from ..landmarks.clnf.model import (
     CLNF,
     MAIN_FIT_PARAMETERS,
