@@ -79,6 +79,22 @@ def test_non_utf8_video_image_and_folder_names(tmp_path):
     assert source.frame_count == 90 and sum(1 for _ in source) == 88
 
 
+def test_non_utf8_live_source(tmp_path):
+    """A file played as a live source (``pyfaceau stream``) under a non-UTF-8 name."""
+    from pyfaceau.pipeline.live import open_live
+
+    video = os.fsencode(tmp_path) + b"/caf\xe9.wmv"
+    shutil.copy(SAMPLES / "changeLighting.wmv", video)
+    source = open_live(os.fsdecode(video))
+    try:
+        frame = next(iter(source))
+        assert frame.image.shape == (480, 640, 3)
+    finally:
+        source.close()
+    with pytest.raises(InputError, match="UTF-8"):
+        open_live("rtsp://caf\udce9/stream")
+
+
 # -- 2. the output is checked before the work, written atomically ------------------------
 
 def _count_frames(calls: list):
