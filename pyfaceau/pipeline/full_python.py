@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from ..validation import require_index, require_number
 from ..options import ModelsArg, Options, Refinement
+from ..validation import require_index, require_number
 from .backend import AUBackend, FrameResult
 from .models import Models
 from .pipeline import Pipeline, StreamSession
