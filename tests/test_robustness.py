@@ -72,7 +72,7 @@ def test_non_utf8_video_image_and_folder_names(tmp_path):
     os.mkdir(folder)
     for p in sorted((SAMPLES / "image_sequence").iterdir())[:3]:
         shutil.copy(p, folder + b"/" + os.fsencode(p.name))
-    frames = list(open_source(os.fsdecode(folder)))
+    frames = list(open_source(folder))  # bytes, as os.listdir(bytes) gives them
     assert len(frames) == 3 and all(f.decoded for f in frames)
     # and the whole command on the video through its bytes name, in this process too
     source = open_source(os.fsdecode(video))

@@ -107,7 +107,7 @@ def opencv_path(path: str | os.PathLike) -> Iterator[str]:
     ``cv2.VideoCapture`` crashes the process. Such a file is opened through a symbolic
     link with an ASCII name in a private temporary folder, removed on exit.
     """
-    name = os.fspath(path)
+    name = os.fsdecode(path)
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
@@ -264,7 +264,7 @@ class FrameSource:
             yield Frame(index, 0.0, image)
 
 
-def open_source(path: str | os.PathLike) -> FrameSource:
+def open_source(path: str | bytes | os.PathLike) -> FrameSource:
     """Open a video file, a folder of images or an image file.
 
     Raises
@@ -272,7 +272,7 @@ def open_source(path: str | os.PathLike) -> FrameSource:
     InputError
         If the path does not exist or cannot be decoded.
     """
-    p = Path(path)
+    p = Path(os.fsdecode(path))  # bytes too: any name the operating system accepts
     if not p.exists():
         raise InputError(f"{p}: no such file or folder")
     if p.is_dir():
