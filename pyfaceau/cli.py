@@ -109,7 +109,7 @@ def _guarded_run(strict: bool) -> Iterator[None]:
 
 @main.command("process")
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+@click.option("-o", "--output", type=click.Path(), default=None,
               help="CSV to write (default: INPUT's name with .csv, in the current folder).")
 @click.option("--fast", is_flag=True,
               help="Fast path: RetinaFace + PFLD, refined by tracking with OpenFace's CLNF.")
@@ -133,7 +133,7 @@ def _guarded_run(strict: bool) -> Iterator[None]:
                    "(a truncated video, an undecodable image of a folder).")
 def process_cmd(
     input_path: Path,
-    output: Path | None,
+    output: str | None,  # kept as typed: a trailing slash means a folder
     fast: bool,
     no_refine: bool,
     refine_mode: str | None,

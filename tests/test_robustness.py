@@ -101,13 +101,14 @@ def _count_frames(calls: list):
     return lambda done, total: calls.append(done)
 
 
-@pytest.mark.parametrize("case", ["folder", "unwritable", "too_long", "landmarks_csv"])
+@pytest.mark.parametrize("case", ["folder", "new_folder", "unwritable", "too_long", "landmarks_csv"])
 def test_bad_output_fails_before_the_first_frame(tmp_path, case):
     seq = SAMPLES / "image_sequence"
     lm_csv = tmp_path / "lm.csv"
     shutil.copy(REFERENCE / "image_sequence.csv", lm_csv)
     out = {
         "folder": tmp_path,
+        "new_folder": str(tmp_path / "new") + "/",
         "unwritable": Path("/proc/pyfaceau_test.csv"),
         "too_long": tmp_path / ("x" * 300 + ".csv"),
         "landmarks_csv": lm_csv,

@@ -76,7 +76,10 @@ def check_output_path(
         One line: ``output`` is a folder, is one of ``inputs``, has a name longer than
         the file system allows, or its folder cannot be created or written.
     """
-    out = Path(output)
+    raw = os.fsdecode(output)
+    out = Path(raw)
+    if raw.endswith(("/", os.sep)):  # Path drops the slash that says "a folder"
+        raise InputError(f"{raw}: names a folder; give a file name for the output (-o FILE.csv)")
     folder = out.parent
     try:
         name_max = os.pathconf(folder if folder.is_dir() else ".", "PC_NAME_MAX")
