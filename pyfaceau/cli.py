@@ -10,7 +10,10 @@ import logging
 import os
 import sys
 import time
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import click
 
@@ -51,14 +54,61 @@ def _stdin_is_interactive() -> bool:
     return sys.stdin.isatty()
 
 
-def _fail(exc: BaseException) -> None:
+def _fail(exc: BaseException, code: int = 2) -> None:
     click.echo(f"pyfaceau: error: {exc}", err=True)
-    sys.exit(2)
+    sys.exit(code)
+
+
+#: Exit codes beyond click's: 3 = input incomplete under --strict; 128 + signal number on
+#: Ctrl-C (130) and SIGTERM (143), as a shell reports a process ended by that signal.
+EXIT_INCOMPLETE = 3
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Library warnings as one line each on stderr (no source file, no code line), above
+    an open progress bar."""
+    tqdm.write(f"pyfaceau: warning: {message}", file=sys.stderr)
+
+
+@contextmanager
+def _guarded_run(strict: bool) -> Iterator[None]:
+    """Run a command's work so that it ends with one line and a meaningful exit code:
+    warnings as one line (errors under ``strict``), Ctrl-C 130, SIGTERM 143, an
+    unexpected exception one line (exit 1). Temporary output files are removed by the
+    ``finally`` blocks these exceptions unwind through."""
+    from .errors import IncompleteInputWarning
+    from .output.atomic import Terminated, terminate_on_sigterm
+
+    with terminate_on_sigterm(), warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        if strict:
+            warnings.simplefilter("error", IncompleteInputWarning)
+        try:
+            yield
+        except IncompleteInputWarning as exc:
+            _fail(exc, EXIT_INCOMPLETE)
+        except PyFaceAUError as exc:
+            _fail(exc)
+        except KeyboardInterrupt:
+            click.echo("pyfaceau: interrupted; nothing written", err=True)
+            sys.exit(EXIT_SIGINT)
+        except Terminated:
+            click.echo("pyfaceau: terminated; nothing written", err=True)
+            sys.exit(EXIT_SIGTERM)
+        except OSError as exc:
+            _fail(PyFaceAUError(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")))
+        except MemoryError:
+            _fail(PyFaceAUError("out of memory"), 1)
+        except Exception as exc:  # a defect: one line, not a traceback
+            logging.getLogger(__name__).debug("internal error", exc_info=True)
+            _fail(PyFaceAUError(f"internal error ({type(exc).__name__}: {exc}); please report it"), 1)
 
 
 @main.command("process")
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+@click.option("-o", "--output", type=click.Path(), default=None,
               help="CSV to write (default: INPUT's name with .csv, in the current folder).")
 @click.option("--fast", is_flag=True,
               help="Fast path: RetinaFace + PFLD, refined by tracking with OpenFace's CLNF.")
@@ -77,9 +127,12 @@ def _fail(exc: BaseException) -> None:
                    "The output is the same for any number.")
 @click.option("--models", "models", default=None, help=MODELS_HELP)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--strict", is_flag=True,
+              help="Fail (exit 3) instead of warning when part of the input cannot be read "
+                   "(a truncated video, an undecodable image of a folder).")
 def process_cmd(
     input_path: Path,
-    output: Path | None,
+    output: str | None,  # kept as typed: a trailing slash means a folder
     fast: bool,
     no_refine: bool,
     refine_mode: str | None,
@@ -88,6 +141,7 @@ def process_cmd(
     threads: int | None,
     models: str | None,
     no_progress: bool,
+    strict: bool,
 ) -> None:
     """Measure Action Units in a video, an image folder or an image."""
     from .options import Options
@@ -102,14 +156,14 @@ def process_cmd(
         _fail(click.UsageError("--landmarks-csv and --fast exclude each other"))
     out = output if output is not None else Path(input_path.stem + ".csv")
     # Fail before hours of processing, not after.
+    from .output.atomic import check_output_path
+
     try:
-        out.resolve().parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        _fail(PyFaceAUError(f"{out}: cannot create its folder ({exc.strerror or exc})"))
-    if not os.access(out.resolve().parent, os.W_OK):
-        _fail(PyFaceAUError(f"{out}: its folder is not writable"))
+        check_output_path(out, [input_path, landmarks_csv])
+    except PyFaceAUError as exc:
+        _fail(exc)
     common = dict(models=models, threads=threads, au_models="static" if static_models else "auto")
-    try:
+    with _guarded_run(strict):
         if landmarks_csv is not None:
             options = Options.openface_csv(landmarks_csv, **common)
         elif fast:
@@ -136,13 +190,7 @@ def process_cmd(
             df = pipe.process(input_path, output_csv=out, on_frame=on_frame)
         elapsed = time.perf_counter() - t0
         if bar is not None:
-            bar.close()
-    except PyFaceAUError as exc:
-        _fail(exc)
-        return
-    except OSError as exc:  # e.g. the output folder is not writable
-        _fail(PyFaceAUError(f"{exc.filename or out}: {exc.strerror or exc}"))
-        return
+            bar.close()  # as far as it got: a short video is not drawn as complete
     n = len(df)
     ok = int(df["success"].sum()) if n else 0
     if "face_id" in df and n and df["frame"].nunique() == 1 and n > 1:  # a still, every face
@@ -233,22 +281,30 @@ def models_group() -> None:
 @models_group.command("path")
 @click.option("--models", "models", default=None, help=MODELS_HELP)
 def models_path(models: str | None) -> None:
-    """Print the folders searched for model files, and which files are missing."""
+    """Print the folders searched for model files and check every file (size and
+    SHA-256); exit 1 when a file is missing or damaged."""
     from .modelstore import MANIFEST, search_dirs
-    from .modelstore.store import resolve
+    from .modelstore.store import check_store
 
     for d in search_dirs(models):
         click.echo(str(d))
-    missing: list[str] = []
-    for rel in MANIFEST:
-        try:
-            resolve(rel, models, verify=False)
-        except PyFaceAUError:
-            missing.append(rel)
-    if missing:
-        click.echo(f"missing: {len(missing)} of {len(MANIFEST)} files, e.g. {missing[0]}", err=True)
+    status = check_store(models)
+    n = len(MANIFEST)
+    if status.missing:
+        click.echo(f"missing: {len(status.missing)} of {n} files, e.g. {status.missing[0]}", err=True)
+    for rel, why in list(status.damaged.items())[:10]:
+        click.echo(f"damaged: {why}", err=True)
+    if len(status.damaged) > 10:
+        click.echo(f"damaged: ... and {len(status.damaged) - 10} more", err=True)
+    if status.ok:
+        click.echo(f"all {n} model files found and verified", err=True)
     else:
-        click.echo(f"all {len(MANIFEST)} model files found", err=True)
+        click.echo("fix: 'pyfaceau models download --accept-license' or "
+                   "'pyfaceau models install DIR'", err=True)
+        sys.exit(1)
+
+
+models_group.add_command(models_path, "verify")
 
 
 def _report(report, verb: str) -> None:

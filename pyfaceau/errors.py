@@ -1,15 +1,18 @@
-"""Exceptions raised by pyfaceau.
+"""Exceptions and warnings raised by pyfaceau.
 
 Every error a user can cause (a missing or damaged model file, an unreadable video, a bad
 argument) is one of these, with a one-line message that says what was expected and how to
-fix it.
+fix it. The checks of array arguments live in :mod:`pyfaceau.validation`.
 """
 
 from __future__ import annotations
 
-import numpy as np
-
-__all__ = ["PyFaceAUError", "ModelFileError", "InputError", "require_bgr8"]
+__all__ = [
+    "PyFaceAUError",
+    "ModelFileError",
+    "InputError",
+    "IncompleteInputWarning",
+]
 
 
 class PyFaceAUError(Exception):
@@ -24,18 +27,8 @@ class InputError(PyFaceAUError, ValueError):
     """An input (video, image, landmark CSV, array argument) cannot be used."""
 
 
-def require_bgr8(image: object, name: str = "image_bgr") -> np.ndarray:
-    """``image`` itself if it is a non-empty ``(H, W, 3)`` uint8 BGR array, else
-    :class:`InputError` naming the argument and what it got."""
-    if (
-        not isinstance(image, np.ndarray)
-        or image.ndim != 3
-        or image.shape[2] != 3
-        or image.dtype != np.uint8
-        or image.shape[0] < 1
-        or image.shape[1] < 1
-    ):
-        got = getattr(image, "shape", type(image).__name__)
-        dt = getattr(image, "dtype", "")
-        raise InputError(f"{name}: expected an (H, W, 3) uint8 BGR image, got {got} {dt}".rstrip())
-    return image
+class IncompleteInputWarning(UserWarning):
+    """Part of an input could not be read: a video ends before the frame count its
+    container announces, or an image of a folder cannot be decoded. The output holds what
+    was read; ``warnings.simplefilter("error", IncompleteInputWarning)`` (the CLI's
+    ``--strict``) makes it an error."""

@@ -236,6 +236,10 @@ def test_reset_forgets(mtcnn, validator, pdm) -> None:
 
 
 # ------------------------------------------------------------- with the real CLNF fitter
+#: Validator confidence bins that may differ from OpenFace's in the first 30 frames: one,
+#: the smallest unit above OpenFace's own spread across BLAS kernels.
+MAX_VALIDATOR_BIN_FLIPS_IN_30 = 1
+
 _HAVE_FITTER = importlib.util.find_spec("pyfaceau.landmarks.clnf.model") is not None
 needs_fitter = pytest.mark.skipif(not _HAVE_FITTER, reason="CLNF fitter not written yet")
 
@@ -253,8 +257,12 @@ def test_front_end_first_frames_succeed() -> None:
         assert r.landmarks.shape == (68, 2)
     ref_ok = ref.success[:30].to_numpy() == 1
     assert np.all(np.array(got)[ref_ok]), (got, conf)
-    # measured: identical validator bins on all 30 frames
-    np.testing.assert_allclose(conf, ref.confidence[:30], atol=1 / 300 + 1e-6)
+    # measured: identical validator bins on all 30 frames with OpenBLAS's Haswell kernels;
+    # with other kernels one bin flips (frame 8: 0.983 vs 0.92). OpenFace's own bins move
+    # as much across kernels (0-0.6% of frames per video, docs/robustness.md): at most
+    # one frame of 30 may differ.
+    differ = np.abs(np.asarray(conf) - ref.confidence[:30].to_numpy()) > 1 / 300 + 1e-6
+    assert differ.sum() <= MAX_VALIDATOR_BIN_FLIPS_IN_30, np.round(conf, 3)
     black = np.zeros_like(frame)
     fe.reset()
     assert not fe.track(black).success

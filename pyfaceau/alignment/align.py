@@ -18,6 +18,7 @@ import numba as nb
 import numpy as np
 
 from ..errors import InputError
+from ..validation import require_image, require_landmarks
 from ..pdm.pdm import PDM, ArrayLike
 from ..pdm.rotation import align_shapes_with_scale
 
@@ -53,12 +54,7 @@ _F32 = np.float32
 
 
 def _check_landmarks(landmarks: np.ndarray) -> np.ndarray:
-    lm = np.asarray(landmarks, dtype=np.float64)
-    if lm.shape != (68, 2):
-        raise InputError(f"landmarks: expected (68, 2), got {lm.shape}")
-    if not np.isfinite(lm).all():
-        raise InputError("landmarks: has NaN or infinite values")
-    return lm.astype(_F32)
+    return require_landmarks(landmarks, 68).astype(_F32)
 
 
 def alignment_warp_matrix(
@@ -213,11 +209,7 @@ def align_face(
     the mask uses the landmarks mapped by the same warp, with points 0, 16 and 17-26
     raised by ``(30 / 0.7) * scale`` pixels; the mask multiplies each channel.
     """
-    img = np.asarray(image_bgr)
-    if img.dtype != np.uint8 or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3):
-        raise InputError(
-            f"image_bgr: expected a (H, W, 3) or (H, W) uint8 image, got {img.shape} {img.dtype}"
-        )
+    img = require_image(np.asarray(image_bgr), "image_bgr", channels=(3, 1))
     if size <= 0:
         raise InputError(f"size must be positive, got {size}")
     lm = _check_landmarks(landmarks)

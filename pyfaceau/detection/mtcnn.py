@@ -46,6 +46,7 @@ import numpy as np
 from .. import cnn
 from ..parallel import run_all
 from ..errors import InputError
+from ..validation import require_image
 from ..modelstore import MANIFEST, resolve, verify_file
 from ..parsers.mtcnn import (
     CNNData,
@@ -574,16 +575,11 @@ def _empty_rects() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _validate_image(image: np.ndarray) -> np.ndarray:
     """``(H, W, 3)`` float32 BGR from a uint8 BGR or grey image."""
-    if not isinstance(image, np.ndarray):
-        raise InputError(f"image must be a NumPy array, got {type(image).__name__}")
-    if image.dtype != np.uint8:
-        raise InputError(f"image must be uint8 (OpenCV BGR or grey), got dtype {image.dtype}")
+    image = require_image(image, "image", channels=(3, 1))
     if image.ndim == 2:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    elif image.ndim != 3 or image.shape[2] != 3:
-        raise InputError(f"image must be (H, W, 3) BGR or (H, W) grey, got shape {image.shape}")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise InputError(f"image is empty (shape {image.shape})")
+    elif image.shape[2] == 1:
+        image = cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2BGR)
     return image.astype(_F32)
 
 

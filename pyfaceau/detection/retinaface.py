@@ -15,7 +15,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from ..errors import InputError, ModelFileError, require_bgr8
+from ..errors import InputError, ModelFileError
+from ..validation import require_bgr8
 from ..modelstore import resolve
 from ..onnx import check_session_io, open_onnx_session
 from .types import FaceDetections

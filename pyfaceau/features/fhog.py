@@ -32,6 +32,7 @@ import numba
 import numpy as np
 
 from ..errors import InputError
+from ..validation import require_image
 
 __all__ = [
     "FHOG_NUM_FEATURES",
@@ -333,21 +334,8 @@ def _validate(image: object, cell_size: object, name: str) -> np.ndarray:
             f"cell_size must be >= 2, got {cell_size} (dlib uses a different algorithm for "
             "cell_size 1, which OpenFace never calls and pyfaceau does not reproduce)"
         )
-    if not isinstance(image, np.ndarray):
-        raise InputError(f"{name} must be a numpy array, got {type(image).__name__}")
-    if image.dtype != np.uint8:
-        raise InputError(
-            f"{name} must be uint8 (OpenCV image), got dtype {image.dtype}; convert with "
-            "np.clip(img, 0, 255).astype(np.uint8) if it holds 0..255 values"
-        )
-    if image.ndim == 2:
-        img3 = image[:, :, None]
-    elif image.ndim == 3 and image.shape[2] in (1, 3):
-        img3 = image
-    else:
-        raise InputError(
-            f"{name} must be (H, W) grey or (H, W, 3) BGR, got shape {image.shape}"
-        )
+    image = require_image(image, name, channels=(1, 3))
+    img3 = image[:, :, None] if image.ndim == 2 else image
     h, w = img3.shape[:2]
     rows, cols, _ = fhog_output_shape(h, w, int(cell_size))
     if rows < 1 or cols < 1:

@@ -75,7 +75,7 @@ from ..detection.types import FaceDetections
 from ..errors import InputError
 from .clnf.model import WINDOW_SIZES_INIT, WINDOW_SIZES_SMALL
 from .pfld import crop_square
-from .types import LandmarkResult, eye_fits
+from .types import EYE_PART_NAMES, LandmarkResult, eye_fits
 
 __all__ = [
     "ROTATION_HYPOTHESES",
@@ -471,18 +471,47 @@ class CLNFStep:
         ws = self.window_sizes_small if state.detection_success else self.window_sizes_init
         return self.fit(gray, state.params_global, state.params_local, ws, tracking=True)
 
+    @property
+    def has_eye_models(self) -> bool:
+        """Whether the fits carry OpenFace's two eye part models (the part models run and
+        the fitter has both eyes)."""
+        if self.refine_hierarchical is False:
+            return False
+        names = {getattr(p, "name", None) for p in getattr(self.fitter, "parts", ())}
+        return all(n in names for n in EYE_PART_NAMES)
+
     def report(self, frame: np.ndarray, state: TrackState, success: bool) -> LandmarkResult:
         """``state``'s fit as a result (copies), with the eye models' fits when the fitter
-        has part models and they were fitted."""
+        has part models."""
+        parts = getattr(self.fitter, "parts", ())
+        if self.has_eye_models and not state.part_params:
+            # Never fitted since the reset: OpenFace writes its eye models' initial state
+            # (CLNF::Reset of each hierarchical model: params_global (1, 0, 0, 0, 0, 0),
+            # zero shape, landmarks at 0), whose 3D eye landmarks are not 0.
+            eyes = eye_fits(parts, *_initial_part_state(parts))
+        else:
+            eyes = eye_fits(parts, state.part_landmarks, state.part_params)
         return LandmarkResult(
             success=bool(success),
             confidence=float(state.detection_certainty),
             landmarks=state.landmarks.copy(),
             params_global=state.params_global.copy(),
             params_local=state.params_local.copy(),
-            eyes=eye_fits(getattr(self.fitter, "parts", ()), state.part_landmarks,
-                          state.part_params),
+            eyes=eyes,
         )
+
+
+def _initial_part_state(
+    parts: object,
+) -> tuple[dict[str, np.ndarray], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Part name -> landmarks (all 0) and ``(params_global, params_local)`` of the part
+    models after ``CLNF::Reset``."""
+    landmarks, params = {}, {}
+    for p in parts:  # type: ignore[attr-defined]
+        pdm = p.core.pdm
+        landmarks[p.name] = np.zeros((pdm.n_points, 2), dtype=np.float64)
+        params[p.name] = (np.array(INITIAL_PARAMS_GLOBAL), np.zeros(pdm.n_modes))
+    return landmarks, params
 
 
 class PFLDStep:

@@ -12,7 +12,16 @@ from typing import Iterable, Sequence
 from ..errors import ModelFileError
 from .cache import file_sha256
 
-__all__ = ["ModelEntry", "MANIFEST", "default_data_dir", "search_dirs", "resolve", "verify_file"]
+__all__ = [
+    "ModelEntry",
+    "MANIFEST",
+    "StoreStatus",
+    "check_store",
+    "default_data_dir",
+    "search_dirs",
+    "resolve",
+    "verify_file",
+]
 
 ENV_VAR = "PYFACEAU_MODELS"
 FIX_HINT = (
@@ -135,6 +144,49 @@ def resolve(
             return candidate
     searched = ", ".join(str(d) for d in dirs)
     raise ModelFileError(f"model file '{relpath}' not found (searched: {searched}); {FIX_HINT}")
+
+
+@dataclass
+class StoreStatus:
+    """What :func:`check_store` found.
+
+    Attributes
+    ----------
+    found : relative path -> the copy used (the first folder's), verified.
+    missing : relative paths no searched folder has.
+    damaged : relative path -> one-line reason (truncated, altered, unreadable).
+    """
+
+    found: dict[str, Path]
+    missing: list[str]
+    damaged: dict[str, str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and not self.damaged
+
+
+def check_store(
+    models: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+) -> StoreStatus:
+    """Find and verify (size and SHA-256) every file of the manifest, as :func:`resolve`
+    would when a run needs it; a run uses the first folder's copy of each file."""
+    status = StoreStatus({}, [], {})
+    for rel, entry in MANIFEST.items():
+        try:
+            path = resolve(rel, models, verify=False)
+        except ModelFileError:
+            status.missing.append(rel)
+            continue
+        try:
+            verify_file(path, entry)
+        except ModelFileError as exc:
+            status.damaged[rel] = str(exc).split("; ")[0]
+        except OSError as exc:
+            status.damaged[rel] = f"{path}: cannot be read ({exc.strerror or exc})"
+        else:
+            status.found[rel] = path
+    return status
 
 
 def resolve_many(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Sequence, Union
 import numpy as np
 
 from ..errors import InputError
+from .atomic import atomic_output
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -397,15 +398,12 @@ def write_csv(table: TableLike, path: str | os.PathLike) -> Path:
     """Write ``table`` (a :class:`FrameTable` or a DataFrame) as OpenFace writes its CSV
     (same names, order and precision).
 
-    The file is written next to its target and renamed into place, so an existing file
-    is replaced only by a complete one.
+    The file is written next to its target and renamed into place
+    (:func:`~pyfaceau.output.atomic.atomic_output`), so an existing file is replaced only
+    by a complete one and nothing is left behind on a failure.
     """
     out = Path(path)
-    if out.parent and not out.parent.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".part")
-    with open(tmp, "wb") as f:
+    with atomic_output(out, "wb") as f:
         for chunk in iter_csv_chunks(table):
             f.write(chunk)
-    os.replace(tmp, out)
     return out

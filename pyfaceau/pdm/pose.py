@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
+from ..validation import require_landmarks
 from .pdm import PDM, ArrayLike
 from .rotation import axis_angle_to_euler, euler_to_rotation_matrix
 
@@ -66,10 +67,8 @@ def default_intrinsics(width: int, height: int) -> tuple[float, float, float, fl
 
 
 def _check_landmarks(landmarks: np.ndarray, n: int) -> np.ndarray:
-    lm = np.asarray(landmarks, dtype=np.float64)
-    if lm.shape != (n, 2):
-        raise InputError(f"landmarks: expected ({n}, 2), got {lm.shape}")
-    return lm.astype(_F32)
+    # A failed frame's landmarks (all 0) are valid here: OpenFace writes its pose too.
+    return require_landmarks(landmarks, n, fitted=False).astype(_F32)
 
 
 def pose_from_params(

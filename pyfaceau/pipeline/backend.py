@@ -175,12 +175,18 @@ class AUBackend:
         batched: bool | None = None,
         face_id: int = 0,
         record: bool = True,
+        eye_columns: bool = False,
     ) -> "BackendSession":
         """Start a video (or image sequence) of ``width`` x ``height`` pixels.
 
+        ``camera`` (default: OpenFace's guess for each frame's size, see
+        :meth:`Camera.openface_default`) applies to every frame when given.
         ``batched`` overrides the back end's setting for this session (see the class);
         ``face_id`` is written in every row; ``record=False`` keeps no rows (a live
         stream: per-frame results only, no :meth:`BackendSession.finish`).
+        ``eye_columns``: the front end has OpenFace's eye models, so the table always has
+        the gaze and eye-landmark columns (zeros where a frame has no eye fit), whatever
+        the video holds.
         """
         return BackendSession(
             self,
@@ -189,6 +195,8 @@ class AUBackend:
             self.batched if batched is None else batched,
             face_id,
             record,
+            fixed_camera=camera is not None,
+            eye_columns=eye_columns,
         )
 
 
@@ -206,6 +214,9 @@ class BackendSession:
         batched: bool,
         face_id: int = 0,
         record: bool = True,
+        *,
+        fixed_camera: bool = True,
+        eye_columns: bool = False,
     ) -> None:
         self.backend = backend
         self.camera = camera
@@ -220,7 +231,21 @@ class BackendSession:
         )
         self.table = FrameTable(backend.columns)
         self._finished = False
-        self._has_eyes = False  # the gaze / eye columns are kept if any frame had eyes
+        # The gaze / eye columns are kept when the front end has eye models, or if any
+        # frame had eyes.
+        self._has_eyes = eye_columns
+        # Without a given camera each frame gets OpenFace's guess for its own size (an
+        # image folder may hold images of several sizes).
+        self._fixed_camera = fixed_camera
+        self._cameras = {(round(camera.cx * 2), round(camera.cy * 2)): camera}
+
+    def _camera_of(self, image: np.ndarray) -> Camera:
+        if self._fixed_camera:
+            return self.camera
+        size = image.shape[1], image.shape[0]
+        if size not in self._cameras:
+            self._cameras[size] = Camera.openface_default(*size)
+        return self._cameras[size]
 
     def add(self, frame: Frame, lm: LandmarkResult, aligned_face: np.ndarray | None = None) -> FrameResult:
         """Process one frame given its landmarks; returns the frame's (online) results.
@@ -252,7 +277,7 @@ class BackendSession:
             intensity_names=names[0],
             presence_names=names[1],
         )
-        c = self.camera
+        c = self._camera_of(frame.image)
         # Pose, p_* and 3D landmarks from the landmark fitter's own parameters when it has
         # them (on a failed frame too: OpenFace writes its model's current state), else
         # from calc_params on a success, else zeros.
@@ -293,7 +318,7 @@ class BackendSession:
         )
         if lm.eyes is not None:
             self._has_eyes = True
-            eye_columns = self._eye_columns(lm, pose, lm3d)
+            eye_columns = self._eye_columns(lm, pose, lm3d, c)
             row.update(eye_columns)
             result.eye_landmarks = eye_columns["eye_landmarks"]
             result.gaze = eye_columns["gaze"]
@@ -301,9 +326,10 @@ class BackendSession:
             self.table.add(row)
         return result
 
-    def _eye_columns(self, lm: LandmarkResult, pose: np.ndarray, lm3d: np.ndarray) -> dict:
+    def _eye_columns(
+        self, lm: LandmarkResult, pose: np.ndarray, lm3d: np.ndarray, c: Camera
+    ) -> dict:
         """OpenFace's eye landmarks (2D, 3D) and gaze (zero on failed frames, as there)."""
-        c = self.camera
         assert lm.eyes is not None
         eyes_3d = [
             landmarks_3d_camera(e.pdm, e.params_global, e.params_local, e.landmarks,

@@ -65,6 +65,7 @@ class CsvLandmarkFrontEnd:
     """
 
     def __init__(self, path: str | os.PathLike, *, dequantise: bool = True, models=None) -> None:
+        self.csv_path = Path(path)  # an input of the run: never its output
         df = read_openface_csv(path)
         if "face_id" in df.columns and df["face_id"].nunique() > 1:
             df = df[df["face_id"] == df["face_id"].min()]
@@ -93,6 +94,11 @@ class CsvLandmarkFrontEnd:
         clone.__dict__.update(self.__dict__)
         clone.reset()
         return clone
+
+    def skip_frame(self) -> None:
+        """A frame of the input that could not be decoded: its CSV row is not used, and
+        the next frame gets the next row."""
+        self._next_frame += 1
 
     def track(self, frame_bgr: np.ndarray) -> LandmarkResult:
         row = self._row_of_frame.get(self._next_frame)

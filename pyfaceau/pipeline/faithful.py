@@ -109,6 +109,12 @@ class OpenFaceLandmarkFrontEnd:
         return self._tracker
 
     @property
+    def has_eye_models(self) -> bool:
+        """Whether the fitter has OpenFace's two eye part models (then every row has the
+        gaze and eye-landmark columns, as OpenFace's FeatureExtraction writes them)."""
+        return bool(getattr(self._tracker.step_part, "has_eye_models", False))
+
+    @property
     def parameters(self) -> TrackingParameters:
         return self._parameters
 

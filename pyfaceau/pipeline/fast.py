@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from ..detection.retinaface import RetinaFaceDetector
-from ..errors import InputError, require_bgr8
+from ..errors import InputError
 from ..landmarks.build import FAST_CLNF_ITERATIONS, build_fast_tracker
 from ..landmarks.clnf.model import CLNF
 from ..landmarks.clnf.validator import DetectionValidator
@@ -39,6 +39,7 @@ from ..landmarks.tracking import (  # noqa: F401 - the constants' former home
     box_from_anchor,
 )
 from ..refinement.targeted import FAST_SEARCH_WINDOW, TargetedCLNFRefiner
+from ..validation import require_bgr8
 from .types import LandmarkResult
 
 __all__ = ["FastLandmarkFrontEnd", "box_from_anchor"]
@@ -199,6 +200,12 @@ class FastLandmarkFrontEnd:
         require_bgr8(frame_bgr, "frame_bgr")
         gray = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY) if self.clnf is not None else None
         return self._tracker.step(self._state, frame_bgr, gray)
+
+    @property
+    def has_eye_models(self) -> bool:
+        """Whether results carry OpenFace's eye models' fits (``refine="clnf"`` with
+        ``clnf_hierarchical``): then every row has the gaze and eye-landmark columns."""
+        return bool(getattr(self._tracker.step_part, "has_eye_models", False))
 
     def detect_all(self, frame_bgr: np.ndarray) -> list[LandmarkResult]:
         """Every face of a still image, each on its own, in the detector's order (as

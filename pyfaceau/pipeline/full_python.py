@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..errors import InputError
 from ..options import ModelsArg, Options, Refinement
+from ..validation import require_index, require_number
 from .backend import AUBackend, FrameResult
 from .models import Models
 from .pipeline import Pipeline, StreamSession
@@ -173,6 +174,8 @@ class FullPythonAUPipeline:
             ``frame_num + 1``, as in OpenFace's CSV).
         timestamp : seconds; default 0.
         """
+        frame_num = require_index(frame_num, "frame_num")
+        timestamp = require_number(timestamp, "timestamp", allow_none=True)
         if self._stream is None:
             self._stream = self.pipeline.open_stream()
         return self._stream.add(image, timestamp, frame_index=frame_num)[0]

@@ -18,7 +18,7 @@ from typing import Iterator
 import cv2
 
 from ..errors import InputError
-from .sources import Frame, to_bgr8
+from .sources import Frame, opencv_path, to_bgr8
 
 __all__ = ["LiveSource", "open_live"]
 
@@ -106,6 +106,14 @@ class LiveSource:
         self._capture.release()
 
 
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def open_live(source: str | int | os.PathLike) -> LiveSource:
     """Open a camera (an index such as ``0``), a stream URL (``rtsp://``, ``http://`` ...)
     or a video file (played at its frame rate, as if live).
@@ -120,13 +128,17 @@ def open_live(source: str | int | os.PathLike) -> LiveSource:
         capture = cv2.VideoCapture(int(text))
         name, paced = f"camera {int(text)}", False
     elif isinstance(text, str) and "://" in text:
+        if not _utf8(text):  # OpenCV's binding would crash on it
+            raise InputError(f"{text!r}: a stream URL must be valid UTF-8")
         capture = cv2.VideoCapture(text)
         name, paced = text, False
     else:
         path = Path(text)
         if not path.is_file():
             raise InputError(f"{path}: no such video file (or a camera index / stream URL)")
-        capture = cv2.VideoCapture(str(path))
+        # any file name (the alias may go once the file is open: FFmpeg holds it)
+        with opencv_path(path) as alias:
+            capture = cv2.VideoCapture(alias)
         name, paced = str(path), True
     if not capture.isOpened():
         capture.release()

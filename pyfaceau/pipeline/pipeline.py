@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..errors import InputError
 from ..options import Options
+from ..validation import require_index, require_number
 from .backend import Camera, FrameResult
 from .live import LiveSource, open_live
 from .models import Models
@@ -133,8 +134,11 @@ class Pipeline:
         pandas.DataFrame with OpenFace's columns, one row per face per frame, after
         OpenFace's offline post-processing.
         """
+        from ..output.atomic import check_output_path
         from ..output.table import write_csv
 
+        if output_csv is not None:  # before the work, not after
+            check_output_path(output_csv, [input_path, self.options.landmarks_csv])
         source = open_source(input_path)
         session = self.session(source.kind, source.width, source.height, batched=True)
         with single_threaded_blas():
@@ -235,11 +239,8 @@ class StreamSession:
         (default: one more than the last; results carry ``frame = frame_index + 1``).
         """
         if frame_index is not None:
-            if isinstance(frame_index, bool) or not isinstance(frame_index, (int, np.integer)) or frame_index < 0:
-                raise InputError(f"frame_index: expected a whole number >= 0, got {frame_index!r}")
-            self._next_index = int(frame_index)
-        if timestamp is not None and not isinstance(timestamp, (int, float, np.number)):
-            raise InputError(f"timestamp: expected seconds as a number, got {timestamp!r}")
+            self._next_index = require_index(frame_index, "frame_index")
+        timestamp = require_number(timestamp, "timestamp", allow_none=True)
         img = to_bgr8(image, "image")
         size = (img.shape[1], img.shape[0])
         if self._session is None or self._size != size:

@@ -23,12 +23,19 @@ from threadpoolctl import threadpool_limits
 
 from ..errors import InputError
 from ..options import ModelsArg
+from ..output.atomic import check_output_path
 from .backend import AUBackend, Camera, FrameResult
 from .sources import Frame
 from .track import FaceTrack
 from .types import LandmarkFrontEnd, LandmarkResult
 
-__all__ = ["InputSession", "make_front_end", "process", "single_threaded_blas"]
+__all__ = [
+    "InputSession",
+    "has_eye_models",
+    "make_front_end",
+    "process",
+    "single_threaded_blas",
+]
 
 #: Frames decoded ahead of the landmark stage, and frames waiting for the back end, when
 #: the stages run on their own threads (bounded, so memory does not grow with the video).
@@ -101,6 +108,7 @@ class InputSession:
             batched=self._batched,
             face_id=face_id,
             record=self._record,
+            eye_columns=has_eye_models(tracker),
         )
         return FaceTrack(face_id, tracker, au)
 
@@ -203,7 +211,7 @@ class InputSession:
                         raise item
                     frame: Frame = item  # type: ignore[assignment]
                     for track in self.tracks:
-                        landmarks = track.track(frame.image)
+                        landmarks = track.landmarks(frame)
                         pending.append(back.submit(track.measure, frame, landmarks))
                     while pending and (len(pending) > BACKEND_BEHIND or pending[0].done()):
                         settle(pending.popleft())
@@ -266,6 +274,12 @@ def make_front_end(
     return Models(options).new_front_end()
 
 
+def has_eye_models(front_end: object) -> bool:
+    """Whether ``front_end`` fits OpenFace's eye models (its ``has_eye_models``
+    attribute), so that its table always has the gaze and eye-landmark columns."""
+    return bool(getattr(front_end, "has_eye_models", False))
+
+
 def process(
     input_path: str | os.PathLike,
     front_end: LandmarkFrontEnd,
@@ -289,6 +303,8 @@ def process(
     from ..output.table import write_csv
     from .sources import open_source
 
+    if output_csv is not None:  # before the work, not after
+        check_output_path(output_csv, [input_path, getattr(front_end, "csv_path", None)])
     source = open_source(input_path)
     if backend is None:
         use_dynamic = dynamic if dynamic is not None else source.kind != "image"

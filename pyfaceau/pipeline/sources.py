@@ -8,6 +8,9 @@ image sequences (as FeatureExtraction writes them for ``-fdir``).
 from __future__ import annotations
 
 import os
+import tempfile
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -15,9 +18,23 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from ..errors import InputError
+from ..errors import IncompleteInputWarning, InputError
 
-__all__ = ["Frame", "FrameSource", "open_source", "to_bgr8", "IMAGE_SUFFIXES"]
+__all__ = [
+    "FRAME_COUNT_SLACK",
+    "Frame",
+    "FrameSource",
+    "IMAGE_SUFFIXES",
+    "open_source",
+    "opencv_path",
+    "read_image",
+    "to_bgr8",
+]
+
+# FFmpeg's own log lines ("[wmv2 @ 0x...] ac-tex damaged") would go to stderr beside
+# pyfaceau's one-line warning that says what they mean for the output; OpenCV reads this
+# when its FFmpeg backend first opens a file. A value set by the user wins.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 
@@ -31,11 +48,14 @@ class Frame:
     index : 0-based position in the source (the CSV's ``frame`` is ``index + 1``).
     timestamp : seconds.
     image : ``(H, W, 3)`` uint8 BGR.
+    decoded : False for an image of a folder that could not be decoded (``image`` is then
+        black, of the folder's first size); its row has ``success = 0``.
     """
 
     index: int
     timestamp: float
     image: np.ndarray
+    decoded: bool = True
 
 
 def to_bgr8(image: np.ndarray, name: str = "image") -> np.ndarray:
@@ -66,8 +86,64 @@ def to_bgr8(image: np.ndarray, name: str = "image") -> np.ndarray:
     raise InputError(f"{name}: unsupported number of channels {channels}")
 
 
-def _read_image(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+#: Frames a container's announced count may exceed what a complete file decodes to: ASF
+#: (``.wmv``) estimates the count from its duration (``changeLighting.wmv`` announces 90
+#: and holds 88). A shortfall beyond this is reported as a truncated or corrupt video.
+FRAME_COUNT_SLACK = 2
+
+
+def _is_hidden(path: Path) -> bool:
+    """Hidden files and macOS's AppleDouble companions (``._x.jpg``) are not images."""
+    return path.name.startswith(".")
+
+
+@contextmanager
+def opencv_path(path: str | os.PathLike) -> Iterator[str]:
+    """A name under which OpenCV can open ``path``, whatever bytes its name holds.
+
+    OpenCV's Python binding converts a path to UTF-8; a name that is not valid UTF-8 (on
+    Linux any byte but ``/`` and NUL is legal, e.g. ``caf\\xe9.avi`` from a Latin-1
+    system) arrives in Python with surrogate escapes, and passing that to
+    ``cv2.VideoCapture`` crashes the process. Such a file is opened through a symbolic
+    link with an ASCII name in a private temporary folder, removed on exit.
+    """
+    name = os.fsdecode(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    else:
+        yield name
+        return
+    folder = tempfile.mkdtemp(prefix="pyfaceau-")
+    suffix = Path(name).suffix
+    alias = os.path.join(folder, "input" + (suffix if suffix.isascii() else ""))
+    try:
+        os.symlink(os.path.abspath(name), alias)
+        yield alias
+    finally:
+        if os.path.lexists(alias):
+            os.unlink(alias)
+        os.rmdir(folder)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image file to ``(H, W, 3)`` uint8 BGR (see :func:`to_bgr8`).
+
+    The bytes are read by Python and decoded by ``cv2.imdecode`` (the same decoders and
+    flags as ``cv2.imread(path, IMREAD_UNCHANGED)``), so any file name the operating
+    system accepts works.
+
+    Raises
+    ------
+    InputError
+        If the file cannot be read or decoded.
+    """
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None:
         raise InputError(f"{path}: cannot be decoded as an image")
     return to_bgr8(img, str(path))
@@ -77,8 +153,19 @@ class FrameSource:
     """Iterable over the frames of a video, an image folder or an image.
 
     Use :func:`open_source`. Attributes: ``path``, ``kind`` (``"video"``, ``"sequence"``,
-    ``"image"``), ``fps`` (0 for image sequences), ``frame_count`` (may be an estimate for
-    videos), ``width``, ``height``.
+    ``"image"``), ``fps`` (0 for image sequences), ``frame_count`` (the count a video's
+    container announces, which may be an estimate), ``width``, ``height`` (of the first
+    frame), ``frames_read`` (frames decoded so far).
+
+    Notes
+    -----
+    Nothing is dropped silently: a video that ends more than :data:`FRAME_COUNT_SLACK`
+    frames before the count its container announces (truncated, or a frame that cannot
+    be decoded: OpenFace's ``SequenceCapture`` also stops there) and an image of a folder
+    that cannot be decoded (a ``success = 0`` frame, ``Frame.decoded`` False) each give an
+    :class:`~pyfaceau.errors.IncompleteInputWarning`; make it an error with
+    ``warnings.simplefilter("error", IncompleteInputWarning)``. Hidden files and macOS's
+    ``._*`` files in a folder are skipped.
     """
 
     def __init__(self, path: Path, kind: str) -> None:
@@ -86,34 +173,53 @@ class FrameSource:
         self.kind = kind
         self._images: list[Path] = []
         self.fps = 0.0
+        self.frames_read = 0
         if kind == "video":
-            cap = cv2.VideoCapture(str(path))
-            ok, first = cap.read() if cap.isOpened() else (False, None)
-            if not ok or first is None:
+            with opencv_path(path) as name:
+                cap = cv2.VideoCapture(name)
+                ok, first = cap.read() if cap.isOpened() else (False, None)
+                if not ok or first is None:
+                    cap.release()
+                    raise InputError(f"{path}: cannot be decoded as a video (corrupt or unsupported)")
+                self.fps = float(cap.get(cv2.CAP_PROP_FPS)) or 30.0
+                self.frame_count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
                 cap.release()
-                raise InputError(f"{path}: cannot be decoded as a video (corrupt or unsupported)")
-            self.fps = float(cap.get(cv2.CAP_PROP_FPS)) or 30.0
-            self.frame_count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
             self.height, self.width = first.shape[:2]
-            cap.release()
+        elif kind == "image":
+            self._images = [path]
+            self.frame_count = 1
+            self.height, self.width = read_image(path).shape[:2]
         else:
-            self._images = (
-                [path]
-                if kind == "image"
-                else sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            self._images = sorted(
+                p for p in path.iterdir()
+                if p.suffix.lower() in IMAGE_SUFFIXES and not _is_hidden(p) and p.is_file()
             )
             if not self._images:
                 raise InputError(f"{path}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
-            first = _read_image(self._images[0])
             self.frame_count = len(self._images)
-            self.height, self.width = first.shape[:2]
+            self.height = self.width = 0
+            for p in self._images:  # the first image that decodes gives the frame size
+                try:
+                    self.height, self.width = read_image(p).shape[:2]
+                    break
+                except InputError:
+                    continue
+            else:
+                raise InputError(f"{path}: none of its {len(self._images)} images can be decoded")
 
     def __len__(self) -> int:
         return self.frame_count
 
     def __iter__(self) -> Iterator[Frame]:
+        self.frames_read = 0
         if self.kind == "video":
-            cap = cv2.VideoCapture(str(self.path))
+            yield from self._video_frames()
+        else:
+            yield from self._image_frames()
+
+    def _video_frames(self) -> Iterator[Frame]:
+        with opencv_path(self.path) as name:
+            cap = cv2.VideoCapture(name)
             try:
                 index = 0
                 while True:
@@ -122,14 +228,43 @@ class FrameSource:
                         break
                     yield Frame(index, index / self.fps, to_bgr8(image))
                     index += 1
+                    self.frames_read = index
             finally:
                 cap.release()
-        else:
-            for index, p in enumerate(self._images):
-                yield Frame(index, 0.0, _read_image(p))
+        if index < self.frame_count - FRAME_COUNT_SLACK:
+            warnings.warn(
+                f"{self.path}: the video ends after {index} of the {self.frame_count} frames "
+                f"its container announces (truncated or corrupt); the output holds the "
+                f"{index} frames read",
+                IncompleteInputWarning,
+                stacklevel=3,
+            )
+
+    def _image_frames(self) -> Iterator[Frame]:
+        size_warned = False
+        for index, p in enumerate(self._images):
+            try:
+                image = read_image(p)
+            except InputError as exc:
+                warnings.warn(f"{exc}: its row has success = 0", IncompleteInputWarning, stacklevel=3)
+                blank = np.zeros((self.height, self.width, 3), np.uint8)
+                self.frames_read = index + 1
+                yield Frame(index, 0.0, blank, decoded=False)
+                continue
+            if image.shape[:2] != (self.height, self.width) and not size_warned:
+                size_warned = True
+                warnings.warn(
+                    f"{self.path}: the images differ in size ({p.name}: {image.shape[1]} x "
+                    f"{image.shape[0]}, the first: {self.width} x {self.height}); each gets "
+                    "the default camera of its own size",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            self.frames_read = index + 1
+            yield Frame(index, 0.0, image)
 
 
-def open_source(path: str | os.PathLike) -> FrameSource:
+def open_source(path: str | bytes | os.PathLike) -> FrameSource:
     """Open a video file, a folder of images or an image file.
 
     Raises
@@ -137,7 +272,7 @@ def open_source(path: str | os.PathLike) -> FrameSource:
     InputError
         If the path does not exist or cannot be decoded.
     """
-    p = Path(path)
+    p = Path(os.fsdecode(path))  # bytes too: any name the operating system accepts
     if not p.exists():
         raise InputError(f"{p}: no such file or folder")
     if p.is_dir():

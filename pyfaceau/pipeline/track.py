@@ -41,6 +41,18 @@ class FaceTrack:
         """The face's landmarks in the next frame (``(H, W, 3)`` uint8 BGR)."""
         return self.tracker.track(image)
 
+    def landmarks(self, frame: Frame) -> LandmarkResult:
+        """:meth:`track` on ``frame``'s image, or, for an image of a folder that could not
+        be decoded (``frame.decoded`` False), a ``success = 0`` result without tracking;
+        the tracker's ``skip_frame``, if it has one, keeps it in step (a landmark CSV's
+        rows)."""
+        if frame.decoded:
+            return self.track(frame.image)
+        skip = getattr(self.tracker, "skip_frame", None)
+        if callable(skip):
+            skip()
+        return LandmarkResult.failed()
+
     def measure(self, frame: Frame, landmarks: LandmarkResult) -> FrameResult:
         """PDM fit, alignment, features and AUs of this face in ``frame``."""
         self.frames += 1
@@ -48,7 +60,7 @@ class FaceTrack:
 
     def step(self, frame: Frame) -> FrameResult:
         """:meth:`track` then :meth:`measure`."""
-        return self.measure(frame, self.track(frame.image))
+        return self.measure(frame, self.landmarks(frame))
 
     def finish(self) -> pd.DataFrame:
         """The face's table, after OpenFace's offline post-processing."""

@@ -30,6 +30,7 @@ import numba
 import numpy as np
 
 from ..errors import InputError
+from ..validation import require_gray, require_landmarks
 from ..modelstore import resolve
 from ..pdm import PDM, calc_params, load_pdm
 from ..pdm.rotation import align_shapes_with_scale
@@ -568,21 +569,9 @@ class TargetedCLNFRefiner:
     # -- validation -------------------------------------------------------------------
     @staticmethod
     def _check_gray(gray: np.ndarray) -> np.ndarray:
-        if not isinstance(gray, np.ndarray) or gray.ndim != 2 or gray.size == 0:
-            got = getattr(gray, "shape", type(gray).__name__)
-            raise InputError(
-                f"gray: expected an (H, W) grey image, got {got}; convert with "
-                "cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)"
-            )
-        if gray.dtype not in (np.uint8, np.float32, np.float64):
-            raise InputError(f"gray: expected uint8, float32 or float64 pixels, got {gray.dtype}")
-        return np.ascontiguousarray(gray)
+        g = require_gray(gray, dtypes=(np.uint8, np.float32, np.float64))
+        return np.ascontiguousarray(g)
 
     def _check_landmarks(self, landmarks: np.ndarray) -> np.ndarray:
-        lm = np.asarray(landmarks, dtype=np.float64)
-        n = self.patches.n_points
-        if lm.shape != (n, 2):
-            raise InputError(f"landmarks: expected ({n}, 2) pixels, got {lm.shape}")
-        if not np.isfinite(lm).all():
-            raise InputError("landmarks: has NaN or infinite values")
-        return lm
+        # A failed frame's all-zero landmarks would divide by a zero scale further on.
+        return require_landmarks(landmarks, self.patches.n_points)

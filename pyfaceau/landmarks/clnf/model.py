@@ -40,6 +40,7 @@ import numpy as np
 
 from ...parallel import run_all
 from ...errors import InputError, ModelFileError
+from ...validation import require_gray
 from ...modelstore import resolve
 from ...parsers.clnf_model import read_clnf_spec, read_main_model
 from ...pdm import PDM, calc_params, load_pdm
@@ -199,12 +200,7 @@ def _load_core(clnf_relpath: str, models: _Models) -> _Core:
 
 
 def _as_f32_image(gray: np.ndarray) -> np.ndarray:
-    g = np.asarray(gray)
-    if g.ndim != 2 or g.size == 0:
-        raise InputError(f"gray: expected a (H, W) grey image, got shape {g.shape}")
-    if g.dtype != np.uint8:
-        raise InputError(f"gray: expected uint8 (OpenFace's grey image), got {g.dtype}")
-    return g.astype(np.float32)
+    return require_gray(np.asarray(gray)).astype(np.float32)
 
 
 class CLNF:

@@ -29,6 +29,7 @@ import numpy as np
 
 from ... import cnn
 from ...errors import InputError, ModelFileError
+from ...validation import require_gray
 from ...modelstore import store
 from ...parsers.validator import (
     ConvLayer,
@@ -283,14 +284,10 @@ class DetectionValidator:
         InputError
             If an argument has the wrong shape or type.
         """
-        g = np.asarray(gray)
-        if g.ndim != 2 or g.dtype != np.uint8:
-            raise InputError(
-                f"gray must be a (H, W) uint8 image, found {g.shape} {g.dtype}"
-            )
-        lm = np.asarray(landmarks)
+        g = require_gray(np.asarray(gray))
         n = self._paws[0].n_landmarks
-        if lm.shape != (n, 2):
+        lm = np.asarray(landmarks)
+        if lm.shape != (n, 2):  # NaN is allowed: the answer is 0 below
             raise InputError(f"landmarks must be ({n}, 2), found {lm.shape}")
         o = np.asarray(orientation, dtype=np.float64)
         if o.shape != (3,):

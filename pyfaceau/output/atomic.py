@@ -1,0 +1,185 @@
+"""Output files: checked before the work, written atomically, never left half-written.
+
+:func:`check_output_path` finds, before the first frame, every reason the output could not
+be written at the end (a folder, an unwritable place, a name too long, an input given as
+the output). :func:`atomic_output` writes to a uniquely named temporary file in the target
+folder and renames it into place only when complete: an existing file is replaced only by
+a complete one, two runs writing the same path leave the file of the last to finish, and
+the temporary file is removed on every failure (an exception, Ctrl-C, SIGTERM with
+:func:`terminate_on_sigterm`, a full disk or a file-size limit: Python ignores SIGXFSZ, so
+the write fails with ``EFBIG`` instead of killing the process).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Iterable, Iterator
+
+from ..errors import InputError
+
+__all__ = [
+    "TEMP_SUFFIX",
+    "Terminated",
+    "atomic_output",
+    "check_output_path",
+    "terminate_on_sigterm",
+]
+
+#: Suffix of the temporary file; its name is ``.<up to 40 characters of the name>.<random>.part``
+#: so that it stays short whatever the output's name.
+TEMP_SUFFIX = ".part"
+_TEMP_NAME_CHARS = 40
+
+
+class Terminated(BaseException):
+    """Raised in the main thread by SIGTERM (see :func:`terminate_on_sigterm`), so that
+    ``finally`` blocks remove temporary files; a BaseException like KeyboardInterrupt."""
+
+
+def _temp_prefix(out: Path) -> str:
+    return "." + out.name[:_TEMP_NAME_CHARS] + "."
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_output_path(
+    output: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = ()
+) -> Path:
+    """Check that ``output`` can be written, before any work is done.
+
+    Creates the output's folder if needed and creates and removes a temporary file there,
+    as :func:`atomic_output` will.
+
+    Parameters
+    ----------
+    output : the file to write.
+    inputs : files or folders read by the run (None entries are ignored); ``output`` must
+        be none of them.
+
+    Returns
+    -------
+    ``output`` as a Path.
+
+    Raises
+    ------
+    InputError
+        One line: ``output`` is a folder, is one of ``inputs``, has a name longer than
+        the file system allows, or its folder cannot be created or written.
+    """
+    raw = os.fsdecode(output)
+    out = Path(raw)
+    if raw.endswith(("/", os.sep)):  # Path drops the slash that says "a folder"
+        raise InputError(f"{raw}: names a folder; give a file name for the output (-o FILE.csv)")
+    folder = out.parent
+    try:
+        name_max = os.pathconf(folder if folder.is_dir() else ".", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    if len(os.fsencode(out.name)) > name_max:
+        raise InputError(
+            f"{out.name[:40]}...: output name is {len(os.fsencode(out.name))} bytes long, "
+            f"the file system allows {name_max}"
+        )
+    try:
+        is_dir = out.is_dir()
+    except OSError as exc:
+        raise InputError(f"{out}: cannot be written ({_reason(exc)})") from None
+    if is_dir:
+        raise InputError(f"{out}: is a folder; give a file name for the output (-o FILE.csv)")
+    for src in inputs:
+        if src is not None and (_same_file(out, Path(src)) or out.absolute() == Path(src).absolute()):
+            raise InputError(f"{out}: is an input of this run; choose another output file")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=_temp_prefix(out), suffix=TEMP_SUFFIX)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot be written ({_reason(exc)})") from None
+    os.close(fd)
+    os.unlink(tmp)
+    return out
+
+
+def _reason(exc: OSError) -> str:
+    if exc.errno == errno.EFBIG:
+        return "file size limit reached"
+    return exc.strerror or str(exc)
+
+
+@contextmanager
+def atomic_output(output: str | os.PathLike, mode: str = "w", **open_kwargs) -> Iterator[IO]:
+    """Open a temporary file beside ``output``; on a normal exit, rename it to ``output``.
+
+    Parameters
+    ----------
+    output : the file to write.
+    mode : ``"w"`` (text) or ``"wb"``; ``open_kwargs`` as :func:`open` (e.g. ``newline``).
+
+    Yields
+    ------
+    The open temporary file (``tempfile.mkstemp`` in the output's folder: unique per
+    writer, so concurrent writers never mix their bytes).
+
+    Raises
+    ------
+    InputError
+        When the file cannot be created or written (the message names ``output`` and the
+        reason, e.g. a full disk or the file-size limit); the temporary file is removed.
+        Any other exception (or KeyboardInterrupt, :class:`Terminated`) also removes it
+        and propagates unchanged.
+    """
+    out = Path(output)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=_temp_prefix(out), suffix=TEMP_SUFFIX)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot be written ({_reason(exc)})") from None
+    try:
+        try:
+            with os.fdopen(fd, mode, **open_kwargs) as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            # mkstemp makes the file private (0600); the output gets the usual permissions.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+            os.replace(tmp, out)
+        except OSError as exc:
+            raise InputError(f"{out}: cannot be written ({_reason(exc)})") from None
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(f"signal {signum}")
+
+
+@contextmanager
+def terminate_on_sigterm() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` in the main thread (for
+    command-line use: the default action would end the process without removing
+    temporary files); the previous handler is restored after. Outside the main thread
+    (where handlers cannot be set) it does nothing."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

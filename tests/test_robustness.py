@@ -1,0 +1,453 @@
+"""Bad input and faults (issue 10): no crash, nothing silent, nothing lost.
+
+One test (or more) per row of the issue's table; the command-line runs that could crash
+the interpreter or must see real signals run in a subprocess.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from conftest import ONNX_DIR, OPENFACE_DIR, REFERENCE, SAMPLES, load_reference
+from pyfaceau.cli import main
+from pyfaceau.errors import IncompleteInputWarning, InputError
+from pyfaceau import Options, Pipeline
+from pyfaceau.modelstore import MANIFEST
+from pyfaceau.output.atomic import atomic_output, check_output_path
+from pyfaceau.output.table import OPENFACE_COLUMNS, write_csv
+from pyfaceau.pipeline.sources import FRAME_COUNT_SLACK, open_source, read_image
+from pyfaceau.validation import require_landmarks
+
+MODELS = os.pathsep.join([str(OPENFACE_DIR), str(ONNX_DIR)])
+CLI = "from pyfaceau.cli import main; main()"
+
+
+def run_cli(args: list, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+    """``pyfaceau ARGS`` in a fresh interpreter (bytes arguments allowed): a native
+    crash shows as a negative return code instead of killing the test worker."""
+    env = dict(os.environ, PYFACEAU_MODELS=MODELS)
+    return subprocess.run([sys.executable, "-c", CLI, *args], capture_output=True,
+                          timeout=timeout, env=env, **kw)
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".part"))
+
+
+# -- 1. any path the operating system accepts --------------------------------------------
+
+def test_non_utf8_video_image_and_folder_names(tmp_path):
+    """``caf\\xe9.wmv``, ``caf\\xe9.jpg``, folder ``seq\\xe9``: legal on Linux, a
+    segmentation fault inside OpenCV before."""
+    base = os.fsencode(tmp_path)
+    video = base + b"/caf\xe9.wmv"
+    shutil.copy(SAMPLES / "changeLighting.wmv", video)
+    out = base + b"/out\xe9.csv"
+    r = run_cli([video, "-o", out, "--landmarks-csv", str(REFERENCE / "changeLighting.csv"),
+                 "--no-progress"])
+    assert r.returncode == 0, r.stderr[-500:]
+    df = pd.read_csv(os.fsdecode(out))
+    assert len(df) == 88 and df["success"].sum() == 88
+
+    still = base + b"/caf\xe9.jpg"
+    shutil.copy(SAMPLES / "images" / "Obama.jpg", still)
+    expected = cv2.imread(str(SAMPLES / "images" / "Obama.jpg"))
+    np.testing.assert_array_equal(read_image(os.fsdecode(still)), expected)
+
+    folder = base + b"/seq\xe9"
+    os.mkdir(folder)
+    for p in sorted((SAMPLES / "image_sequence").iterdir())[:3]:
+        shutil.copy(p, folder + b"/" + os.fsencode(p.name))
+    frames = list(open_source(folder))  # bytes, as os.listdir(bytes) gives them
+    assert len(frames) == 3 and all(f.decoded for f in frames)
+    # and the whole command on the video through its bytes name, in this process too
+    source = open_source(os.fsdecode(video))
+    assert source.frame_count == 90 and sum(1 for _ in source) == 88
+
+
+def test_non_utf8_live_source(tmp_path):
+    """A file played as a live source (``pyfaceau stream``) under a non-UTF-8 name."""
+    from pyfaceau.pipeline.live import open_live
+
+    video = os.fsencode(tmp_path) + b"/caf\xe9.wmv"
+    shutil.copy(SAMPLES / "changeLighting.wmv", video)
+    source = open_live(os.fsdecode(video))
+    try:
+        frame = next(iter(source))
+        assert frame.image.shape == (480, 640, 3)
+    finally:
+        source.close()
+    with pytest.raises(InputError, match="UTF-8"):
+        open_live("rtsp://caf\udce9/stream")
+
+
+# -- 2. the output is checked before the work, written atomically ------------------------
+
+def _count_frames(calls: list):
+    return lambda done, total: calls.append(done)
+
+
+@pytest.mark.parametrize("case", ["folder", "new_folder", "unwritable", "too_long", "landmarks_csv"])
+def test_bad_output_fails_before_the_first_frame(tmp_path, case):
+    seq = SAMPLES / "image_sequence"
+    lm_csv = tmp_path / "lm.csv"
+    shutil.copy(REFERENCE / "image_sequence.csv", lm_csv)
+    out = {
+        "folder": tmp_path,
+        "new_folder": str(tmp_path / "new") + "/",
+        "unwritable": Path("/proc/pyfaceau_test.csv"),
+        "too_long": tmp_path / ("x" * 300 + ".csv"),
+        "landmarks_csv": lm_csv,
+    }[case]
+    before = lm_csv.read_bytes()
+    r = CliRunner().invoke(main, [str(seq), "-o", str(out), "--landmarks-csv", str(lm_csv),
+                                  "--no-progress"])
+    assert r.exit_code == 2, r.output
+    assert len(r.output.strip().splitlines()) == 1 and "error" in r.output
+    assert lm_csv.read_bytes() == before  # the input is intact
+    assert leftovers(tmp_path) == []
+    # the library says so before any frame is processed
+    calls: list = []
+    with pytest.raises(InputError):
+        Pipeline(Options.openface_csv(lm_csv)).process(seq, out, on_frame=_count_frames(calls))
+    assert calls == []
+
+
+def test_output_equal_to_the_input_video_is_refused(tmp_path):
+    video = tmp_path / "v.wmv"
+    shutil.copy(SAMPLES / "changeLighting.wmv", video)
+    before = video.read_bytes()
+    r = CliRunner().invoke(main, [str(video), "-o", str(video), "--landmarks-csv",
+                                  str(REFERENCE / "changeLighting.csv"), "--no-progress"])
+    assert r.exit_code == 2 and "is an input" in r.output
+    assert video.read_bytes() == before
+
+
+def test_a_long_output_name_works(tmp_path):
+    """254 characters: the final name fits, and the temporary name stays short."""
+    out = tmp_path / ("n" * 250 + ".csv")
+    assert check_output_path(out) == out
+    r = CliRunner().invoke(main, [str(SAMPLES / "image_sequence"), "-o", str(out),
+                                  "--landmarks-csv", str(REFERENCE / "image_sequence.csv"),
+                                  "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert len(pd.read_csv(out)) == 30 and leftovers(tmp_path) == []
+
+
+def test_two_writers_of_one_path_leave_one_complete_file(tmp_path):
+    """Interleaved writers (two runs at once): the last to finish wins, whole; before,
+    both wrote ``OUT.part`` and the result mixed their bytes."""
+    out = tmp_path / "o.csv"
+    a_rows = "".join(f"{i},a\n" for i in range(20000))
+    b_rows = "".join(f"{i},b\n" for i in range(10))
+    with atomic_output(out) as fa:
+        fa.write("frame,who\n" + a_rows[: len(a_rows) // 2])
+        with atomic_output(out) as fb:
+            fb.write("frame,who\n" + b_rows)
+        assert pd.read_csv(out)["who"].eq("b").all()
+        fa.write(a_rows[len(a_rows) // 2:])
+    df = pd.read_csv(out)
+    assert len(df) == 20000 and df["who"].eq("a").all()
+    assert leftovers(tmp_path) == []
+
+
+def test_concurrent_runs_leave_one_complete_file(tmp_path):
+    out = tmp_path / "same.csv"
+    args = [str(SAMPLES / "image_sequence"), "-o", str(out), "--landmarks-csv",
+            str(REFERENCE / "image_sequence.csv"), "--no-progress"]
+    env = dict(os.environ, PYFACEAU_MODELS=MODELS)
+    procs = [subprocess.Popen([sys.executable, "-c", CLI, *args], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    df = pd.read_csv(out)
+    assert len(df) == 30 and list(df.columns)[:3] == ["frame", "face_id", "timestamp"]
+    assert leftovers(tmp_path) == []
+
+
+def test_file_size_limit_is_one_line_and_leaves_nothing(tmp_path):
+    out = tmp_path / "big.csv"
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    r = run_cli([str(SAMPLES / "image_sequence"), "-o", str(out), "--landmarks-csv",
+                 str(REFERENCE / "image_sequence.csv"), "--no-progress"], preexec_fn=limit)
+    err = r.stderr.decode()
+    assert r.returncode == 2, err
+    assert len(err.strip().splitlines()) == 1 and "file size limit" in err
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_while_writing_leaves_nothing(tmp_path, sig, code):
+    """A real signal in the middle of writing the CSV: exit 128 + signal, one line, no
+    temporary file, an earlier output untouched."""
+    out = tmp_path / "o.csv"
+    out.write_text("earlier\n")
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        import pyfaceau.pipeline.pipeline as pipeline
+        from pyfaceau.output.atomic import atomic_output
+
+        def process(self, input_path, output_csv=None, **kwargs):
+            with atomic_output(output_csv) as f:
+                f.write("frame\\n1\\n")
+                os.kill(os.getpid(), {int(sig)})
+                f.write("2\\n")
+            raise AssertionError("not reached")
+
+        pipeline.Pipeline.process = process
+        from pyfaceau.cli import main
+        sys.argv = ["pyfaceau", {str(SAMPLES / "image_sequence")!r}, "-o", {str(out)!r},
+                    "--landmarks-csv", {str(REFERENCE / "image_sequence.csv")!r}, "--no-progress"]
+        main()
+    """)
+    env = dict(os.environ, PYFACEAU_MODELS=MODELS)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120, env=env)
+    assert r.returncode == code, r.stderr.decode()[-500:]
+    assert "Traceback" not in r.stderr.decode() and len(r.stderr.decode().strip().splitlines()) == 1
+    assert out.read_text() == "earlier\n" and leftovers(tmp_path) == []
+
+
+def test_atomic_output_removes_its_file_on_any_exception(tmp_path):
+    out = tmp_path / "o.csv"
+    for exc in (RuntimeError("x"), KeyboardInterrupt()):
+        with pytest.raises(type(exc)):
+            with atomic_output(out) as f:
+                f.write("partial")
+                raise exc
+    assert not out.exists() and leftovers(tmp_path) == []
+    write_csv(pd.DataFrame({"frame": [1]}), out)
+    assert oct(out.stat().st_mode & 0o777) != oct(0o600)  # not mkstemp's private mode
+
+
+# -- 3. nothing silent: truncated and corrupt videos ------------------------------------
+
+def _truncated_wmv(tmp_path: Path) -> Path:
+    data = (SAMPLES / "changeLighting.wmv").read_bytes()
+    cut = tmp_path / "cut.wmv"
+    cut.write_bytes(data[: len(data) // 2])
+    return cut
+
+
+def test_truncated_video_warns_with_counts(tmp_path):
+    cut = _truncated_wmv(tmp_path)
+    source = open_source(cut)
+    with pytest.warns(IncompleteInputWarning, match=r"after 39 of the 46 frames"):
+        frames = list(source)
+    assert len(frames) == 39 == source.frames_read
+
+
+def test_corrupt_video_warns(tmp_path):
+    data = bytearray((SAMPLES / "0686_02_003_gloria_estefan.avi").read_bytes())
+    for i in range(len(data) // 3, len(data) // 3 + 20000, 7):
+        data[i] = 0xFF
+    bad = tmp_path / "corrupt.avi"
+    bad.write_bytes(bytes(data))
+    with pytest.warns(IncompleteInputWarning, match=r"of the 125 frames"):
+        n = sum(1 for _ in open_source(bad))
+    assert 0 < n < 125 - FRAME_COUNT_SLACK
+
+
+def test_complete_videos_do_not_warn():
+    """ASF announces 90 frames for the 88 of changeLighting.wmv: within the slack."""
+    for name in ("changeLighting.wmv", "0686_02_003_gloria_estefan.avi"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", IncompleteInputWarning)
+            assert sum(1 for _ in open_source(SAMPLES / name)) in (88, 125)
+
+
+def test_cli_truncated_video_warning_and_strict(tmp_path):
+    cut = _truncated_wmv(tmp_path)
+    out = tmp_path / "cut.csv"
+    args = [str(cut), "-o", str(out), "--landmarks-csv", str(REFERENCE / "changeLighting.csv")]
+    r = run_cli(args)
+    err = r.stderr.decode()
+    assert r.returncode == 0, err
+    assert "pyfaceau: warning:" in err and "39 of the 46 frames" in err and "Traceback" not in err
+    assert "39/46" in err  # the progress bar shows how far it got, not a rewritten total
+    assert len(pd.read_csv(out)) == 39
+    out.unlink()
+    r = run_cli([*args, "--strict", "--no-progress"])
+    err = r.stderr.decode()
+    assert r.returncode == 3 and len(err.strip().splitlines()) == 1 and "39 of the 46" in err
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+# -- 4. one column set per mode ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def no_face_video(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("noface") / "black.avi"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (320, 240))
+    for i in range(6):
+        w.write(np.full((240, 320, 3), 20 + i, np.uint8))
+    w.release()
+    return path
+
+
+def test_no_face_video_has_openfaces_714_columns(no_face_video, tmp_path):
+    """Measured with OpenFace's FeatureExtraction on this clip: 714 columns, success 0,
+    2D landmarks 0, the models' initial state in 3D (X_0 -190.5, eye_lmk_X_0 -160.0,
+    eye_lmk_Z_0 249.9) and pose_Tz 33232396 mm (the initial model at scale 1 projected
+    with this camera), gaze 0."""
+    df = Pipeline(Options.faithful()).process(no_face_video, tmp_path / "o.csv")
+    assert list(df.columns) == list(load_reference("default").columns)
+    assert df.shape == (6, 714) and (df["success"] == 0).all()
+    row = df.iloc[0]
+    assert row["x_0"] == 0 and row["gaze_0_x"] == 0 and row["gaze_angle_x"] == 0
+    assert abs(row["X_0"] - -190.5) < 0.06 and abs(row["Z_0"] - 297.7) < 0.06
+    assert abs(row["eye_lmk_X_0"] - -160.0) < 0.06 and abs(row["eye_lmk_Z_0"] - 249.9) < 0.06
+    assert row["eye_lmk_x_0"] == 0 and row["p_scale"] == 1.0
+    assert abs(row["pose_Tz"] / 33232396.0 - 1) < 1e-3
+    assert list(pd.read_csv(tmp_path / "o.csv").columns) == list(df.columns)
+
+
+def test_no_face_still_has_the_same_columns(tmp_path):
+    img = tmp_path / "grey.png"
+    cv2.imwrite(str(img), np.full((240, 320, 3), 128, np.uint8))
+    df = Pipeline(Options.faithful()).process(img)
+    assert len(df) == 1 and df["success"].iloc[0] == 0
+    assert list(df.columns) == [c for c in OPENFACE_COLUMNS]
+
+
+# -- 5. image folders --------------------------------------------------------------------
+
+def test_image_folder_with_bad_hidden_and_resized_images(tmp_path):
+    """0-byte and undecodable images: success = 0 rows with a warning, the run goes on;
+    hidden and ``._*`` files skipped; one warning that the sizes differ."""
+    src = sorted((SAMPLES / "image_sequence").iterdir())
+    seq = tmp_path / "seq"
+    seq.mkdir()
+    for i, p in enumerate(src[:3]):
+        shutil.copy(p, seq / f"f{i}{p.suffix}")
+    first = cv2.imread(str(src[3]))
+    cv2.imwrite(str(seq / "f3.png"), cv2.resize(first, (first.shape[1] // 2, first.shape[0] // 2)))
+    (seq / "f4.jpg").write_bytes(b"")  # 0 bytes
+    (seq / "f5.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    shutil.copy(src[6], seq / "f6.jpg")
+    shutil.copy(src[0], seq / "._f0.jpg")  # macOS AppleDouble companion
+    shutil.copy(src[0], seq / ".hidden.jpg")
+    out = tmp_path / "o.csv"
+    r = run_cli([str(seq), "-o", str(out), "--landmarks-csv", str(REFERENCE / "image_sequence.csv"),
+                 "--no-progress"])
+    err = r.stderr.decode()
+    assert r.returncode == 0, err
+    assert err.count("cannot be decoded as an image: its row has success = 0") == 2, err
+    assert err.count("differ in size") == 1 and "Traceback" not in err
+    df = pd.read_csv(out)
+    assert df["success"].tolist() == [1, 1, 1, 1, 0, 0, 1]
+    ref = load_reference("image_sequence")
+    # the landmark CSV stays in step past the undecodable images (row 7 = its frame 7)
+    np.testing.assert_allclose(df.loc[6, "x_0"], ref.loc[6, "x_0"], atol=0.051)
+
+
+def test_each_image_size_gets_its_own_camera():
+    """The same face at half size is at the same distance with the camera of its own size
+    (before: the first image's camera for all, pose_Tz about twice as far)."""
+    from pyfaceau.pipeline.backend import AUBackend
+    from pyfaceau.pipeline.sources import Frame
+    from pyfaceau.pipeline.types import LandmarkResult
+
+    ref = load_reference("image_sequence")
+    lm = np.stack([ref.loc[0, [f"x_{i}" for i in range(68)]].to_numpy(float),
+                   ref.loc[0, [f"y_{i}" for i in range(68)]].to_numpy(float)], axis=1)
+    image = cv2.imread(str(sorted((SAMPLES / "image_sequence").iterdir())[0]))
+    h, w = image.shape[:2]
+    half = cv2.resize(image, (w // 2, h // 2))
+    session = AUBackend().new_session(w, h)
+    full_pose = session.add(Frame(0, 0.0, image), LandmarkResult(True, 1.0, lm)).pose
+    half_pose = session.add(Frame(1, 0.0, half), LandmarkResult(True, 1.0, lm / 2)).pose
+    assert abs(half_pose[2] / full_pose[2] - 1) < 0.02, (full_pose, half_pose)
+    np.testing.assert_allclose(half_pose[3:], full_pose[3:], atol=0.02)
+
+
+def test_folder_of_only_undecodable_images(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(b"")
+    with pytest.raises(InputError, match="none of its 1 images can be decoded"):
+        open_source(tmp_path)
+
+
+# -- 7. the model store check ------------------------------------------------------------
+
+@pytest.fixture()
+def model_copy(tmp_path, monkeypatch) -> Path:
+    """A models folder of links to the real files (and nothing else searched)."""
+    root = tmp_path / "models"
+    for rel in MANIFEST:
+        src = OPENFACE_DIR / rel if (OPENFACE_DIR / rel).exists() else ONNX_DIR / rel
+        dst = root / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.symlink_to(src)
+    monkeypatch.setenv("PYFACEAU_MODELS", str(root))
+    monkeypatch.setattr("pyfaceau.modelstore.store.default_data_dir", lambda: tmp_path / "none")
+    return root
+
+
+def test_models_verify_finds_damaged_and_missing_files(model_copy):
+    r = CliRunner().invoke(main, ["models", "verify"])
+    assert r.exit_code == 0 and f"all {len(MANIFEST)} model files found" in r.output
+    pdm = "AU_predictors/In-the-wild_aligned_PDM_68.txt"
+    data = (OPENFACE_DIR / pdm).read_bytes()
+    (model_copy / pdm).unlink()
+    (model_copy / pdm).write_bytes(data[:-100])
+    (model_copy / "pfld.onnx").unlink()
+    for cmd in ("path", "verify"):
+        r = CliRunner().invoke(main, ["models", cmd])
+        assert r.exit_code == 1, r.output
+        assert "In-the-wild_aligned_PDM_68.txt" in r.output and "truncated" in r.output
+        assert "missing: 1 of" in r.output and "pfld.onnx" in r.output
+    altered = bytearray(data)
+    altered[1000] ^= 1
+    (model_copy / pdm).write_bytes(bytes(altered))
+    r = CliRunner().invoke(main, ["models", "verify"])
+    assert r.exit_code == 1 and "altered" in r.output
+
+
+# -- 8. API misuse -----------------------------------------------------------------------
+
+def test_degenerate_landmarks_are_input_errors():
+    from pyfaceau.refinement import TargetedCLNFRefiner
+
+    refiner = TargetedCLNFRefiner()
+    gray = np.zeros((100, 100), np.uint8)
+    for lm in (np.zeros((68, 2)), np.full((68, 2), 5.0), np.c_[np.arange(68.0), np.zeros(68)]):
+        with pytest.raises(InputError, match="degenerate"):
+            refiner.refine_landmarks(gray, lm)
+    with pytest.raises(InputError, match=r"\(68, 2\)"):
+        refiner.refine_landmarks(gray, "not landmarks")
+    with pytest.raises(InputError, match="grey"):
+        refiner.refine_landmarks(np.zeros((100, 100, 3), np.uint8), np.zeros((68, 2)))
+    with pytest.raises(InputError, match="NaN"):
+        require_landmarks(np.full((68, 2), np.nan))
+    # a failed frame's landmarks are valid where OpenFace uses them (pose of a success = 0 row)
+    assert require_landmarks(np.zeros((68, 2)), fitted=False).shape == (68, 2)
+
+
+def test_process_frame_misuse_is_input_error():
+    import pyfaceau
+
+    pipe = pyfaceau.FullPythonAUPipeline()
+    img = np.zeros((120, 160, 3), np.uint8)
+    for bad in ("3", 1.5, -1, True, None):
+        with pytest.raises(InputError, match="frame_num"):
+            pipe.process_frame(img, bad)
+    with pytest.raises(InputError, match="timestamp"):
+        pipe.process_frame(img, 0, timestamp="now")
+    with pytest.raises(InputError):
+        pipe.process_frame(np.zeros((0, 10, 3), np.uint8), 0)
+    assert pipe.process_frame(img, np.int64(0)).success is False
