@@ -1,5 +1,8 @@
-"""OpenFace-compatible output tables: column names, order, precision and CSV writing."""
+"""OpenFace-compatible outputs: the CSV table (column names, order, precision), and the
+outputs beside it: aligned faces, the ``.hog`` file and the tracked video."""
 
+from .aligned import AlignedFaceWriter, aligned_face_name
+from .hog import HogWriter
 from .table import (
     AU_INTENSITY_NAMES,
     AU_PRESENCE_NAMES,
@@ -7,5 +10,20 @@ from .table import (
     FrameTable,
     write_csv,
 )
+from .tracked import TrackedFace, TrackedVideoWriter, draw_tracked
+from .writers import FrameWriters
 
-__all__ = ["AU_INTENSITY_NAMES", "AU_PRESENCE_NAMES", "OPENFACE_COLUMNS", "FrameTable", "write_csv"]
+__all__ = [
+    "AU_INTENSITY_NAMES",
+    "AU_PRESENCE_NAMES",
+    "OPENFACE_COLUMNS",
+    "AlignedFaceWriter",
+    "FrameTable",
+    "FrameWriters",
+    "HogWriter",
+    "TrackedFace",
+    "TrackedVideoWriter",
+    "aligned_face_name",
+    "draw_tracked",
+    "write_csv",
+]

@@ -92,6 +92,9 @@ class FrameResult:
     au_presence : ``(n_presence,)`` online presence (0/1) in ``presence_names`` order.
     intensity_names, presence_names : the AU model set's outputs (``AU01`` ...).
     aligned_face : ``(112, 112, 3)`` uint8 when asked for and successful, else None.
+    hog : ``(4464,)`` float64 HOG descriptor of the aligned face (12 x 12 cells x 31,
+        ``hog_descriptor``), kept with ``aligned_face``, else None.
+    eye_landmarks_3d : ``(56, 3)`` float64 millimetres, camera coordinates, or None.
     """
 
     frame: int
@@ -111,6 +114,8 @@ class FrameResult:
     intensity_names: tuple[str, ...] = tuple(AU_INTENSITY_NAMES)
     presence_names: tuple[str, ...] = tuple(AU_PRESENCE_NAMES)
     aligned_face: np.ndarray | None = None
+    hog: np.ndarray | None = None
+    eye_landmarks_3d: np.ndarray | None = None
 
     def aus(self) -> dict[str, float]:
         """``{"AU01_r": ..., "AU45_c": ...}``, OpenFace's column names."""
@@ -298,6 +303,7 @@ class BackendSession:
             result.au_presence = np.asarray(presence, float)
             if self.keep_aligned:
                 result.aligned_face = aligned
+                result.hog = hog
         else:
             self.analyser.add_frame(None, None, False, frame.timestamp)
         if pg is not None and pl is not None:
@@ -321,6 +327,7 @@ class BackendSession:
             eye_columns = self._eye_columns(lm, pose, lm3d, c)
             row.update(eye_columns)
             result.eye_landmarks = eye_columns["eye_landmarks"]
+            result.eye_landmarks_3d = eye_columns["eye_landmarks_3d"]
             result.gaze = eye_columns["gaze"]
         if self.record:
             self.table.add(row)

@@ -23,7 +23,7 @@ from ..validation import require_index, require_number
 from .backend import Camera, FrameResult
 from .live import LiveSource, open_live
 from .models import Models
-from .session import InputSession, ProgressCallback, single_threaded_blas
+from .session import InputSession, ProgressCallback, ResultCallback, single_threaded_blas
 from .sources import Frame, open_source, to_bgr8
 
 __all__ = ["LiveResults", "Pipeline", "StreamSession"]
@@ -97,6 +97,7 @@ class Pipeline:
         camera: Camera | None = None,
         batched: bool = False,
         record: bool = True,
+        on_result: ResultCallback | None = None,
     ) -> InputSession:
         """A new session for one input of ``kind`` (``"video"``, ``"sequence"``,
         ``"image"``, ``"stream"``) and frame size; see :class:`InputSession`."""
@@ -110,6 +111,7 @@ class Pipeline:
             batched=batched,
             record=record,
             camera=camera,
+            on_result=on_result,
         )
 
     # -- whole inputs ----------------------------------------------------------------------
@@ -119,6 +121,7 @@ class Pipeline:
         output_csv: str | os.PathLike | None = None,
         *,
         on_frame: ProgressCallback | None = None,
+        on_result: ResultCallback | None = None,
     ) -> pd.DataFrame:
         """Measure AUs on every frame of a video, an image folder or an image.
 
@@ -128,6 +131,8 @@ class Pipeline:
             face, static AU models unless ``Options.au_models`` says otherwise).
         output_csv : also write the table there, as OpenFace's CSV (atomically).
         on_frame : called after each frame with (frames done, frames announced).
+        on_result : called with each frame and each of its per-face results (aligned face
+            and HOG included), e.g. :meth:`pyfaceau.output.FrameWriters.add`.
 
         Returns
         -------
@@ -140,7 +145,9 @@ class Pipeline:
         if output_csv is not None:  # before the work, not after
             check_output_path(output_csv, [input_path, self.options.landmarks_csv])
         source = open_source(input_path)
-        session = self.session(source.kind, source.width, source.height, batched=True)
+        session = self.session(
+            source.kind, source.width, source.height, batched=True, on_result=on_result
+        )
         with single_threaded_blas():
             session.run(source, threads=self.options.cores, on_frame=on_frame, total=len(source))
         df = session.finish()

@@ -43,6 +43,7 @@ DECODE_AHEAD = 4
 BACKEND_BEHIND = 4
 
 ProgressCallback = Callable[[int, int], None]
+ResultCallback = Callable[[Frame, FrameResult], None]
 
 
 @contextmanager
@@ -71,6 +72,9 @@ class InputSession:
         only: their per-frame results then carry NaN online AUs).
     record : keep rows for the table (False for live streams).
     camera : intrinsics; default OpenFace's guess from the frame size.
+    on_result : called with each frame and each of its per-face results, in frame order,
+        e.g. :meth:`pyfaceau.output.FrameWriters.add`; the results then carry the aligned
+        face and its HOG descriptor.
     """
 
     def __init__(
@@ -84,6 +88,7 @@ class InputSession:
         batched: bool = False,
         record: bool = True,
         camera: Camera | None = None,
+        on_result: ResultCallback | None = None,
     ) -> None:
         if kind not in ("video", "sequence", "image", "stream"):
             raise InputError(f"unknown input kind {kind!r}")
@@ -94,6 +99,7 @@ class InputSession:
         self._new_tracker = new_tracker
         self._batched = batched
         self._record = record
+        self._on_result = on_result
         self.tracks: list[FaceTrack] = []
         self._finished = False
         if kind != "image":
@@ -109,6 +115,7 @@ class InputSession:
             face_id=face_id,
             record=self._record,
             eye_columns=has_eye_models(tracker),
+            keep_aligned=self._on_result is not None,
         )
         return FaceTrack(face_id, tracker, au)
 
@@ -118,8 +125,13 @@ class InputSession:
         if self._finished:
             raise RuntimeError("this input session is finished; a new input needs a new one")
         if self.kind == "image":
-            return self._add_still(frame)
-        return [track.step(frame) for track in self.tracks]
+            results = self._add_still(frame)
+        else:
+            results = [track.step(frame) for track in self.tracks]
+        if self._on_result is not None:
+            for result in results:
+                self._on_result(frame, result)
+        return results
 
     def _add_still(self, frame: Frame) -> list[FrameResult]:
         """Every face of a still, each fitted on its own (FaceLandmarkImg); one failed row
@@ -192,11 +204,15 @@ class InputSession:
         reader = threading.Thread(target=decode, name="pyfaceau-decode", daemon=True)
         reader.start()
         done = 0
-        pending: deque[Future] = deque()
+        pending: deque[tuple[Frame, list[Future]]] = deque()
 
-        def settle(future: Future) -> None:
+        def settle(item: tuple[Frame, list[Future]]) -> None:
             nonlocal done
-            future.result()
+            frame, futures = item
+            for future in futures:
+                result = future.result()
+                if self._on_result is not None:
+                    self._on_result(frame, result)
             done += 1
             if on_frame is not None:
                 on_frame(done, total)
@@ -210,17 +226,22 @@ class InputSession:
                     if isinstance(item, BaseException):
                         raise item
                     frame: Frame = item  # type: ignore[assignment]
+                    futures = []
                     for track in self.tracks:
                         landmarks = track.landmarks(frame)
-                        pending.append(back.submit(track.measure, frame, landmarks))
-                    while pending and (len(pending) > BACKEND_BEHIND or pending[0].done()):
+                        futures.append(back.submit(track.measure, frame, landmarks))
+                    pending.append((frame, futures))
+                    while pending and (
+                        len(pending) > BACKEND_BEHIND or all(f.done() for f in pending[0][1])
+                    ):
                         settle(pending.popleft())
                 while pending:
                     settle(pending.popleft())
         finally:
             stop.set()
-            for future in pending:
-                future.cancel()
+            for _, futures in pending:
+                for future in futures:
+                    future.cancel()
             reader.join(timeout=5)
         return done
 

@@ -1,0 +1,111 @@
+"""OpenFace's binary HOG file (``FeatureExtraction -hogalign``), written frame by frame.
+
+OpenFace 2.2 writes one record per face and frame (``RecorderOpenFace::WriteObservation``
+calls ``RecorderHOG::Write``), in the order it processes them; the format
+(:mod:`pyfaceau.features.hog_file`) has no frame number or face id. A frame whose face was
+not tracked still gets a record: ``FaceAnalyser::AddNextFrame`` computes the FHOG of an
+all-black aligned face, and ``RecorderHOG`` writes it with the success flag -1.
+"""
+
+from __future__ import annotations
+
+import os
+from types import TracebackType
+
+import numpy as np
+
+from ..errors import InputError
+from ..features.fhog import FHOG_NUM_FEATURES, fhog
+from ..features.hog_file import HogFileWriter
+from .aligned import ALIGNED_SIZE
+
+__all__ = ["HogWriter"]
+
+
+class HogWriter:
+    """Write OpenFace's ``.hog`` file as the faces of a video are processed.
+
+    Parameters
+    ----------
+    path : the ``.hog`` file; created or truncated.
+
+    Examples
+    --------
+    >>> with HogWriter("video.hog") as w:  # doctest: +SKIP
+    ...     w.add(1, 0, True, fhog(aligned))     # (12, 12, 31) grid
+    ...     w.add(2, 0, False)                   # FHOG of a black face, flag -1
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._writer = HogFileWriter(path)
+        self.path = self._writer.path
+        self.written = 0
+        self._failed_grid: np.ndarray | None = None
+
+    def add(
+        self,
+        frame_number: int,
+        face_id: int,
+        success: bool,
+        hog: np.ndarray | None = None,
+    ) -> None:
+        """Append one face of one frame.
+
+        Parameters
+        ----------
+        frame_number, face_id : which frame and face (not stored: OpenFace's format has
+            neither; records follow the order of the calls).
+        success : whether the face was tracked. When False the record is the FHOG of a
+            black aligned face with flag -1, whatever ``hog`` holds, as OpenFace writes it.
+        hog : the face's FHOG grid ``(rows, cols, 31)`` or its descriptor
+            ``(rows * cols * 31,)`` of a square grid (``hog_descriptor``); required when
+            ``success``.
+
+        Raises
+        ------
+        InputError
+            ``hog`` is missing or of the wrong shape, or the writer is closed.
+        """
+        if success:
+            grid = self._as_grid(hog)
+        else:
+            grid = self._black_face_grid()
+        self._writer.write(grid, success=bool(success))
+        self.written += 1
+
+    def _as_grid(self, hog: np.ndarray | None) -> np.ndarray:
+        if hog is None:
+            raise InputError("hog: a tracked frame needs its FHOG grid (rows, cols, 31)")
+        arr = np.asarray(hog)
+        if arr.ndim == 1:
+            cells, rest = divmod(arr.size, FHOG_NUM_FEATURES)
+            side = int(round(np.sqrt(cells)))
+            if rest or side * side != cells or side < 1:
+                raise InputError(
+                    f"hog: a flat descriptor must hold a square grid of {FHOG_NUM_FEATURES}-"
+                    f"feature cells, got {arr.size} values"
+                )
+            arr = arr.reshape(side, side, FHOG_NUM_FEATURES)
+        return arr
+
+    def _black_face_grid(self) -> np.ndarray:
+        # FaceAnalyser::AddNextFrame on a failed frame: Extract_FHOG_descriptor of a zeroed
+        # aligned face (the AU size, 112 x 112 by default).
+        if self._failed_grid is None:
+            self._failed_grid = fhog(np.zeros((ALIGNED_SIZE, ALIGNED_SIZE, 3), dtype=np.uint8))
+        return self._failed_grid
+
+    def close(self) -> None:
+        """Flush and close the file (idempotent)."""
+        self._writer.close()
+
+    def __enter__(self) -> "HogWriter":
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

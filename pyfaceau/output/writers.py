@@ -1,0 +1,130 @@
+"""The outputs beside the CSV, attached to a run: aligned faces, HOG file, tracked video.
+
+:class:`FrameWriters` takes each frame and its per-face result as the pipeline produces
+them (``pyfaceau.pipeline.session.process(..., on_result=writers.add)``) and feeds the
+writers that were asked for. It reads the result's attributes only (``frame``,
+``face_id``, ``success``, ``confidence``, ``landmarks``, ``pose``, ``aligned_face``,
+``hog``, ``eye_landmarks``, ``eye_landmarks_3d``, ``gaze``), so any per-face result with
+those fields fits.
+"""
+
+from __future__ import annotations
+
+import os
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from .aligned import AlignedFaceWriter
+from .hog import HogWriter
+from .tracked import DEFAULT_FPS, TrackedFace, TrackedVideoWriter
+
+__all__ = ["FrameWriters"]
+
+
+class FrameWriters:
+    """The requested side outputs of one input.
+
+    Parameters
+    ----------
+    aligned_dir : folder for the aligned faces (OpenFace's ``-simalign``), or None.
+    hog_path : the ``.hog`` file (``-hogalign``), or None.
+    tracked_path : the tracked video (``-tracked``), or None.
+    fps : frame rate of the tracked video (the input's; 30 when 0).
+    sequence : True for a video or image sequence, False for a still (aligned-face names).
+    intrinsics : ``(fx, fy, cx, cy)`` used for the pose; default OpenFace's guess for the
+        frame size.
+
+    Notes
+    -----
+    Frames come in the order processed; with several faces in a frame, call :meth:`add`
+    once per face and the tracked frame is written when the next frame starts (or at
+    :meth:`close`), with every face of the frame drawn.
+    """
+
+    def __init__(
+        self,
+        aligned_dir: str | os.PathLike[str] | None = None,
+        hog_path: str | os.PathLike[str] | None = None,
+        tracked_path: str | os.PathLike[str] | None = None,
+        *,
+        fps: float = DEFAULT_FPS,
+        sequence: bool = True,
+        intrinsics: tuple[float, float, float, float] | None = None,
+    ) -> None:
+        self.aligned = (
+            AlignedFaceWriter(aligned_dir, sequence=sequence) if aligned_dir is not None else None
+        )
+        self.hog = HogWriter(hog_path) if hog_path is not None else None
+        self.tracked = (
+            TrackedVideoWriter(tracked_path, fps, intrinsics=intrinsics)
+            if tracked_path is not None
+            else None
+        )
+        self._pending_image: np.ndarray | None = None
+        self._pending_key: object = None
+        self._pending_faces: list[TrackedFace] = []
+
+    @property
+    def active(self) -> bool:
+        """Whether any output was asked for."""
+        return any(w is not None for w in (self.aligned, self.hog, self.tracked))
+
+    def add(self, frame: Any, result: Any) -> None:
+        """Write one face of one frame.
+
+        Parameters
+        ----------
+        frame : the frame (``index``, ``image``: ``(H, W, 3)`` uint8 BGR).
+        result : its per-face result (:class:`pyfaceau.pipeline.backend.FrameResult`).
+        """
+        frame_number = int(result.frame)
+        face_id = int(getattr(result, "face_id", 0))
+        success = bool(result.success)
+        if self.aligned is not None:
+            self.aligned.add(frame_number, face_id, success, result.aligned_face)
+        if self.hog is not None:
+            self.hog.add(frame_number, face_id, success, result.hog)
+        if self.tracked is not None:
+            key = int(frame.index)
+            if key != self._pending_key:
+                self._flush()
+                self._pending_key, self._pending_image = key, frame.image
+            if success:
+                # Only tracked faces are drawn: a failed frame's pose is not kept.
+                gaze = getattr(result, "gaze", None)
+                self._pending_faces.append(
+                    TrackedFace(
+                        landmarks=result.landmarks,
+                        pose=result.pose,
+                        confidence=float(result.confidence),
+                        face_id=face_id,
+                        eye_landmarks=getattr(result, "eye_landmarks", None),
+                        eye_landmarks_3d=getattr(result, "eye_landmarks_3d", None),
+                        gaze=None if gaze is None else np.asarray(gaze)[:6].reshape(2, 3),
+                    )
+                )
+
+    def _flush(self) -> None:
+        if self.tracked is not None and self._pending_image is not None:
+            self.tracked.add(self._pending_image, self._pending_faces)
+        self._pending_image, self._pending_key, self._pending_faces = None, None, []
+
+    def close(self) -> None:
+        """Write what is pending and close every file (idempotent)."""
+        self._flush()
+        for writer in (self.aligned, self.hog, self.tracked):
+            if writer is not None:
+                writer.close()
+
+    def __enter__(self) -> "FrameWriters":
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
