@@ -388,5 +388,10 @@ def models_install(source: Path, dest: Path | None) -> None:
         sys.exit(1)  # a damaged file in SOURCE, or nothing usable at all
 
 
+from .cli_plot import plot_cmd  # noqa: E402  (sub-commands in their own modules)
+
+main.add_command(plot_cmd)
+
+
 if __name__ == "__main__":
     main()
