@@ -199,3 +199,32 @@ def test_cli_install_exit_codes(tmp_path):
     assert bad.exit_code == 1 and "pfld.onnx" in bad.output
     empty = runner.invoke(main, ["models", "install", str(tmp_path / "nothing_here")])
     assert empty.exit_code == 2 and "not a folder" in empty.output
+
+
+def test_onnx_files_come_from_their_pinned_public_sources(loopback_server, tmp_path, monkeypatch):
+    """Without a mirror the ONNX files are fetched from ``ONNX_SOURCES`` (here served by the
+    loopback server) and checked against the manifest; RetinaFace has no public file."""
+    url, served = loopback_server
+    import pyfaceau.modelstore.download as dl
+
+    assert dl.ONNX_SOURCES["pfld.onnx"].startswith(
+        "https://raw.githubusercontent.com/cunjian/pytorch_face_landmark/"
+    ) and dl.ONNX_SOURCES["pfld.onnx"].endswith("/onnx/pfld.onnx")
+    assert dl.ONNX_SOURCES["retinaface_mobilenet025.onnx"] is None
+    monkeypatch.setitem(dl.ONNX_SOURCES, "pfld.onnx", url + "pfld.onnx")
+    report = download_models(tmp_path, accept_license=True, groups=("onnx",))
+    assert report.added == ["pfld.onnx"] and served["count"] == 1
+    assert (tmp_path / "pfld.onnx").read_bytes() == (ONNX_DIR / "pfld.onnx").read_bytes()
+    assert "no public download" in report.failed["retinaface_mobilenet025.onnx"]
+    # a source whose file changed is refused and leaves nothing behind
+    (tmp_path / "pfld.onnx").unlink()
+    monkeypatch.setitem(dl.ONNX_SOURCES, "pfld.onnx", url + "retinaface_mobilenet025.onnx")
+    report = download_models(tmp_path, accept_license=True, groups=("onnx",))
+    assert "pfld.onnx" in report.failed and not (tmp_path / "pfld.onnx").exists()
+    # a RetinaFace source, once one is pinned, is fetched and checked the same way
+    monkeypatch.setitem(dl.ONNX_SOURCES, "retinaface_mobilenet025.onnx", url + "retinaface_mobilenet025.onnx")
+    monkeypatch.setitem(dl.ONNX_SOURCES, "pfld.onnx", url + "pfld.onnx")
+    report = download_models(tmp_path, accept_license=True, groups=("onnx",))
+    assert report.ok and sorted(report.added) == ["pfld.onnx", "retinaface_mobilenet025.onnx"]
+    for rel in ("pfld.onnx", "retinaface_mobilenet025.onnx"):
+        assert resolve(rel, tmp_path) == tmp_path / rel

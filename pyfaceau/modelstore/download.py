@@ -44,13 +44,26 @@ OPENFACE_LICENSE_NOTICE = (
     "OpenFace-license.txt). Commercial use needs a licence from Carnegie Mellon University."
 )
 
-#: Where the fast path's two networks come from (they cannot always be fetched).
+#: Where the fast path's two networks come from; the manifest's SHA-256 decides whether a
+#: fetched file is used, so a file that changed upstream is refused, never used.
+#:
+#: - ``pfld.onnx``: the file ``onnx/pfld.onnx`` of the public cunjian/pytorch_face_landmark
+#:   repository, unchanged, at the commit it was taken from (``shared/models/MODEL_NOTES.md``).
+#:   Its SHA-256 (7d7bbd5c...f83e, 2,987,921 bytes) is also the one that unrelated public
+#:   projects pin for that repository's ``master/onnx/pfld.onnx``: the same bytes.
+#: - ``retinaface_mobilenet025.onnx``: exported for pyfaceau from the public PyTorch weights
+#:   ``mobilenet0.25_Final.pth`` (SHA-256 5f88f795...c4df; published with
+#:   biubug6/Pytorch_Retinaface, also in cunjian/pytorch_face_landmark ``Retinaface/weights/``
+#:   and pinned with that SHA-256 by py-feat's ``py-feat/retinaface`` model repository).
+#:   No public ONNX file with the manifest's SHA-256 is known, and pyfaceau cannot yet
+#:   convert the ``.pth`` without PyTorch: it is installed from a local copy
+#:   (``pyfaceau models install DIR``) or a ``--mirror``.
 ONNX_SOURCES = {
     "pfld.onnx": (
         "https://raw.githubusercontent.com/cunjian/pytorch_face_landmark/"
         "6f34bf9f034aa2f521952f825e6ccc567deb42d6/onnx/pfld.onnx"
     ),
-    "retinaface_mobilenet025.onnx": None,  # exported from mobilenet0.25_Final.pth, see README
+    "retinaface_mobilenet025.onnx": None,
 }
 
 
