@@ -18,7 +18,7 @@ from pyfaceau.au import AUAnalyser, load_au_models, predict_static_aus
 from pyfaceau.au.postprocess import dynamic_offsets, offline_intensity, offline_presence
 from pyfaceau.errors import InputError, ModelFileError
 from pyfaceau.features.geometry import geometry_descriptor, geometry_descriptors
-from pyfaceau.features.hog_file import read_hog_file
+from pyfaceau.output.hog_file import read_hog_file
 from pyfaceau.modelstore.store import resolve
 from pyfaceau.parsers.au_models import (
     SVM_DYNAMIC,

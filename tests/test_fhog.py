@@ -19,7 +19,7 @@ from pyfaceau.features.fhog import (
     fhog_output_shape,
     hog_descriptor,
 )
-from pyfaceau.features.hog_file import (
+from pyfaceau.output.hog_file import (
     HogFileWriter,
     read_hog_file,
     write_hog_file,

@@ -15,9 +15,10 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from conftest import REFERENCE, SAMPLES, load_reference, reference_landmarks
+from pyfaceau import Options, Pipeline
 from pyfaceau.errors import InputError
 from pyfaceau.features.fhog import fhog, hog_descriptor
-from pyfaceau.features.hog_file import read_hog_file
+from pyfaceau.output.hog_file import read_hog_file
 from pyfaceau.output import (
     AlignedFaceWriter,
     FrameWriters,
@@ -135,20 +136,33 @@ def test_hog_writer_reproduces_openface_file_from_its_aligned_faces(tmp_path):
     assert out.stat().st_size == HOG_FILE.stat().st_size
 
 
-def test_hog_writer_failed_frame_is_black_face_with_flag_minus_one(tmp_path):
+def test_hog_writer_failed_frame_has_flag_minus_one(tmp_path):
     out = tmp_path / "x.hog"
     face = cv2.imread(str(ALIGNED_DIR / "frame_det_00_000001.bmp"))
+    black = fhog(np.zeros((112, 112, 3), np.uint8))
     with HogWriter(out) as w:
         w.add(1, 0, True, fhog(face))
-        w.add(2, 0, False)
-        with pytest.raises(InputError, match="hog"):
+        w.add(2, 0, False, black)
+        with pytest.raises(InputError, match="tracked frame"):
             w.add(3, 0, True, None)
+        with pytest.raises(InputError, match="black aligned face"):
+            w.add(3, 0, False, None)
         with pytest.raises(InputError, match="square grid"):
             w.add(3, 0, True, np.zeros(100))
     hog = read_hog_file(out)
     assert hog.success.tolist() == [True, False]
-    black = fhog(np.zeros((112, 112, 3), np.uint8)).astype(np.float32)
-    assert np.array_equal(hog.features[1], black)
+    assert np.array_equal(hog.features[1], black.astype(np.float32))
+
+
+def test_backend_gives_a_failed_frame_the_hog_of_a_black_face():
+    from pyfaceau.pipeline.backend import AUBackend
+    from pyfaceau.pipeline.sources import Frame
+    from pyfaceau.pipeline.types import LandmarkResult
+
+    session = AUBackend().new_session(640, 480, keep_aligned=True)
+    result = session.add(Frame(0, 0.0, np.zeros((480, 640, 3), np.uint8)), LandmarkResult.failed())
+    assert result.aligned_face is None
+    assert np.array_equal(result.hog, hog_descriptor(np.zeros((112, 112, 3), np.uint8)))
 
 
 # -- tracked video ----------------------------------------------------------------------
@@ -242,11 +256,9 @@ def _hog_mae(path: Path) -> float:
 
 @pytest.mark.slow
 def test_faithful_run_writes_openface_outputs(tmp_path):
-    from pyfaceau.pipeline.session import make_front_end, process
-
     tracked = tmp_path / "default.avi"
     with FrameWriters(tmp_path / "aligned", tmp_path / "default.hog", tracked, fps=30) as w:
-        df = process(SAMPLES / "default.wmv", make_front_end("faithful"), on_result=w.add)
+        df = Pipeline(Options.faithful()).process(SAMPLES / "default.wmv", on_result=w.add)
     assert len(df) == N_FRAMES
     mads = _aligned_mads(tmp_path / "aligned")
     assert mads.max() <= _ALIGNED_MAD_MARGIN and mads.mean() <= _ALIGNED_MEAN_MAD_FAITHFUL
@@ -269,21 +281,17 @@ def test_faithful_run_writes_openface_outputs(tmp_path):
 
 @pytest.mark.slow
 def test_openface_landmarks_give_openface_aligned_faces_and_hog(tmp_path):
-    from pyfaceau.pipeline.session import make_front_end, process
-
-    front_end = make_front_end("csv", landmarks_csv=REFERENCE / "default.csv")
+    options = Options.openface_csv(REFERENCE / "default.csv")
     with FrameWriters(tmp_path / "aligned", tmp_path / "default.hog") as w:
-        process(SAMPLES / "default.wmv", front_end, on_result=w.add)
+        Pipeline(options).process(SAMPLES / "default.wmv", on_result=w.add)
     mads = _aligned_mads(tmp_path / "aligned")
     assert mads.max() <= _ALIGNED_MAD_MARGIN and mads.mean() <= _ALIGNED_MEAN_MAD_CSV
     assert _hog_mae(tmp_path / "default.hog") <= _HOG_MAE_CSV
 
 
 def test_a_still_writes_one_aligned_face_per_face(tmp_path):
-    from pyfaceau.pipeline.session import make_front_end, process
-
     still = sorted((SAMPLES / "images").iterdir())[0]
     with FrameWriters(tmp_path / "a", sequence=False) as w:
-        df = process(still, make_front_end("faithful"), on_result=w.add)
+        df = Pipeline(Options.faithful()).process(still, on_result=w.add)
     names = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert names == [f"face_det_{i:06d}.bmp" for i in range(len(df))]

@@ -2,6 +2,5 @@
 
 from .fhog import fhog, hog_descriptor
 from .geometry import geometry_descriptor
-from .hog_file import read_hog_file, write_hog_file
 
-__all__ = ["fhog", "geometry_descriptor", "hog_descriptor", "read_hog_file", "write_hog_file"]
+__all__ = ["fhog", "geometry_descriptor", "hog_descriptor"]

@@ -2,7 +2,7 @@
 
 OpenFace 2.2 writes one record per face and frame (``RecorderOpenFace::WriteObservation``
 calls ``RecorderHOG::Write``), in the order it processes them; the format
-(:mod:`pyfaceau.features.hog_file`) has no frame number or face id. A frame whose face was
+(:mod:`pyfaceau.output.hog_file`) has no frame number or face id. A frame whose face was
 not tracked still gets a record: ``FaceAnalyser::AddNextFrame`` computes the FHOG of an
 all-black aligned face, and ``RecorderHOG`` writes it with the success flag -1.
 """
@@ -15,9 +15,7 @@ from types import TracebackType
 import numpy as np
 
 from ..errors import InputError
-from ..features.fhog import FHOG_NUM_FEATURES, fhog
-from ..features.hog_file import HogFileWriter
-from .aligned import ALIGNED_SIZE
+from .hog_file import FHOG_NUM_FEATURES, HogFileWriter
 
 __all__ = ["HogWriter"]
 
@@ -33,14 +31,13 @@ class HogWriter:
     --------
     >>> with HogWriter("video.hog") as w:  # doctest: +SKIP
     ...     w.add(1, 0, True, fhog(aligned))     # (12, 12, 31) grid
-    ...     w.add(2, 0, False)                   # FHOG of a black face, flag -1
+    ...     w.add(2, 0, False, fhog(black_face)) # a failed frame, flag -1
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._writer = HogFileWriter(path)
         self.path = self._writer.path
         self.written = 0
-        self._failed_grid: np.ndarray | None = None
 
     def add(
         self,
@@ -55,27 +52,26 @@ class HogWriter:
         ----------
         frame_number, face_id : which frame and face (not stored: OpenFace's format has
             neither; records follow the order of the calls).
-        success : whether the face was tracked. When False the record is the FHOG of a
-            black aligned face with flag -1, whatever ``hog`` holds, as OpenFace writes it.
+        success : whether the face was tracked (flag 1 or -1).
         hog : the face's FHOG grid ``(rows, cols, 31)`` or its descriptor
-            ``(rows * cols * 31,)`` of a square grid (``hog_descriptor``); required when
-            ``success``.
+            ``(rows * cols * 31,)`` of a square grid (``hog_descriptor``). On a failed
+            frame OpenFace writes the FHOG of an all-black aligned face: the back end
+            gives that (:class:`pyfaceau.pipeline.backend.FrameResult` ``hog``).
 
         Raises
         ------
         InputError
             ``hog`` is missing or of the wrong shape, or the writer is closed.
         """
-        if success:
-            grid = self._as_grid(hog)
-        else:
-            grid = self._black_face_grid()
-        self._writer.write(grid, success=bool(success))
+        self._writer.write(self._as_grid(hog, success), success=bool(success))
         self.written += 1
 
-    def _as_grid(self, hog: np.ndarray | None) -> np.ndarray:
+    def _as_grid(self, hog: np.ndarray | None, success: bool) -> np.ndarray:
         if hog is None:
-            raise InputError("hog: a tracked frame needs its FHOG grid (rows, cols, 31)")
+            what = "a tracked frame" if success else (
+                "a failed frame too (OpenFace writes the FHOG of a black aligned face)"
+            )
+            raise InputError(f"hog: {what} needs its FHOG grid (rows, cols, 31)")
         arr = np.asarray(hog)
         if arr.ndim == 1:
             cells, rest = divmod(arr.size, FHOG_NUM_FEATURES)
@@ -87,13 +83,6 @@ class HogWriter:
                 )
             arr = arr.reshape(side, side, FHOG_NUM_FEATURES)
         return arr
-
-    def _black_face_grid(self) -> np.ndarray:
-        # FaceAnalyser::AddNextFrame on a failed frame: Extract_FHOG_descriptor of a zeroed
-        # aligned face (the AU size, 112 x 112 by default).
-        if self._failed_grid is None:
-            self._failed_grid = fhog(np.zeros((ALIGNED_SIZE, ALIGNED_SIZE, 3), dtype=np.uint8))
-        return self._failed_grid
 
     def close(self) -> None:
         """Flush and close the file (idempotent)."""

@@ -14,6 +14,7 @@ end has them (OpenFace's CLNF), otherwise from ``calc_params``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from ..alignment import align_face
+from ..alignment.align import AU_SIM_SIZE
 from ..au import AUAnalyser, load_au_models
 from ..features.fhog import hog_descriptor
 from ..features.geometry import geometry_descriptor
@@ -93,7 +95,9 @@ class FrameResult:
     intensity_names, presence_names : the AU model set's outputs (``AU01`` ...).
     aligned_face : ``(112, 112, 3)`` uint8 when asked for and successful, else None.
     hog : ``(4464,)`` float64 HOG descriptor of the aligned face (12 x 12 cells x 31,
-        ``hog_descriptor``), kept with ``aligned_face``, else None.
+        ``hog_descriptor``) when the aligned face is asked for; on a failed frame the
+        descriptor of an all-black face, as OpenFace's ``FaceAnalyser`` computes (and its
+        ``.hog`` file holds) for those. Else None.
     eye_landmarks_3d : ``(56, 3)`` float64 millimetres, camera coordinates, or None.
     """
 
@@ -122,6 +126,14 @@ class FrameResult:
         out = {f"{n}_r": float(v) for n, v in zip(self.intensity_names, self.au_intensity)}
         out.update({f"{n}_c": float(v) for n, v in zip(self.presence_names, self.au_presence)})
         return out
+
+
+@functools.lru_cache(maxsize=1)
+def _black_face_hog() -> np.ndarray:
+    """``FaceAnalyser::AddNextFrame`` on a failed frame: the HOG of a zeroed aligned face."""
+    hog = hog_descriptor(np.zeros((AU_SIM_SIZE, AU_SIM_SIZE, 3), dtype=np.uint8))
+    hog.flags.writeable = False
+    return hog
 
 
 class AUBackend:
@@ -306,6 +318,8 @@ class BackendSession:
                 result.hog = hog
         else:
             self.analyser.add_frame(None, None, False, frame.timestamp)
+            if self.keep_aligned:
+                result.hog = _black_face_hog()
         if pg is not None and pl is not None:
             pose = pose_from_params(b.pdm, pg, pl, lm.landmarks, c.fx, c.fy, c.cx, c.cy)
             lm3d = landmarks_3d_camera(b.pdm, pg, pl, lm.landmarks, c.fx, c.fy, c.cx, c.cy)

@@ -27,9 +27,13 @@ from typing import BinaryIO, NamedTuple
 import numpy as np
 
 from ..errors import InputError
-from .fhog import FHOG_NUM_FEATURES
 
 __all__ = ["HogFile", "read_hog_file", "HogFileWriter", "write_hog_file"]
+
+#: Features per FHOG cell, the only channel count OpenFace writes (FeatureExtraction.cpp:
+#: "The number of channels in HOG is fixed at the moment, as using FHOG"; the same as
+#: ``pyfaceau.features.fhog.FHOG_NUM_FEATURES``).
+FHOG_NUM_FEATURES: int = 31
 
 #: Bytes of a record header: int32 cols, int32 rows, int32 channels, float32 success.
 HOG_RECORD_HEADER_BYTES: int = 16
