@@ -240,13 +240,15 @@ def _draw_gaze(canvas: np.ndarray, face: TrackedFace,
 
 
 def _draw_label(canvas: np.ndarray, face: TrackedFace) -> None:
-    # pyfaceau's own: the face id above the landmarks' bounding box, white on a dark edge.
+    # pyfaceau's own: the face id above the face, white on a dark edge.
     lm = np.asarray(face.landmarks, dtype=np.float64).reshape(-1, 2)
     if not np.all(np.isfinite(lm)) or not lm.any():
         return
     scale = 0.6 * canvas.shape[1] / 640.0
     x = int(np.clip(lm[:, 0].min(), 0, canvas.shape[1] - 1))
-    y = int(np.clip(lm[:, 1].min() - 8 * scale, 12 * scale, canvas.shape[0] - 1))
+    # above the brows by a third of the landmarks' height: about the top of the forehead
+    top = lm[:, 1].min() - (lm[:, 1].max() - lm[:, 1].min()) / 3.0
+    y = int(np.clip(top, 12 * scale, canvas.shape[0] - 1))
     text = f"face {face.face_id}"
     thickness = max(1, int(round(2 * scale)))
     cv2.putText(canvas, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0),

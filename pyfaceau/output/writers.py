@@ -1,7 +1,7 @@
 """The outputs beside the CSV, attached to a run: aligned faces, HOG file, tracked video.
 
 :class:`FrameWriters` takes each frame and its per-face result as the pipeline produces
-them (``pyfaceau.pipeline.session.process(..., on_result=writers.add)``) and feeds the
+them (``pyfaceau.Pipeline(options).process(path, on_result=writers.add)``) and feeds the
 writers that were asked for. It reads the result's attributes only (``frame``,
 ``face_id``, ``success``, ``confidence``, ``landmarks``, ``pose``, ``aligned_face``,
 ``hog``, ``eye_landmarks``, ``eye_landmarks_3d``, ``gaze``), so any per-face result with
