@@ -23,7 +23,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from ..errors import InputError, require_bgr8
+from ..errors import InputError
+from ..validation import require_bgr8
 from ..pdm.pose import default_intrinsics
 from ..pdm.rotation import euler_to_rotation_matrix
 
