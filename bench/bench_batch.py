@@ -94,8 +94,8 @@ def long_batch(inputs: list[str], copies: int, extra: list[str], tmp: Path) -> N
     for k in range(copies):
         d = links / f"copy{k:03d}"
         d.mkdir(parents=True)
-        for p in inputs:
-            (d / Path(p).name).symlink_to(Path(p).resolve())
+        for i, p in enumerate(inputs):
+            (d / f"{i:03d}-{Path(p).name}").symlink_to(Path(p).resolve())
     out = tmp / "long-out"
     t0 = time.perf_counter()
     proc = subprocess.Popen(

@@ -20,7 +20,7 @@ from typing import Callable
 from ..errors import ModelFileError, PyFaceAUError
 from ..options import Options
 from .inputs import input_signature
-from .records import Status, write_record
+from .records import Status, record_path, write_record
 
 __all__ = ["BatchTask", "TaskResult", "StopRequested", "pipeline_for", "run_task"]
 
@@ -148,6 +148,10 @@ def run_task(
 
 def output_parts(output: str | os.PathLike) -> list[Path]:
     """Temporary files a killed writer of ``output`` can leave behind (the CSV writer's
-    ``OUT.csv.part``), to remove before the output is made again."""
+    ``OUT.csv.part``, the record's ``.OUT.csv.pyfaceau.json.*.tmp``), to remove before the
+    output is made again."""
     out = Path(output)
-    return [p for p in out.parent.glob(f"{out.name}.part") if p.is_file()] if out.parent.is_dir() else []
+    if not out.parent.is_dir():
+        return []
+    patterns = (f"{out.name}.part", f".{record_path(out).name}.*.tmp")
+    return [p for pattern in patterns for p in out.parent.glob(pattern) if p.is_file()]
