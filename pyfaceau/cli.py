@@ -43,6 +43,7 @@ def main() -> None:
     \b
     pyfaceau VIDEO -o OUT.csv            OpenFace-faithful path (MTCNN + CLNF)
     pyfaceau VIDEO -o OUT.csv --fast     fast path (RetinaFace + PFLD + CLNF tracking)
+    pyfaceau batch FOLDER... -o OUT_DIR  many inputs on every core, resumable
     pyfaceau models download --accept-license
     """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
