@@ -350,3 +350,16 @@ def test_batch_on_a_dask_cluster(study, tmp_path, dask_cluster):
     # the same resume rules
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 1 and "3 input(s) skipped" in r.output
+
+
+def test_missing_models_stop_the_batch(study, tmp_path, monkeypatch):
+    # the workers are new processes: they find the models through the environment only
+    monkeypatch.setenv("PYFACEAU_MODELS", str(tmp_path))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "none"))
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["batch", str(study / "a"), str(study / "b"), "--out-dir", str(out),
+                                  "--jobs", "1", "--no-progress"])
+    assert r.exit_code == 2, r.output
+    last = r.output.strip().splitlines()[-1]  # one line, after "processing 2 input(s) ..."
+    assert last.startswith("pyfaceau: error: model file") and "not found" in last
+    assert not list(out.rglob("clip.csv"))

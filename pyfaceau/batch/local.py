@@ -36,12 +36,15 @@ log = logging.getLogger(__name__)
 _progress: "mp.Queue | None" = None
 _stop: "threading.Event | None" = None  # an mp.Event
 _parent_gone = threading.Event()
+_busy = threading.Lock()  # held while a task runs
 
 
 def _watch_parent(parent: int) -> None:
     while os.getppid() == parent:
         time.sleep(1.0)
-    _parent_gone.set()
+    _parent_gone.set()  # a running task stops after its frame, then the worker exits
+    if _busy.acquire(blocking=False):  # idle: nobody will send another task
+        os._exit(1)
 
 
 def _init_worker(progress: "mp.Queue", stop: object, options: Options | None) -> None:
@@ -73,9 +76,10 @@ def _run_in_worker(task: BatchTask) -> TaskResult:
             _progress.put((task.index, done - sent[0], total))
             sent[0], sent[1] = done, now
 
-    result = run_task(task, on_frame, _stopping)
-    if _parent_gone.is_set():  # nobody will read the result
-        os._exit(1)
+    with _busy:
+        result = run_task(task, on_frame, _stopping)
+        if _parent_gone.is_set():  # nobody will read the result
+            os._exit(1)
     return result
 
 
@@ -145,7 +149,9 @@ def run_local(
                 if f.cancelled():
                     continue  # never started: stays pending in the summary
                 exc = f.exception()
-                if exc is not None:  # the worker process died (killed, out of memory)
+                if exc is not None and stop.is_set():  # e.g. Ctrl-C while workers started
+                    yield TaskResult(task.index, Status.INTERRUPTED)
+                elif exc is not None:  # the worker process died (killed, out of memory)
                     yield TaskResult(task.index, Status.FAILED, error=f"worker died: {exc}")
                 else:
                     yield f.result()
