@@ -13,19 +13,16 @@ import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import click
 
 from ._version import __version__
+from .cli_batch import batch_cmd
+from .cli_options import MODELS_HELP, options_from_flags, pipeline_options
 from .errors import PyFaceAUError
 
 __all__ = ["main"]
-
-MODELS_HELP = (
-    "Folder(s) with the model files, separated by the OS path separator; searched before "
-    "$PYFACEAU_MODELS and the user data folder."
-)
 
 
 class _DefaultToProcess(click.Group):
@@ -110,22 +107,7 @@ def _guarded_run(strict: bool) -> Iterator[None]:
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(), default=None,
               help="CSV to write (default: INPUT's name with .csv, in the current folder).")
-@click.option("--fast", is_flag=True,
-              help="Fast path: RetinaFace + PFLD, refined by tracking with OpenFace's CLNF.")
-@click.option("--no-refine", is_flag=True, help="With --fast: PFLD landmarks without refinement.")
-@click.option("--refine", "refine_mode", type=click.Choice(["clnf", "svr"]), default=None,
-              help="With --fast: clnf = track all 68 landmarks with OpenFace's CLNF (default; "
-                   "AUs close to OpenFace's); svr = targeted SVR refinement of 9 landmarks "
-                   "(faster, far less accurate).")
-@click.option("--landmarks-csv", type=click.Path(path_type=Path), default=None,
-              help="Take landmarks and success from an OpenFace CSV instead of detecting them.")
-@click.option("--static", "static_models", is_flag=True,
-              help="Static AU models only (no person normalisation), as OpenFace uses for "
-                   "images; the default for a single image.")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="Cores to use on this input (default: every core this process may use). "
-                   "The output is the same for any number.")
-@click.option("--models", "models", default=None, help=MODELS_HELP)
+@pipeline_options
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--strict", is_flag=True,
               help="Fail (exit 3) instead of warning when part of the input cannot be read "
@@ -133,43 +115,25 @@ def _guarded_run(strict: bool) -> Iterator[None]:
 def process_cmd(
     input_path: Path,
     output: str | None,  # kept as typed: a trailing slash means a folder
-    fast: bool,
-    no_refine: bool,
-    refine_mode: str | None,
-    landmarks_csv: Path | None,
-    static_models: bool,
-    threads: int | None,
-    models: str | None,
     no_progress: bool,
     strict: bool,
+    **flags: Any,
 ) -> None:
     """Measure Action Units in a video, an image folder or an image."""
-    from .options import Options
-
-    if no_refine and not fast:
-        _fail(click.UsageError("--no-refine goes with --fast"))
-    if refine_mode is not None and not fast:
-        _fail(click.UsageError("--refine goes with --fast"))
-    if refine_mode is not None and no_refine:
-        _fail(click.UsageError("--refine and --no-refine exclude each other"))
-    if landmarks_csv is not None and fast:
-        _fail(click.UsageError("--landmarks-csv and --fast exclude each other"))
+    try:
+        options = options_from_flags(**flags)
+    except (click.UsageError, PyFaceAUError) as exc:
+        _fail(exc)
+        return
     out = output if output is not None else Path(input_path.stem + ".csv")
     # Fail before hours of processing, not after.
     from .output.atomic import check_output_path
 
     try:
-        check_output_path(out, [input_path, landmarks_csv])
+        check_output_path(out, [input_path, flags.get("landmarks_csv")])
     except PyFaceAUError as exc:
         _fail(exc)
-    common = dict(models=models, threads=threads, au_models="static" if static_models else "auto")
     with _guarded_run(strict):
-        if landmarks_csv is not None:
-            options = Options.openface_csv(landmarks_csv, **common)
-        elif fast:
-            options = Options.fast("none" if no_refine else (refine_mode or "clnf"), **common)
-        else:
-            options = Options.faithful(**common)
         from .pipeline.pipeline import Pipeline
 
         bar = None
@@ -391,6 +355,7 @@ def models_install(source: Path, dest: Path | None) -> None:
 from .cli_plot import plot_cmd  # noqa: E402  (sub-commands in their own modules)
 
 main.add_command(plot_cmd)
+main.add_command(batch_cmd)
 
 
 if __name__ == "__main__":

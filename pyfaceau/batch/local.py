@@ -1,0 +1,165 @@
+"""Run batch tasks on this machine: a pool of worker processes.
+
+Workers are started with ``spawn`` (a fresh interpreter): forking a parent that already
+runs threads (the progress reader, OpenCV's and numba's pools) is not safe. Each worker
+keeps its pipelines for its whole life (models loaded once per worker) and sends its
+progress, a few times a second, through one queue the parent reads. Ctrl-C reaches the
+workers as a shared *stop* event, not as a signal: a worker finishes the frame it is on
+and drops the input without writing anything, and an output being written is finished.
+A worker whose parent dies stops the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import queue
+import signal
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Callable, Iterator, Sequence
+
+from ..options import Options
+from .records import Status
+from .worker import BatchTask, TaskResult, pipeline_for, run_task
+
+__all__ = ["run_local", "PROGRESS_INTERVAL"]
+
+#: Seconds between a worker's progress messages (and its checks for a dead parent).
+PROGRESS_INTERVAL = 0.25
+
+log = logging.getLogger(__name__)
+
+# -- in the worker process -----------------------------------------------------------------
+_progress: "mp.Queue | None" = None
+_stop: "threading.Event | None" = None  # an mp.Event
+_parent_gone = threading.Event()
+_busy = threading.Lock()  # held while a task runs
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    _parent_gone.set()  # a running task stops after its frame, then the worker exits
+    if _busy.acquire(blocking=False):  # idle: nobody will send another task
+        os._exit(1)
+
+
+def _init_worker(progress: "mp.Queue", stop: object, options: Options | None) -> None:
+    """Worker initialiser: Ctrl-C is the parent's to handle (it sets ``stop``); the
+    models of ``options`` are loaded now, before the first input's clock starts."""
+    global _progress, _stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _progress, _stop = progress, stop  # type: ignore[assignment]
+    threading.Thread(
+        target=_watch_parent, args=(os.getppid(),), name="pyfaceau-parent", daemon=True
+    ).start()
+    if options is not None:
+        try:
+            pipeline_for(options).load()
+        except Exception:  # noqa: BLE001 - the first task meets the error and reports it
+            log.debug("loading the models failed", exc_info=True)
+
+
+def _stopping() -> bool:
+    return _parent_gone.is_set() or (_stop is not None and _stop.is_set())
+
+
+def _run_in_worker(task: BatchTask) -> TaskResult:
+    sent = [0, time.monotonic()]
+
+    def on_frame(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - sent[1] >= PROGRESS_INTERVAL and _progress is not None:
+            _progress.put((task.index, done - sent[0], total))
+            sent[0], sent[1] = done, now
+
+    with _busy:
+        result = run_task(task, on_frame, _stopping)
+        if _parent_gone.is_set():  # nobody will read the result
+            os._exit(1)
+    return result
+
+
+# -- in the parent -------------------------------------------------------------------------
+def _common_options(tasks: Sequence[BatchTask]) -> Options | None:
+    """The options every task shares (their models are loaded when a worker starts)."""
+    first = tasks[0].options
+    return first if all(t.options == first for t in tasks) else None
+
+
+def run_local(
+    tasks: Sequence[BatchTask],
+    jobs: int,
+    *,
+    on_frames: Callable[[int, int, int], None],
+    stop: threading.Event,
+) -> Iterator[TaskResult]:
+    """Run ``tasks`` on ``jobs`` worker processes; yield each result as it comes.
+
+    Parameters
+    ----------
+    tasks : the inputs to process.
+    jobs : worker processes.
+    on_frames : progress, called in the parent with (task index, new frames, frames
+        announced).
+    stop : set it (e.g. on Ctrl-C) to stop: tasks not started are not started, running
+        ones stop after their current frame; results keep coming until every worker is
+        done (interrupted ones with ``Status.INTERRUPTED``).
+    """
+    if not tasks:
+        return
+    ctx = mp.get_context("spawn")
+    progress: mp.Queue = ctx.Queue()
+    worker_stop = ctx.Event()
+    reading = threading.Event()
+    reading.set()
+
+    def read_progress() -> None:
+        while reading.is_set():
+            try:
+                index, frames, total = progress.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            except (EOFError, OSError):
+                return
+            on_frames(index, frames, total)
+
+    reader = threading.Thread(target=read_progress, name="pyfaceau-progress", daemon=True)
+    reader.start()
+    pool = ProcessPoolExecutor(
+        max_workers=min(jobs, len(tasks)),
+        mp_context=ctx,
+        initializer=_init_worker,
+        initargs=(progress, worker_stop, _common_options(tasks)),
+    )
+    futures: dict[Future, BatchTask] = {pool.submit(_run_in_worker, t): t for t in tasks}
+    pending = set(futures)
+    try:
+        while pending:
+            if stop.is_set() and not worker_stop.is_set():
+                worker_stop.set()
+                for f in pending:
+                    f.cancel()
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            for f in done:
+                task = futures[f]
+                if f.cancelled():
+                    continue  # never started: stays pending in the summary
+                exc = f.exception()
+                if exc is not None and stop.is_set():  # e.g. Ctrl-C while workers started
+                    yield TaskResult(task.index, Status.INTERRUPTED)
+                elif exc is not None:  # the worker process died (killed, out of memory)
+                    yield TaskResult(task.index, Status.FAILED, error=f"worker died: {exc}")
+                else:
+                    yield f.result()
+    finally:
+        worker_stop.set()
+        for f in pending:
+            f.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+        reading.clear()
+        reader.join(timeout=2)
+        progress.close()

@@ -1,0 +1,157 @@
+"""What a batch worker does with one input: the same as ``pyfaceau INPUT -o OUT``.
+
+:func:`run_task` runs in a worker process (a local process pool or a Dask worker). It keeps
+one :class:`~pyfaceau.pipeline.pipeline.Pipeline` per :class:`~pyfaceau.options.Options`
+for the life of the process, so the models are loaded once per worker, not per input.
+It never raises for a bad input: the error is returned in the :class:`TaskResult` and the
+batch goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..errors import ModelFileError, PyFaceAUError
+from ..options import Options
+from .inputs import input_signature
+from .records import Status, record_path, write_record
+
+__all__ = ["BatchTask", "TaskResult", "StopRequested", "pipeline_for", "run_task"]
+
+log = logging.getLogger(__name__)
+
+#: Pipelines of this process, one per Options (models loaded once, shared by the inputs).
+_PIPELINES: dict[Options, object] = {}
+_PIPELINES_LOCK = threading.Lock()
+
+
+class StopRequested(Exception):
+    """Raised inside a task when the batch is being stopped (Ctrl-C)."""
+
+
+@dataclass(frozen=True)
+class BatchTask:
+    """One input to process (picklable: it travels to worker processes).
+
+    Attributes
+    ----------
+    index : position in the batch (the summary's row).
+    input : the input's path.
+    output : the CSV to write.
+    options : what to compute.
+    """
+
+    index: int
+    input: str
+    output: str
+    options: Options
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """What became of a task.
+
+    Attributes
+    ----------
+    index : the task's index.
+    status : ``Status.DONE``, ``Status.FAILED`` or ``Status.INTERRUPTED``.
+    frames : frames read (0 when failed).
+    faces : rows with a face (``success = 1``).
+    seconds : wall time in the worker.
+    error : one line, when failed.
+    model_error : the error is about model files (every input would fail the same way).
+    """
+
+    index: int
+    status: Status
+    frames: int = 0
+    faces: int = 0
+    seconds: float = 0.0
+    error: str = ""
+    model_error: bool = False
+
+
+def pipeline_for(options: Options):  # -> Pipeline (imported lazily: heavy)
+    """This process's pipeline for ``options``, made (and its models loaded) on first use."""
+    with _PIPELINES_LOCK:
+        pipe = _PIPELINES.get(options)
+        if pipe is None:
+            from ..pipeline.pipeline import Pipeline
+
+            pipe = _PIPELINES[options] = Pipeline(options)
+        return pipe
+
+
+def run_task(
+    task: BatchTask,
+    on_frame: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TaskResult:
+    """Process one input into its CSV, then write the record beside it.
+
+    Parameters
+    ----------
+    task : the input, its output and the options.
+    on_frame : progress, called after each frame with (frames done, frames announced).
+    should_stop : polled after each frame; when it returns True the task stops without
+        writing anything and returns ``Status.INTERRUPTED``.
+    """
+    t0 = time.perf_counter()
+
+    def frame_done(done: int, total: int) -> None:
+        if should_stop is not None and should_stop():
+            raise StopRequested
+        if on_frame is not None:
+            on_frame(done, total)
+
+    if should_stop is not None and should_stop():
+        return TaskResult(task.index, Status.INTERRUPTED)
+    try:
+        signature = input_signature(task.input)  # before reading: a later change re-runs it
+        Path(task.output).parent.mkdir(parents=True, exist_ok=True)
+        df = pipeline_for(task.options).process(task.input, task.output, on_frame=frame_done)
+        frames = int(df["frame"].nunique()) if len(df) else 0
+        faces = int(df["success"].sum()) if len(df) else 0
+        write_record(
+            task.output,
+            input_path=task.input,
+            input_signature=signature,
+            options=task.options,
+            frames=frames,
+            faces=faces,
+        )
+    except StopRequested:
+        return TaskResult(task.index, Status.INTERRUPTED, seconds=time.perf_counter() - t0)
+    except Exception as exc:  # one input's failure is recorded; the batch goes on
+        if isinstance(exc, PyFaceAUError):
+            error = str(exc)
+        elif isinstance(exc, OSError):
+            error = f"{exc.filename or task.input}: {exc.strerror or exc}"
+        else:  # a bug: keep the traceback in the worker's log
+            log.exception("%s: unexpected error", task.input)
+            error = f"{type(exc).__name__}: {exc}"
+        return TaskResult(
+            task.index,
+            Status.FAILED,
+            seconds=time.perf_counter() - t0,
+            error=" ".join(error.split()),  # one line in the summary
+            model_error=isinstance(exc, ModelFileError),
+        )
+    return TaskResult(task.index, Status.DONE, frames, faces, time.perf_counter() - t0)
+
+
+def output_parts(output: str | os.PathLike) -> list[Path]:
+    """Temporary files a killed writer of ``output`` can leave behind (the CSV writer's
+    ``OUT.csv.part``, the record's ``.OUT.csv.pyfaceau.json.*.tmp``), to remove before the
+    output is made again."""
+    out = Path(output)
+    if not out.parent.is_dir():
+        return []
+    patterns = (f"{out.name}.part", f".{record_path(out).name}.*.tmp")
+    return [p for pattern in patterns for p in out.parent.glob(pattern) if p.is_file()]

@@ -1,0 +1,151 @@
+"""Command line: ``pyfaceau batch INPUT... --out-dir DIR`` (see :mod:`pyfaceau.batch`).
+
+Exit status: 0 when every input has its output, 1 when an input failed (the summary
+names it), 2 for bad arguments or model files, 130 when stopped with Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from tqdm import tqdm
+
+from .cli_options import fail as _fail
+from .cli_options import options_from_flags, pipeline_options
+from .errors import PyFaceAUError
+
+__all__ = ["batch_cmd"]
+
+#: Failed inputs listed on the terminal (all of them are in the summary).
+_SHOW_FAILED = 10
+
+
+class _Bar:
+    """One progress bar over the frames of every input, with the inputs finished."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: tqdm | None = None
+        self.inputs = 0
+        self.finished_count = 0
+        self.failed = 0
+
+    # BatchProgress hooks (duck-typed: the batch package is imported lazily)
+    def start(self, inputs: int, skipped: int, jobs: int, threads: int) -> None:
+        self.inputs = inputs
+        if skipped:
+            click.echo(f"{skipped} input(s) skipped: their output is complete and up to date",
+                       err=True)
+        if inputs:
+            how = f"{jobs} worker(s) x {threads} thread(s)" if jobs else f"{threads} thread(s) per input"
+            click.echo(f"processing {inputs} input(s) on {how}", err=True)
+        if self.enabled and inputs:
+            self.bar = tqdm(total=0, unit="frame", dynamic_ncols=True, file=sys.stderr,
+                            desc=f"0/{inputs} inputs")
+
+    def frames(self, new: int, total_change: int) -> None:
+        if self.bar is None:
+            return
+        if total_change:
+            self.bar.total = max(0, (self.bar.total or 0) + total_change)
+            self.bar.refresh()
+        if new:
+            self.bar.update(new)
+
+    def finished(self, row: Any) -> None:
+        self.finished_count += 1
+        self.failed += row.status.value == "failed"
+        if self.bar is not None:
+            fail = f", {self.failed} failed" if self.failed else ""
+            self.bar.set_description(f"{self.finished_count}/{self.inputs} inputs{fail}")
+
+    def stopping(self) -> None:
+        msg = "stopping: running inputs stop after their frame (Ctrl-C again to abort)"
+        if self.bar is not None:
+            self.bar.write(msg, file=sys.stderr)
+        else:
+            click.echo(msg, err=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@click.command("batch")
+@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
+@click.option("-o", "--out-dir", type=click.Path(path_type=Path), required=True,
+              help="Folder for the CSVs; they mirror the inputs' paths below their common "
+                   "folder. The run summary is DIR/pyfaceau-batch.csv.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+              help="Inputs processed at once, each in its own process (default: so that "
+                   "jobs x threads = the cores).")
+@click.option("--pattern", default=None,
+              help="Glob choosing the files in folders, e.g. '*.mp4' (default: every video, "
+                   "and every folder of images as one image sequence).")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Run on a Dask distributed cluster (tcp://HOST:PORT); inputs and DIR must "
+                   "be on a filesystem the workers share.")
+@click.option("--force", is_flag=True, help="Process every input, even up-to-date ones.")
+@pipeline_options
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def batch_cmd(
+    inputs: tuple[str, ...],
+    out_dir: Path,
+    jobs: int | None,
+    pattern: str | None,
+    scheduler: str | None,
+    force: bool,
+    no_progress: bool,
+    **flags: Any,
+) -> None:
+    """Measure Action Units in many inputs: videos, image folders, folders searched
+    recursively, and @LIST files (one path per line).
+
+    Each output is what `pyfaceau INPUT -o OUT` writes. A second run skips the inputs
+    whose output is complete and up to date; a failing input is recorded in the summary
+    and the others go on.
+    """
+    if flags.get("landmarks_csv") is not None:
+        _fail(click.UsageError("--landmarks-csv names one input's landmarks: use "
+                               "'pyfaceau INPUT --landmarks-csv CSV' per input"))
+    if scheduler is not None and jobs is not None:
+        _fail(click.UsageError("--jobs is for this machine; on a cluster the Dask workers "
+                               "decide (--scheduler)"))
+    try:
+        options = options_from_flags(**flags)
+    except (click.UsageError, PyFaceAUError) as exc:
+        _fail(exc)
+        return
+    from .batch import run_batch
+
+    bar = _Bar(enabled=not no_progress)
+    try:
+        report = run_batch(inputs, out_dir, options, jobs=jobs, pattern=pattern,
+                           scheduler=scheduler, force=force, progress=bar)  # type: ignore[arg-type]
+    except PyFaceAUError as exc:
+        bar.close()
+        _fail(exc)
+        return
+    except KeyboardInterrupt:  # the second Ctrl-C
+        bar.close()
+        click.echo("pyfaceau: aborted", err=True)
+        sys.exit(130)
+    bar.close()
+    c = report.counts
+    parts = [f"done {c['done']}", f"skipped {c['skipped']}", f"failed {c['failed']}"]
+    if report.interrupted:
+        parts.append(f"not finished {c['interrupted'] + c['pending']}")
+    click.echo(f"{', '.join(parts)}; summary: {report.summary}")
+    for row in report.failed[:_SHOW_FAILED]:
+        # errors usually start with the input's path already
+        error = row.error if row.error.startswith(row.input) else f"{row.input}: {row.error}"
+        click.echo(f"  failed: {error}", err=True)
+    if len(report.failed) > _SHOW_FAILED:
+        click.echo(f"  ... and {len(report.failed) - _SHOW_FAILED} more", err=True)
+    if report.interrupted:
+        sys.exit(130)
+    if report.failed:
+        sys.exit(1)

@@ -1,0 +1,365 @@
+"""``pyfaceau batch``: inputs and outputs, resume, failures, Ctrl-C and kills, Dask.
+
+End-to-end runs use short clips cut from the samples into a temporary folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+from click.testing import CliRunner
+
+from conftest import SAMPLES
+from pyfaceau.batch import discover_inputs, plan_workers
+from pyfaceau.batch.records import (
+    SUMMARY_NAME,
+    options_fingerprint,
+    read_valid_record,
+    record_path,
+    write_record,
+)
+from pyfaceau.batch.inputs import input_signature
+from pyfaceau.cli import main
+from pyfaceau.errors import InputError
+from pyfaceau.options import Options
+
+PYFACEAU = Path(sys.executable).with_name("pyfaceau")
+DASK = Path(sys.executable).with_name("dask")
+
+
+def cut_clip(src: Path, dst: Path, frames: int) -> Path:
+    """The first ``frames`` frames of ``src`` as an MJPG AVI."""
+    cap = cv2.VideoCapture(str(src))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    ok, image = cap.read()
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    h, w = image.shape[:2]
+    writer = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    for _ in range(frames):
+        writer.write(image)
+        ok, image = cap.read()
+        if not ok:
+            break
+    writer.release()
+    cap.release()
+    return dst
+
+
+def image_folder(dst: Path, n: int) -> Path:
+    dst.mkdir(parents=True)
+    for p in sorted((SAMPLES / "image_sequence").iterdir())[:n]:
+        (dst / p.name).write_bytes(p.read_bytes())
+    return dst
+
+
+def summary_rows(out: Path, inputs: Path) -> dict[str, dict[str, str]]:
+    """The summary's rows by input path relative to ``inputs``."""
+    with open(out / SUMMARY_NAME, newline="") as f:
+        return {Path(r["input"]).relative_to(inputs).as_posix(): r for r in csv.DictReader(f)}
+
+
+def leftovers(out: Path) -> list[Path]:
+    """Half-written files: temporary CSVs, records or summaries."""
+    return [p for p in out.rglob("*") if p.name.endswith((".part", ".tmp"))]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    """in/a/clip.avi, in/b/clip.avi (same name, other folders), in/seq/ (images),
+    in/bad.avi (corrupt)."""
+    root = tmp_path_factory.mktemp("study") / "in"
+    cut_clip(SAMPLES / "default.wmv", root / "a" / "clip.avi", 10)
+    cut_clip(SAMPLES / "changeLighting.wmv", root / "b" / "clip.avi", 10)
+    image_folder(root / "seq", 6)
+    (root / "bad.avi").write_bytes(b"RIFF\x00\x00\x00\x00AVI garbage" * 100)
+    return root
+
+
+# -- inputs and outputs (no processing) --------------------------------------------------------
+def test_discovery_and_output_mapping(tmp_path):
+    root = tmp_path / "in"
+    for rel in ("a/clip.avi", "b/clip.avi", "b/clip.mp4", "c/deep/x.MOV", ".hidden/h.avi", "notes.txt"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x")
+    image_folder(root / "seq", 2)
+    (root / "seq" / "readme.txt").write_text("not an image")
+    found = {i.path.relative_to(root).as_posix(): i.relative for i in discover_inputs([root])}
+    assert found == {
+        "a/clip.avi": "a/clip.csv",
+        "b/clip.avi": "b/clip.avi.csv",  # same stem in one folder: suffix kept
+        "b/clip.mp4": "b/clip.mp4.csv",
+        "c/deep/x.MOV": "c/deep/x.csv",
+        "seq": "seq.csv",  # a folder of images is one image-sequence input
+    }
+    # a pattern picks exactly the matching files; the output folder is never searched
+    got = discover_inputs([root], pattern="*.avi", exclude=root / "b")
+    assert [i.relative for i in got] == ["a/clip.csv"]
+    # the common root of two folder arguments is their common folder
+    got = discover_inputs([root / "a", root / "b" / "clip.avi"])
+    assert [i.relative for i in got] == ["a/clip.csv", "b/clip.csv"]
+    # an image folder given itself maps to its own name; a single file to its stem
+    assert [i.relative for i in discover_inputs([root / "seq"])] == ["seq.csv"]
+    assert [i.relative for i in discover_inputs([root / "a" / "clip.avi"])] == ["clip.csv"]
+    # @list files: paths relative to the list's folder, comments and blanks ignored
+    lst = tmp_path / "list.txt"
+    lst.write_text("# study\nin/a/clip.avi\n\nin/seq\n")
+    got = discover_inputs([f"@{lst}"])
+    assert [(i.path, i.relative) for i in got] == [
+        (root / "a" / "clip.avi", "a/clip.csv"),
+        (root / "seq", "seq.csv"),
+    ]
+    with pytest.raises(InputError, match="no such file"):
+        discover_inputs([root / "nope.avi"])
+    with pytest.raises(InputError, match="no file matching"):
+        discover_inputs([root], pattern="*.mkv")
+
+
+def test_plan_workers_fills_the_cores():
+    assert plan_workers(10, cores=2) == (2, 1)
+    assert plan_workers(1, cores=2) == (1, 2)  # one input: its threads get the cores
+    assert plan_workers(10, jobs=1, cores=2) == (1, 2)
+    assert plan_workers(10, threads=2, cores=4) == (2, 2)
+    assert plan_workers(10, jobs=1, threads=1, cores=8) == (1, 1)
+
+
+def test_record_is_void_when_anything_changes(tmp_path):
+    video = tmp_path / "v.avi"
+    video.write_bytes(b"0123456789")
+    out = tmp_path / "v.csv"
+    out.write_text("frame\n1\n")
+    opts = Options.fast()
+    sig = input_signature(video)
+    write_record(out, input_path=video, input_signature=sig, options=opts, frames=1, faces=1)
+    assert read_valid_record(out, input_signature=sig, options=opts)["frames"] == 1
+    # threads and model folders do not change the output
+    assert read_valid_record(out, input_signature=sig, options=opts.replace(threads=3, models="x"))
+    assert read_valid_record(out, input_signature=sig, options=Options.faithful()) is None
+    assert "threads" not in options_fingerprint(opts)
+    video.write_bytes(b"0123456789")  # same size, new time
+    os.utime(video, ns=(sig["mtime_ns"] + 10**9, sig["mtime_ns"] + 10**9))
+    assert read_valid_record(out, input_signature=input_signature(video), options=opts) is None
+    out.write_text("frame\n1\n2\n")  # the CSV itself replaced
+    assert read_valid_record(out, input_signature=sig, options=opts) is None
+    record_path(out).write_text("{not json")
+    assert read_valid_record(out, input_signature=sig, options=opts) is None
+
+
+# -- end to end on this machine ------------------------------------------------------------
+def single_run(path: Path, out: Path, *flags: str) -> bytes:
+    r = CliRunner().invoke(main, [str(path), "-o", str(out), "--no-progress", *flags])
+    assert r.exit_code == 0, r.output
+    return out.read_bytes()
+
+
+def test_batch_outputs_equal_single_runs_and_resume(study, tmp_path):
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["batch", str(study), "--out-dir", str(out), "--jobs", "2",
+                                  "--no-progress"])
+    assert r.exit_code == 1, r.output  # the corrupt input failed
+    rows = summary_rows(out, study)
+    assert {k: v["status"] for k, v in rows.items()} == {
+        "a/clip.avi": "done", "b/clip.avi": "done", "seq": "done", "bad.avi": "failed"
+    }
+    assert "cannot be decoded as a video" in rows["bad.avi"]["error"]
+    assert rows["a/clip.avi"]["frames"] == "10" and rows["seq"]["faces"] == "6"
+    # two clip.avi in different folders: two outputs, each byte-identical to a single run
+    for rel, out_rel in (("a/clip.avi", "a/clip.csv"), ("b/clip.avi", "b/clip.csv"), ("seq", "seq.csv")):
+        single = single_run(study / rel, tmp_path / "single" / out_rel)
+        assert (out / out_rel).read_bytes() == single, rel
+    assert not leftovers(out)
+
+    # a second run skips the finished inputs, says so, and tries the failed one again
+    r = CliRunner().invoke(main, ["batch", str(study), "--out-dir", str(out), "--no-progress"])
+    assert r.exit_code == 1
+    assert "3 input(s) skipped" in r.output
+    rows = summary_rows(out, study)
+    assert [rows[k]["status"] for k in ("a/clip.avi", "b/clip.avi", "seq", "bad.avi")] == [
+        "skipped", "skipped", "skipped", "failed"
+    ]
+    assert rows["a/clip.avi"]["frames"] == "10"  # from the record
+
+
+def test_batch_fast_path_and_changed_input(study, tmp_path):
+    inputs = tmp_path / "in"
+    cut_clip(study / "a" / "clip.avi", inputs / "clip.avi", 10)
+    out = tmp_path / "out"
+    args = ["batch", str(inputs), "--out-dir", str(out), "--fast", "--threads", "2", "--no-progress"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    first = (out / "clip.csv").read_bytes()
+    assert first == single_run(inputs / "clip.avi", tmp_path / "single.csv", "--fast")
+    # the input changes: it is made again (options recorded: --fast, not the default)
+    cut_clip(study / "b" / "clip.avi", inputs / "clip.avi", 10)
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0 and "done 1, skipped 0" in r.output
+    assert (out / "clip.csv").read_bytes() != first
+    # other options: made again too
+    r = CliRunner().invoke(main, [*args, "--static"])
+    assert r.exit_code == 0 and "done 1, skipped 0" in r.output
+
+
+def test_batch_argument_errors(tmp_path):
+    r = CliRunner().invoke(main, ["batch", str(tmp_path / "nope"), "--out-dir", str(tmp_path)])
+    assert r.exit_code == 2 and "no such file" in r.output
+    r = CliRunner().invoke(main, ["batch", str(SAMPLES / "default.wmv"), "--out-dir", str(tmp_path),
+                                  "--no-refine"])
+    assert r.exit_code == 2 and "--no-refine goes with --fast" in r.output
+
+
+# -- stopped and killed runs ---------------------------------------------------------------------
+def _slow_study(tmp_path: Path, study: Path) -> Path:
+    """Three clips: the first short, so that it finishes while the others run."""
+    root = tmp_path / "in"
+    cut_clip(study / "a" / "clip.avi", root / "1.avi", 5)
+    cut_clip(SAMPLES / "default.wmv", root / "2.avi", 60)
+    cut_clip(SAMPLES / "changeLighting.wmv", root / "3.avi", 60)
+    return root
+
+
+def _start_batch(inputs: Path, out: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [str(PYFACEAU), "batch", str(inputs), "--out-dir", str(out), "--jobs", "1", "--fast",
+         "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (exited, not yet reaped) has stopped working
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(")")[-1].split()[0] != "Z"
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
+    t0 = time.monotonic()
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() - t0 < timeout, f"{path} did not appear"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill"])
+def test_stopped_batch_resumes(study, tmp_path, sig):
+    inputs = _slow_study(tmp_path, study)
+    out = tmp_path / "out"
+    proc = _start_batch(inputs, out)
+    _wait_for(record_path(out / "1.csv"), proc)
+    workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
+    workers = [int(p) for p in workers.stdout.split()]
+    assert workers
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    if sig == signal.SIGINT:
+        # Ctrl-C: a clean stop, nothing half-written, the summary says what is missing
+        assert proc.returncode == 130, stderr
+        assert "stopping" in stderr
+        rows = {Path(r["input"]).name: r["status"] for r in csv.DictReader(open(out / SUMMARY_NAME))}
+        assert rows["1.avi"] == "done"
+        assert rows["2.avi"] in ("interrupted", "done")
+        assert {"interrupted", "pending"} & set(rows.values())
+        assert not leftovers(out)
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    done_before = {p.name for p in out.glob("*.csv") if record_path(p).exists()}
+    assert "1.csv" in done_before and len(done_before) < 3
+    # the workers of a killed batch do not live on
+    t0 = time.monotonic()
+    while any(_alive(p) for p in workers) and time.monotonic() - t0 < 30:
+        time.sleep(0.2)
+    assert not any(_alive(p) for p in workers)
+    # run again: the rest is made, the finished ones are skipped and reported
+    proc = _start_batch(inputs, out)
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr
+    assert f"{len(done_before)} input(s) skipped" in stderr
+    rows = {Path(r["input"]).name: r["status"] for r in csv.DictReader(open(out / SUMMARY_NAME))}
+    assert {n for n, s in rows.items() if s == "skipped"} == {n.replace(".csv", ".avi") for n in done_before}
+    assert all(s in ("skipped", "done") for s in rows.values())
+    assert not leftovers(out)
+    single = single_run(inputs / "3.avi", tmp_path / "single3.csv", "--fast")
+    assert (out / "3.csv").read_bytes() == single
+
+
+# -- a real Dask cluster -------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def dask_cluster(tmp_path):
+    """A ``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1."""
+    pytest.importorskip("distributed")
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    logs = tmp_path / "dask-logs"
+    logs.mkdir()
+    procs = [subprocess.Popen(
+        [str(DASK), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+        stdout=open(logs / "scheduler.log", "w"), stderr=subprocess.STDOUT,
+    )]
+    try:
+        from distributed import Client
+
+        client = Client(address, timeout="60s")
+        for i in range(2):
+            procs.append(subprocess.Popen(
+                [str(DASK), "worker", address, "--nthreads", "1", "--no-dashboard",
+                 "--host", "127.0.0.1", "--name", f"w{i}"],
+                stdout=open(logs / f"worker{i}.log", "w"), stderr=subprocess.STDOUT,
+            ))
+        client.wait_for_workers(2, timeout=120)
+        client.close()
+        yield address
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in reversed(procs):
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+@pytest.mark.slow
+def test_batch_on_a_dask_cluster(study, tmp_path, dask_cluster):
+    out = tmp_path / "out"
+    args = ["batch", str(study), "--out-dir", str(out), "--scheduler", dask_cluster, "--no-progress"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 1, r.output
+    rows = summary_rows(out, study)
+    assert rows["bad.avi"]["status"] == "failed" and "cannot be decoded" in rows["bad.avi"]["error"]
+    for rel, out_rel in (("a/clip.avi", "a/clip.csv"), ("b/clip.avi", "b/clip.csv"), ("seq", "seq.csv")):
+        assert rows[rel]["status"] == "done"
+        single = single_run(study / rel, tmp_path / "single" / out_rel)
+        assert (out / out_rel).read_bytes() == single, rel
+    # the same resume rules
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 1 and "3 input(s) skipped" in r.output
+
+
+def test_missing_models_stop_the_batch(study, tmp_path, monkeypatch):
+    # the workers are new processes: they find the models through the environment only
+    monkeypatch.setenv("PYFACEAU_MODELS", str(tmp_path))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "none"))
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["batch", str(study / "a"), str(study / "b"), "--out-dir", str(out),
+                                  "--jobs", "1", "--no-progress"])
+    assert r.exit_code == 2, r.output
+    last = r.output.strip().splitlines()[-1]  # one line, after "processing 2 input(s) ..."
+    assert last.startswith("pyfaceau: error: model file") and "not found" in last
+    assert not list(out.rglob("clip.csv"))
