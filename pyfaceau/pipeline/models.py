@@ -10,6 +10,7 @@ of the pipeline; what changes per face (tracking state, running medians, rows) l
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from ..options import LandmarkMethod, Options, Refinement
@@ -34,6 +35,20 @@ class Models:
         # parts given already loaded (e.g. from explicit file paths): "mtcnn", "retinaface",
         # "pfld", "clnf", "validator", "svr", "backend-True" / "backend-False"
         self._loaded: dict[str, Any] = dict(preloaded or {})
+        # The threads that work inside one frame (patch responses, part models, CNN
+        # layers): the calling thread plus options.cores - 1 workers. No result depends
+        # on them (pyfaceau.parallel.run_all).
+        cores = options.cores
+        self.threads = cores
+        self.executor: ThreadPoolExecutor | None = (
+            ThreadPoolExecutor(cores - 1, thread_name_prefix="pyfaceau-kernel") if cores > 1 else None
+        )
+
+    def close(self) -> None:
+        """Stop the kernel threads; the loaded models stay usable on one thread."""
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+            self.executor = None
 
     def _get(self, key: str, load: Callable[[], Any]) -> Any:
         with self._lock:
@@ -54,17 +69,28 @@ class Models:
     def _clnf(self) -> Any:
         from ..landmarks.clnf.model import CLNF
 
-        return self._get("clnf", lambda: CLNF(models=self.options.models))
+        return self._get(
+            "clnf",
+            lambda: CLNF(models=self.options.models, executor=self.executor, threads=self.threads),
+        )
 
     def _validator(self) -> Any:
         from ..landmarks.clnf.validator import load_detection_validator
 
-        return self._get("validator", lambda: load_detection_validator(self.options.models))
+        return self._get(
+            "validator",
+            lambda: load_detection_validator(
+                self.options.models, executor=self.executor, threads=self.threads
+            ),
+        )
 
     def _mtcnn(self) -> Any:
         from ..detection.mtcnn import MTCNNDetector
 
-        return self._get("mtcnn", lambda: MTCNNDetector(self.options.models))
+        return self._get(
+            "mtcnn",
+            lambda: MTCNNDetector(self.options.models, executor=self.executor, threads=self.threads),
+        )
 
     def _retinaface(self) -> Any:
         from ..detection.retinaface import RetinaFaceDetector

@@ -78,7 +78,9 @@ class Pipeline:
         return self
 
     def close(self) -> None:
-        """Release the models; the pipeline cannot be used afterwards."""
+        """Release the models and their threads; the pipeline cannot be used afterwards."""
+        if self._models is not None:
+            self._models.close()
         self._models = None
 
     def __enter__(self) -> "Pipeline":
