@@ -151,13 +151,15 @@ def process_cmd(
 
         t0 = time.perf_counter()
         with Pipeline(options) as pipe:
-            df = pipe.process(input_path, output_csv=out, on_frame=on_frame)
+            table = pipe.process(input_path, output_csv=out, on_frame=on_frame,
+                                 as_dataframe=False)
         elapsed = time.perf_counter() - t0
         if bar is not None:
             bar.close()  # as far as it got: a short video is not drawn as complete
-    n = len(df)
-    ok = int(df["success"].sum()) if n else 0
-    if "face_id" in df and n and df["frame"].nunique() == 1 and n > 1:  # a still, every face
+    n = len(table)
+    column = table.column if hasattr(table, "column") else (lambda c: table[c].to_numpy())
+    ok = int(column("success").sum()) if n else 0
+    if n > 1 and len(set(column("frame").tolist())) == 1:  # a still, every face
         click.echo(f"{out}: {n} faces, {ok} fitted, {elapsed:.1f} s")
         return
     fps = n / elapsed if elapsed > 0 else float("nan")

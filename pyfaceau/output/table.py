@@ -134,6 +134,10 @@ def _format_of(column: str) -> str:
     return "%g"
 
 
+#: Rows per storage block of a :class:`FrameTable` (the table grows a block at a time).
+TABLE_BLOCK_ROWS = 1024
+
+
 class FrameTable:
     """Collects one row per frame, in processing order; builds a DataFrame or a CSV.
 
@@ -141,17 +145,28 @@ class FrameTable:
     ----------
     columns : the columns, in output order: :func:`openface_columns` of the AU model
         set, or a subset of it (kept in the given order).
+
+    Notes
+    -----
+    Rows live in float64 blocks of :data:`TABLE_BLOCK_ROWS` rows (8 bytes per value and
+    nothing per row besides); whole-column updates (:meth:`set_column_block`,
+    :meth:`fill_missing`) write into the blocks, :meth:`drop` only hides columns, and the
+    CSV writer formats block by block, so finishing a video never copies the table.
+    float64 stays: the CSV must print exactly what OpenFace's precision gives for the
+    computed value, and a float32 copy would move values across rounding ties.
     """
 
     def __init__(self, columns: Iterable[str]) -> None:
-        self.columns = list(columns)
-        unknown = [c for c in self.columns if _format_of(c) == "%g"]
+        self._all_columns = list(columns)
+        unknown = [c for c in self._all_columns if _format_of(c) == "%g"]
         if unknown:
             raise InputError(f"unknown output columns: {unknown[:5]}")
-        self._rows: list[np.ndarray] = []
-        self._index = {c: i for i, c in enumerate(self.columns)}
-        # Per group: positions of its kept columns in a row, and which of the group's
-        # values go there (a row is filled with two fancy-index operations per group).
+        self._index = {c: i for i, c in enumerate(self._all_columns)}
+        self._keep = np.arange(len(self._all_columns))
+        self._blocks: list[np.ndarray] = []
+        self._n = 0
+        # Per group: positions of its columns in a row, and which of the group's values go
+        # there (a row is filled with two fancy-index operations per group).
         self._targets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for key, (names, _) in _GROUPS.items():
             pairs = [(self._index[n], j) for j, n in enumerate(names) if n in self._index]
@@ -159,8 +174,18 @@ class FrameTable:
             src = np.array([p[1] for p in pairs], dtype=np.intp)
             self._targets[key] = (cols, src)
 
+    @property
+    def columns(self) -> list[str]:
+        """The columns kept, in output order."""
+        return [self._all_columns[i] for i in self._keep]
+
     def __len__(self) -> int:
-        return len(self._rows)
+        return self._n
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the rows."""
+        return sum(b.nbytes for b in self._blocks)
 
     def add(self, values: dict[str, float | np.ndarray | Sequence[float]]) -> None:
         """Add a row. ``values`` maps column names or group names to numbers.
@@ -170,7 +195,9 @@ class FrameTable:
         vectors, then the two angles), ``"eye_landmarks"`` (56, 2), ``"eye_landmarks_3d"``
         (56, 3). Columns not given are NaN.
         """
-        row = np.full(len(self.columns), np.nan)
+        if self._n == len(self._blocks) * TABLE_BLOCK_ROWS:
+            self._blocks.append(np.full((TABLE_BLOCK_ROWS, len(self._all_columns)), np.nan))
+        row = self._blocks[-1][self._n % TABLE_BLOCK_ROWS]
         for key, value in values.items():
             group = _GROUPS.get(key)
             if group is None:
@@ -185,56 +212,69 @@ class FrameTable:
             # a shorter array fills the first columns only, as zip() did
             keep = src < flat.size
             row[cols[keep]] = flat[src[keep]]
-        self._rows.append(row)
+        self._n += 1
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        """The rows, block by block: ``(k, n_columns)`` float64 arrays of the kept columns
+        (copies of at most :data:`TABLE_BLOCK_ROWS` rows)."""
+        for b, block in enumerate(self._blocks):
+            rows = min(TABLE_BLOCK_ROWS, self._n - b * TABLE_BLOCK_ROWS)
+            yield block[:rows][:, self._keep]
+
+    def column(self, name: str) -> np.ndarray:
+        """One column, ``(n_rows,)`` float64."""
+        i = self._index[name]
+        if not self._n:
+            return np.zeros(0)
+        return np.concatenate([b[:, i] for b in self._blocks])[: self._n]
 
     def values(self) -> np.ndarray:
         """The rows as one ``(n_rows, n_columns)`` float64 array (NaN: not given)."""
-        if not self._rows:
-            return np.zeros((0, len(self.columns)))
-        return np.vstack(self._rows)
+        if not self._n:
+            return np.zeros((0, len(self._keep)))
+        return np.concatenate(list(self.blocks()))
 
-    def _set_values(self, data: np.ndarray) -> None:
-        self._rows = list(data)  # rows are views of ``data``: no copy
+    def _column_positions(self, names: Sequence[str]) -> list[tuple[int, int]]:
+        kept = set(self._keep.tolist())
+        return [(self._index[n], j) for j, n in enumerate(names)
+                if n in self._index and self._index[n] in kept]
 
     def set_column_block(self, names: Sequence[str], values: np.ndarray) -> None:
         """Overwrite whole columns (e.g. post-processed AUs), ``values`` ``(n_rows, len(names))``."""
         values = np.asarray(values, float)
-        if values.shape != (len(self._rows), len(names)):
-            raise ValueError(f"expected {(len(self._rows), len(names))}, got {values.shape}")
-        pairs = [(self._index[n], j) for j, n in enumerate(names) if n in self._index]
-        if not pairs or not self._rows:
+        if values.shape != (self._n, len(names)):
+            raise ValueError(f"expected {(self._n, len(names))}, got {values.shape}")
+        pairs = self._column_positions(names)
+        if not pairs:
             return
-        data = self.values()
-        data[:, [p[0] for p in pairs]] = values[:, [p[1] for p in pairs]]
-        self._set_values(data)
+        cols = [p[0] for p in pairs]
+        src = [p[1] for p in pairs]
+        for b, block in enumerate(self._blocks):
+            lo = b * TABLE_BLOCK_ROWS
+            hi = min(lo + TABLE_BLOCK_ROWS, self._n)
+            block[: hi - lo, cols] = values[lo:hi][:, src]
 
     def fill_missing(self, names: Sequence[str], value: float) -> None:
         """Replace NaN by ``value`` in the columns ``names`` (those kept)."""
-        cols = [self._index[n] for n in names if n in self._index]
-        if not cols or not self._rows:
+        cols = [p[0] for p in self._column_positions(names)]
+        if not cols:
             return
-        data = self.values()
-        block = data[:, cols]
-        block[np.isnan(block)] = value
-        data[:, cols] = block
-        self._set_values(data)
+        for b, block in enumerate(self._blocks):
+            rows = min(TABLE_BLOCK_ROWS, self._n - b * TABLE_BLOCK_ROWS)
+            part = block[:rows, cols]
+            part[np.isnan(part)] = value
+            block[:rows, cols] = part
 
     def drop(self, names: Iterable[str]) -> None:
         """Remove the columns ``names`` (those kept)."""
-        gone = set(names)
-        keep = [i for i, c in enumerate(self.columns) if c not in gone]
-        if len(keep) == len(self.columns):
-            return
-        data = self.values()[:, keep]
-        rest = FrameTable([self.columns[i] for i in keep])  # its column maps
-        self.columns, self._index, self._targets = rest.columns, rest._index, rest._targets
-        self._rows = list(data) if data.shape[0] else []
+        gone = {self._index[n] for n in names if n in self._index}
+        self._keep = np.array([i for i in self._keep if i not in gone], dtype=np.intp)
 
     def to_dataframe(self) -> pd.DataFrame:
         """The table, one row per frame; integer columns as int."""
         import pandas as pd  # imported here: the CSV path does not need it
 
-        df = pd.DataFrame(self.values(), columns=self.columns)
+        df = pd.DataFrame(self.values(), columns=self.columns, copy=False)
         for c in _INT_COLUMNS:
             if c in df:
                 df[c] = df[c].fillna(0).astype(np.int64)
@@ -354,10 +394,10 @@ def _format_rows(values: np.ndarray, groups: list[tuple[np.ndarray, str, int, st
     return flat[flat != 0].tobytes()
 
 
-def _columns_and_values(table: TableLike) -> tuple[list[str], np.ndarray]:
+def _columns_and_blocks(table: TableLike) -> tuple[list[str], Iterator[np.ndarray]]:
     if isinstance(table, FrameTable):
-        return list(table.columns), table.values()
-    return [str(c) for c in table.columns], table.to_numpy(dtype=float)
+        return list(table.columns), table.blocks()
+    return [str(c) for c in table.columns], iter([table.to_numpy(dtype=float)])
 
 
 def iter_csv_chunks(table: TableLike, chunk_rows: int = CSV_CHUNK_ROWS) -> Iterator[bytes]:
@@ -379,14 +419,15 @@ def iter_csv_chunks(table: TableLike, chunk_rows: int = CSV_CHUNK_ROWS) -> Itera
     precision), byte for byte what ``fmt % value`` gives, and NaN as ``nan``; the digits
     are computed with NumPy for whole blocks of columns instead of one ``%`` per value.
     """
-    columns, values = _columns_and_values(table)
+    columns, blocks = _columns_and_blocks(table)
     yield (",".join(columns) + "\n").encode()
     by_format: dict[str, list[int]] = {}
     for j, c in enumerate(columns):
         by_format.setdefault(_format_of(c), []).append(j)
     groups = [(np.array(cols, dtype=np.intp), *_spec_of(fmt), fmt) for fmt, cols in by_format.items()]
-    for start in range(0, values.shape[0], chunk_rows):
-        yield _format_rows(values[start : start + chunk_rows], groups)
+    for values in blocks:
+        for start in range(0, values.shape[0], chunk_rows):
+            yield _format_rows(values[start : start + chunk_rows], groups)
 
 
 def format_csv(table: TableLike) -> bytes:

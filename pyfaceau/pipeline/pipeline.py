@@ -22,6 +22,7 @@ from ..options import Options
 from ..validation import require_index, require_number
 from .backend import Camera, FrameResult
 from .live import LiveSource, open_live
+from ..output.table import FrameTable
 from .models import Models
 from .session import InputSession, ProgressCallback, ResultCallback, single_threaded_blas
 from .sources import Frame, open_source, to_bgr8
@@ -124,7 +125,8 @@ class Pipeline:
         *,
         on_frame: ProgressCallback | None = None,
         on_result: ResultCallback | None = None,
-    ) -> pd.DataFrame:
+        as_dataframe: bool = True,
+    ) -> pd.DataFrame | FrameTable:
         """Measure AUs on every frame of a video, an image folder or an image.
 
         Parameters
@@ -135,6 +137,8 @@ class Pipeline:
         on_frame : called after each frame with (frames done, frames announced).
         on_result : called with each frame and each of its per-face results (aligned face
             and HOG included), e.g. :meth:`pyfaceau.output.FrameWriters.add`.
+        as_dataframe : False returns the :class:`~pyfaceau.output.table.FrameTable`
+            instead (no pandas, no copy of the table: what the CLI uses for long videos).
 
         Returns
         -------
@@ -152,10 +156,12 @@ class Pipeline:
         )
         with single_threaded_blas():
             session.run(source, threads=self.options.cores, on_frame=on_frame, total=len(source))
-        df = session.finish()
-        if output_csv is not None:
-            write_csv(df, Path(output_csv))
-        return df
+        table = session.finish_table()
+        if output_csv is not None:  # block by block from the table: no copy of it
+            write_csv(table, Path(output_csv))
+        if not as_dataframe and isinstance(table, FrameTable):
+            return table
+        return table if not isinstance(table, FrameTable) else table.to_dataframe()
 
     # -- streams ---------------------------------------------------------------------------
     def live(self, source: str | int | os.PathLike) -> "LiveResults":

@@ -16,18 +16,21 @@ import warnings
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
-import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from ..errors import InputError
 from ..options import ModelsArg
 from ..output.atomic import check_output_path
+from ..output.table import FrameTable
 from .backend import AUBackend, Camera, FrameResult
 from .sources import Frame
 from .track import FaceTrack
 from .types import LandmarkFrontEnd, LandmarkResult
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "InputSession",
@@ -246,9 +249,19 @@ class InputSession:
         return done
 
     # -- end -------------------------------------------------------------------------------
+    def finish_table(self) -> "pd.DataFrame | FrameTable":
+        """:meth:`finish`, as the track's :class:`~pyfaceau.output.table.FrameTable` when
+        the input has one track (no pandas, no copy), else the DataFrame."""
+        if len(self.tracks) == 1:
+            self._finished = True
+            return self.tracks[0].au.finish_table()
+        return self.finish()
+
     def finish(self) -> pd.DataFrame:
         """The input's table: every track's rows after OpenFace's offline
         post-processing, sorted by frame, then ``face_id``."""
+        import pandas as pd  # here: a single track's CSV path does not need it
+
         self._finished = True
         tables = [track.finish() for track in self.tracks]
         if len(tables) == 1:
