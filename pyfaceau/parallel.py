@@ -7,7 +7,7 @@ written to its own place, so the result is the same whatever the number of threa
 
 from __future__ import annotations
 
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from typing import Any, Callable, Sequence
 
 __all__ = ["run_all", "split_ranges"]
@@ -38,15 +38,24 @@ def run_all(
     needs it is cancelled there and run on the calling thread. So the calling thread
     never waits for a queue: no deadlock even when every worker of ``executor`` is busy
     (or is itself waiting in ``run_all``), and no slower than running all on one thread
-    when the executor has no free worker.
+    when the executor has no free worker. An executor that was shut down (a closed
+    pipeline whose models are still used) takes nothing: every call runs here.
     """
     if not calls:
         return []
     if executor is None or len(calls) == 1:
         return [fn(*args) for fn, args in calls]
-    futures = [executor.submit(fn, *args) for fn, args in calls[1:]]
+    futures: list[Future | None] = []
+    for fn, args in calls[1:]:
+        try:
+            futures.append(executor.submit(fn, *args))
+        except RuntimeError:  # shut down: "cannot schedule new futures after shutdown"
+            futures.append(None)
     fn0, args0 = calls[0]
     results = [fn0(*args0)]
     for future, (fn, args) in zip(futures, calls[1:]):
-        results.append(fn(*args) if future.cancel() else future.result())
+        if future is None or future.cancel():
+            results.append(fn(*args))
+        else:
+            results.append(future.result())
     return results

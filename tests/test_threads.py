@@ -152,6 +152,8 @@ def test_run_all_keeps_order_and_never_waits_for_a_busy_pool():
         release.set()
         blocker.result()
     assert out == [0, 1, 4, 9, 16]
+    ex.shutdown()  # a closed pool: everything runs on the calling thread
+    assert run_all(ex, [(lambda i=i: -i, ()) for i in range(3)]) == [0, -1, -2]
 
 
 def test_conv2d_loop_orders_agree():
