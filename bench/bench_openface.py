@@ -32,6 +32,7 @@ import argparse
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -172,6 +173,8 @@ def main() -> None:
                     help="another pyfaceau executable (e.g. an older checkout's) timed the "
                          "same way, labelled 'baseline'")
     args = ap.parse_args()
+    # a terminated benchmark stops the program it is timing and removes its temporary files
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     env = dict(os.environ)
     env.setdefault("PYFACEAU_MODELS", os.pathsep.join(
