@@ -32,6 +32,7 @@ import argparse
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -79,7 +80,12 @@ def timed(cmd: list[str], env: dict[str, str]) -> Timing:
     """Run ``cmd`` to its end; wall, CPU (user + system, with its children) and max RSS."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    except BaseException:  # interrupted: do not leave the program running
+        proc.kill()
+        proc.wait()
+        raise
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
@@ -90,10 +96,24 @@ def timed(cmd: list[str], env: dict[str, str]) -> Timing:
 
 
 def make_long_video(src: Path, n_frames: int, folder: Path) -> tuple[Path, int]:
-    """``src`` played forwards, backwards, forwards ... until ``n_frames``, as MJPG."""
+    """``src`` played forwards, backwards, forwards ... until ``n_frames``, as MJPG.
+
+    Made in a child process: the decoded frames must not stay in this process, whose
+    memory the timed programs would otherwise inherit in their max RSS (Linux counts a
+    child's memory before ``exec``).
+    """
+    out = folder / f"long_{n_frames}.avi"
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+            f"import bench_openface as b; "
+            f"print(b._write_long_video({str(src)!r}, {n_frames}, {str(out)!r}))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out, int(r.stdout.split()[-1])
+
+
+def _write_long_video(src: str, n_frames: int, out: str) -> int:
     import cv2
 
-    cap = cv2.VideoCapture(str(src))
+    cap = cv2.VideoCapture(src)
     frames = []
     while True:
         ok, img = cap.read()
@@ -104,9 +124,8 @@ def make_long_video(src: Path, n_frames: int, folder: Path) -> tuple[Path, int]:
     cap.release()
     if not frames:
         raise RuntimeError(f"{src}: no frames decoded")
-    out = folder / f"long_{n_frames}.avi"
     h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    writer = cv2.VideoWriter(out, cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
     writer.set(cv2.VIDEOWRITER_PROP_QUALITY, 95)
     written, forward = 0, True
     while written < n_frames:
@@ -115,7 +134,7 @@ def make_long_video(src: Path, n_frames: int, folder: Path) -> tuple[Path, int]:
             written += 1
         forward = not forward
     writer.release()
-    return out, written
+    return written
 
 
 def openface_ready() -> tuple[bool, str]:
@@ -154,6 +173,8 @@ def main() -> None:
                     help="another pyfaceau executable (e.g. an older checkout's) timed the "
                          "same way, labelled 'baseline'")
     args = ap.parse_args()
+    # a terminated benchmark stops the program it is timing and removes its temporary files
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     env = dict(os.environ)
     env.setdefault("PYFACEAU_MODELS", os.pathsep.join(
