@@ -184,4 +184,4 @@ def stale_temp_files(output: str | os.PathLike, older_than: float = STALE_TEMP_S
                     found.append(p)
             except OSError:
                 continue
-    return found
+    return list(dict.fromkeys(found))  # the CSV's pattern also matches the record's files
