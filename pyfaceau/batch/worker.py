@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from ..errors import IncompleteInputWarning, ModelFileError, PyFaceAUError
 from ..options import Options
 from ..output.atomic import temp_glob
@@ -128,15 +130,17 @@ def run_task(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("error" if task.options.strict else "always",
                                   IncompleteInputWarning)
-            df = pipeline_for(task.options).process(task.input, task.output, on_frame=frame_done)
+            table = pipeline_for(task.options).process(
+                task.input, task.output, on_frame=frame_done, as_dataframe=False
+            )  # the table as the CLI keeps it: no DataFrame copy of a long video
         notes = []
         for w in caught:
             if issubclass(w.category, IncompleteInputWarning):
                 notes.append(str(w.message))
             else:
                 log.warning("%s: %s", task.input, w.message)
-        frames = int(df["frame"].nunique()) if len(df) else 0
-        faces = int(df["success"].sum()) if len(df) else 0
+        frames = len(np.unique(table.column("frame"))) if len(table) else 0
+        faces = int(table.column("success").sum()) if len(table) else 0
         write_record(
             task.output,
             input_path=task.input,
