@@ -91,6 +91,9 @@ class _Bar:
 @click.option("--force", is_flag=True, help="Process every input, even up-to-date ones.")
 @pipeline_options
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--strict", is_flag=True,
+              help="An input part of which cannot be read (a truncated video, an undecodable "
+                   "image of a folder) fails instead of being noted in the summary.")
 def batch_cmd(
     inputs: tuple[str, ...],
     out_dir: Path,
@@ -99,6 +102,7 @@ def batch_cmd(
     scheduler: str | None,
     force: bool,
     no_progress: bool,
+    strict: bool,
     **flags: Any,
 ) -> None:
     """Measure Action Units in many inputs: videos, image folders, folders searched
@@ -115,7 +119,7 @@ def batch_cmd(
         _fail(click.UsageError("--jobs is for this machine; on a cluster the Dask workers "
                                "decide (--scheduler)"))
     try:
-        options = options_from_flags(**flags)
+        options = options_from_flags(**flags).replace(strict=strict)
     except (click.UsageError, PyFaceAUError) as exc:
         _fail(exc)
         return
@@ -145,6 +149,11 @@ def batch_cmd(
         click.echo(f"  failed: {error}", err=True)
     if len(report.failed) > _SHOW_FAILED:
         click.echo(f"  ... and {len(report.failed) - _SHOW_FAILED} more", err=True)
+    noted = [r for r in report.rows if r.status.value == "done" and r.error]
+    for row in noted[:_SHOW_FAILED]:
+        click.echo(f"  {row.error.replace('warning: ', 'warning: ' + row.input + ': ', 1)}", err=True)
+    if len(noted) > _SHOW_FAILED:
+        click.echo(f"  ... and {len(noted) - _SHOW_FAILED} more warnings", err=True)
     if report.interrupted:
         sys.exit(130)
     if report.failed:

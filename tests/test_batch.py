@@ -363,3 +363,37 @@ def test_missing_models_stop_the_batch(study, tmp_path, monkeypatch):
     last = r.output.strip().splitlines()[-1]  # one line, after "processing 2 input(s) ..."
     assert last.startswith("pyfaceau: error: model file") and "not found" in last
     assert not list(out.rglob("clip.csv"))
+
+
+def test_unreadable_part_is_noted_or_fails_under_strict(tmp_path):
+    seq = image_folder(tmp_path / "in" / "seq", 4)
+    (seq / "005.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "out"
+    args = ["batch", str(seq), "--out-dir", str(out), "--fast", "--jobs", "1", "--no-progress"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    row = next(csv.DictReader(open(out / SUMMARY_NAME)))
+    assert row["status"] == "done" and row["frames"] == "5" and row["faces"] == "4"
+    assert row["error"].startswith("warning: ") and "005.jpg" in row["error"]
+    assert "warning:" in r.output
+    # --strict: the same input fails, and the options differ: not skipped
+    r = CliRunner().invoke(main, [*args, "--strict"])
+    assert r.exit_code == 1, r.output
+    row = next(csv.DictReader(open(out / SUMMARY_NAME)))
+    assert row["status"] == "failed" and "005.jpg" in row["error"]
+
+
+def test_stale_temp_files_of_a_killed_run(tmp_path):
+    from pyfaceau.batch.worker import STALE_TEMP_SECONDS, stale_temp_files
+
+    out = tmp_path / "clip.csv"
+    old = tmp_path / ".clip.csv.k3j2h1.part"
+    old_record = tmp_path / ".clip.csv.pyfaceau.json.x8y7.part"
+    young = tmp_path / ".clip.csv.a1b2c3.part"
+    other = tmp_path / ".clip2.csv.zzzz.part"
+    for p in (old, old_record, young, other):
+        p.write_text("half")
+    t = time.time() - STALE_TEMP_SECONDS - 5
+    for p in (old, old_record, other):
+        os.utime(p, (t, t))
+    assert sorted(stale_temp_files(out)) == sorted([old, old_record])

@@ -19,13 +19,13 @@ import enum
 import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 from .._version import __version__
 from ..options import Options
+from ..output.atomic import atomic_output
 
 __all__ = [
     "RECORD_SUFFIX",
@@ -72,7 +72,7 @@ class SummaryRow:
     frames: int | None = None
     faces: int | None = None
     seconds: float | None = None
-    error: str = ""
+    error: str = ""  #: why it failed; for a done input, "warning: ..." (part unreadable)
 
     def cells(self) -> list[str]:
         return [
@@ -109,15 +109,10 @@ def record_path(output: str | os.PathLike) -> Path:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a unique temporary file beside ``path`` and rename it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``text`` to ``path`` through a temporary file renamed into place
+    (:func:`~pyfaceau.output.atomic.atomic_output`)."""
+    with atomic_output(path, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
 
 
 def write_record(

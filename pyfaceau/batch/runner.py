@@ -20,7 +20,7 @@ from ..errors import InputError, ModelFileError
 from ..options import Options, available_cores
 from .inputs import BatchInput, discover_inputs, input_signature
 from .records import SUMMARY_NAME, Status, SummaryRow, read_valid_record, write_summary
-from .worker import BatchTask, TaskResult, output_parts
+from .worker import BatchTask, TaskResult, stale_temp_files
 
 __all__ = ["BatchProgress", "BatchReport", "plan_workers", "run_batch"]
 
@@ -241,6 +241,8 @@ def run_batch(
             row.status, row.seconds, row.error = result.status, result.seconds, result.error
             if result.status is Status.DONE:
                 row.frames, row.faces = result.frames, result.faces
+                if result.warning:
+                    row.error = f"warning: {result.warning}"
             write_summary(summary, rows)
             with lock:
                 progress.finished(row)
@@ -278,7 +280,7 @@ def _plan(
         if record is not None:
             row.status, row.frames, row.faces = Status.SKIPPED, record.get("frames"), record.get("faces")
             continue
-        for part in output_parts(output):  # left by a killed run
+        for part in stale_temp_files(output):  # left by a killed run
             part.unlink(missing_ok=True)
         tasks.append(BatchTask(index, str(item.path), str(output), options))
     return rows, tasks

@@ -13,16 +13,23 @@ import logging
 import os
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..errors import ModelFileError, PyFaceAUError
+import numpy as np
+
+from ..errors import IncompleteInputWarning, ModelFileError, PyFaceAUError
 from ..options import Options
+from ..output.atomic import temp_glob
 from .inputs import input_signature
 from .records import Status, record_path, write_record
 
-__all__ = ["BatchTask", "TaskResult", "StopRequested", "pipeline_for", "run_task"]
+__all__ = ["BatchTask", "TaskResult", "StopRequested", "pipeline_for", "run_task", "stale_temp_files"]
+
+#: A temporary output file untouched this long (seconds) is left over from a killed run.
+STALE_TEMP_SECONDS = 600.0
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +73,7 @@ class TaskResult:
     seconds : wall time in the worker.
     error : one line, when failed.
     model_error : the error is about model files (every input would fail the same way).
+    warning : part of the input could not be read (the output holds the rest).
     """
 
     index: int
@@ -75,6 +83,7 @@ class TaskResult:
     seconds: float = 0.0
     error: str = ""
     model_error: bool = False
+    warning: str = ""
 
 
 def pipeline_for(options: Options):  # -> Pipeline (imported lazily: heavy)
@@ -115,9 +124,23 @@ def run_task(
     try:
         signature = input_signature(task.input)  # before reading: a later change re-runs it
         Path(task.output).parent.mkdir(parents=True, exist_ok=True)
-        df = pipeline_for(task.options).process(task.input, task.output, on_frame=frame_done)
-        frames = int(df["frame"].nunique()) if len(df) else 0
-        faces = int(df["success"].sum()) if len(df) else 0
+        # Part of the input unreadable: an error under Options.strict (as the CLI's
+        # --strict), else a note in the summary. The filters are process-wide: one task
+        # at a time per worker process (Dask: --nthreads 1) keeps notes with their input.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("error" if task.options.strict else "always",
+                                  IncompleteInputWarning)
+            table = pipeline_for(task.options).process(
+                task.input, task.output, on_frame=frame_done, as_dataframe=False
+            )  # the table as the CLI keeps it: no DataFrame copy of a long video
+        notes = []
+        for w in caught:
+            if issubclass(w.category, IncompleteInputWarning):
+                notes.append(str(w.message))
+            else:
+                log.warning("%s: %s", task.input, w.message)
+        frames = len(np.unique(table.column("frame"))) if len(table) else 0
+        faces = int(table.column("success").sum()) if len(table) else 0
         write_record(
             task.output,
             input_path=task.input,
@@ -129,7 +152,7 @@ def run_task(
     except StopRequested:
         return TaskResult(task.index, Status.INTERRUPTED, seconds=time.perf_counter() - t0)
     except Exception as exc:  # one input's failure is recorded; the batch goes on
-        if isinstance(exc, PyFaceAUError):
+        if isinstance(exc, (PyFaceAUError, IncompleteInputWarning)):
             error = str(exc)
         elif isinstance(exc, OSError):
             error = f"{exc.filename or task.input}: {exc.strerror or exc}"
@@ -143,15 +166,26 @@ def run_task(
             error=" ".join(error.split()),  # one line in the summary
             model_error=isinstance(exc, ModelFileError),
         )
-    return TaskResult(task.index, Status.DONE, frames, faces, time.perf_counter() - t0)
+    return TaskResult(
+        task.index, Status.DONE, frames, faces, time.perf_counter() - t0,
+        warning=" ".join("; ".join(dict.fromkeys(notes)).split()),
+    )
 
 
-def output_parts(output: str | os.PathLike) -> list[Path]:
-    """Temporary files a killed writer of ``output`` can leave behind (the CSV writer's
-    ``OUT.csv.part``, the record's ``.OUT.csv.pyfaceau.json.*.tmp``), to remove before the
-    output is made again."""
+def stale_temp_files(output: str | os.PathLike, older_than: float = STALE_TEMP_SECONDS) -> list[Path]:
+    """Temporary files of ``output`` and its record that a killed writer left behind
+    (:func:`~pyfaceau.output.atomic.atomic_output` names them ``.NAME.RANDOM.part``), not
+    modified for ``older_than`` seconds (a younger one may belong to a run still writing)."""
     out = Path(output)
     if not out.parent.is_dir():
         return []
-    patterns = (f"{out.name}.part", f".{record_path(out).name}.*.tmp")
-    return [p for pattern in patterns for p in out.parent.glob(pattern) if p.is_file()]
+    now = time.time()
+    found = []
+    for target in (out, record_path(out)):
+        for p in out.parent.glob(temp_glob(target)):
+            try:
+                if p.is_file() and now - p.stat().st_mtime > older_than:
+                    found.append(p)
+            except OSError:
+                continue
+    return list(dict.fromkeys(found))  # the CSV's pattern also matches the record's files

@@ -13,6 +13,7 @@ the write fails with ``EFBIG`` instead of killing the process).
 from __future__ import annotations
 
 import errno
+import glob
 import os
 import signal
 import tempfile
@@ -27,6 +28,7 @@ __all__ = [
     "Terminated",
     "atomic_output",
     "check_output_path",
+    "temp_glob",
     "terminate_on_sigterm",
 ]
 
@@ -43,6 +45,12 @@ class Terminated(BaseException):
 
 def _temp_prefix(out: Path) -> str:
     return "." + out.name[:_TEMP_NAME_CHARS] + "."
+
+
+def temp_glob(output: str | os.PathLike) -> str:
+    """The glob pattern, in ``output``'s folder, of the temporary files that
+    :func:`atomic_output` makes for ``output`` (to find those a killed process left)."""
+    return glob.escape(_temp_prefix(Path(output))) + "*" + TEMP_SUFFIX
 
 
 def _same_file(a: Path, b: Path) -> bool:
