@@ -1,12 +1,20 @@
 """An appearance descriptor of a face for re-identification within one video.
 
-The descriptor is the classic local-binary-pattern face descriptor (Ahonen, Hadid and
-Pietikäinen, 2006) computed on the face as the back end already aligns it for the AUs
-(OpenFace's ``AlignFaceMask``: similarity-aligned on the rigid landmarks, 112 x 112,
-masked to the face): a grid of cells, in each a histogram of the 59 uniform 8-neighbour
-LBP codes, square-rooted (Hellinger) and normalised to unit length. Within one video
-(same camera, same lighting) it separates people far better than it separates one person's
-expressions, and it needs no model file.
+Computed on the face as the back end already aligns it for the AUs (OpenFace's
+``AlignFaceMask``: similarity-aligned on the rigid landmarks, 112 x 112, masked to the
+face), it joins two halves of equal weight, each of unit length:
+
+- texture: the local-binary-pattern face descriptor (Ahonen, Hadid and Pietikäinen, 2006),
+  a coarse grid of cells, in each a histogram of the 59 uniform 8-neighbour LBP codes,
+  square-rooted (Hellinger);
+- colour: a hue-saturation histogram of the face pixels (skin, hair, lighting of the
+  scene), square-rooted.
+
+It needs no model file. It is not a face-recognition network: within one video it tells a
+handful of people apart, but across the nine sample videos some different people come as
+close as one person does to themselves minutes later (``docs/multiface.md``); the rule
+that uses it (:mod:`pyfaceau.pipeline.faces`) only compares a returning face with the
+people that are not tracked at that moment.
 
 Stages of :func:`lbp_descriptor`:
 
@@ -36,14 +44,19 @@ __all__ = [
     "Gallery",
     "descriptor_distance",
     "face_descriptor",
+    "colour_descriptor",
     "lbp_descriptor",
 ]
 
-#: Cells per side of the histogram grid on the 112 x 112 aligned face (16 px cells).
-DESCRIPTOR_CELLS = 7
+#: Cells per side of the LBP histogram grid on the 112 x 112 aligned face (37 px cells:
+#: finer grids separated the sample videos' people less, docs/multiface.md).
+DESCRIPTOR_CELLS = 3
+#: Hue and saturation bins of the colour histogram (OpenCV hue 0-180, saturation 0-256).
+COLOUR_BINS = (16, 8)
 #: Largest descriptor distance (Euclidean, unit vectors) at which two faces of one video
-#: are taken for the same person (measured: docs/multiface.md).
-SAME_PERSON_DISTANCE = 0.55
+#: are taken for the same person: above the largest distance of a person to their own
+#: earlier views on the sample videos (0.61), docs/multiface.md.
+SAME_PERSON_DISTANCE = 0.65
 #: Descriptors kept per person (the most recent ones are replaced in turn).
 GALLERY_SIZE = 16
 
@@ -106,6 +119,26 @@ def lbp_descriptor(aligned: np.ndarray, cells: int = DESCRIPTOR_CELLS) -> np.nda
     return (vec / norm if norm > 0 else vec).astype(np.float32)
 
 
+def colour_descriptor(aligned: np.ndarray) -> np.ndarray:
+    """Square-rooted hue-saturation histogram of the face pixels of an aligned face.
+
+    Parameters
+    ----------
+    aligned : ``(S, S, 3)`` uint8 BGR aligned face (pixels that are exactly 0 in every
+        channel are the mask and are left out).
+
+    Returns
+    -------
+    ``(COLOUR_BINS[0] * COLOUR_BINS[1],)`` float32, unit length (zeros for an empty face).
+    """
+    hsv = cv2.cvtColor(aligned, cv2.COLOR_BGR2HSV)
+    mask = (aligned.max(axis=2) > 0).astype(np.uint8)
+    hist = cv2.calcHist([hsv], [0, 1], mask, list(COLOUR_BINS), [0, 180, 0, 256]).ravel()
+    vec = np.sqrt(hist / max(float(hist.sum()), 1.0))
+    norm = float(np.linalg.norm(vec))
+    return (vec / norm if norm > 0 else vec).astype(np.float32)
+
+
 def face_descriptor(
     image_bgr: np.ndarray, landmarks: np.ndarray, pdm: object, triangulation: np.ndarray
 ) -> np.ndarray:
@@ -120,11 +153,15 @@ def face_descriptor(
 
     Returns
     -------
-    ``(DESCRIPTOR_CELLS**2 * 59,)`` float32 unit vector.
+    ``(DESCRIPTOR_CELLS**2 * 59 + COLOUR_BINS[0] * COLOUR_BINS[1],)`` float32 unit vector:
+    the LBP descriptor and the colour histogram, each of unit length, joined and scaled
+    to unit length.
     """
     params_global, _ = calc_params(pdm, landmarks)
     aligned = align_face(image_bgr, landmarks, params_global, pdm, triangulation)
-    return lbp_descriptor(aligned)
+    both = np.concatenate([lbp_descriptor(aligned), colour_descriptor(aligned)])
+    norm = float(np.linalg.norm(both))
+    return (both / norm if norm > 0 else both).astype(np.float32)
 
 
 def descriptor_distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -40,6 +40,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from ..detection.types import FaceDetections
+from ..landmarks.clnf.tracking import VALIDATION_BOUNDARY
 from ..identity import SAME_PERSON_DISTANCE, Gallery, face_descriptor
 from .track import FaceTrack
 from .types import LandmarkResult
@@ -172,6 +173,8 @@ class MultiFaceTracker:
     pdm, triangulation : the back end's PDM and triangulation (face alignment for the
         appearance descriptors).
     detect_every : new-face scan cadence (:data:`DETECT_EVERY`).
+    lost_after : failed frames in a row after which a tracker is dropped
+        (:data:`LOST_AFTER`).
     """
 
     def __init__(
@@ -184,6 +187,7 @@ class MultiFaceTracker:
         triangulation: np.ndarray,
         *,
         detect_every: int = DETECT_EVERY,
+        lost_after: int | None = None,
     ) -> None:
         self.max_faces = int(max_faces)
         self.detections = FrameDetections(detector)
@@ -191,6 +195,7 @@ class MultiFaceTracker:
         self._new_track = new_track
         self._pdm, self._tri = pdm, triangulation
         self.detect_every = int(detect_every)
+        self.lost_after = LOST_AFTER if lost_after is None else int(lost_after)
         self.people: list[_Person] = []
         self.stats = {"scans": 0, "new_people": 0, "found_again": 0, "merged": 0, "lost": 0}
 
@@ -223,7 +228,7 @@ class MultiFaceTracker:
         self._merge(results)
         # 5. drop lost trackers
         for p in self.people:
-            if p.view is not None and p.failures > LOST_AFTER:
+            if p.view is not None and p.failures > self.lost_after:
                 self._drop(p, "lost")
         return [
             (p.track, results.get(k) or LandmarkResult.failed())
@@ -263,23 +268,36 @@ class MultiFaceTracker:
             tracker = self._new_tracker(view)
             r = tracker.track(image)  # type: ignore[attr-defined]
             self.detections.claimed.add(k)
-            if not r.success:
+            # OpenFace counts a first detection as a success even when the validator
+            # rejects the fit; a new person needs the validator's yes (a detector's
+            # false positive would otherwise become a person of one frame).
+            if not r.success or r.confidence <= VALIDATION_BOUNDARY:
                 continue
             regions.append(landmark_box(r.landmarks))
             desc = face_descriptor(image, r.landmarks, self._pdm, self._tri)
             person = self._match(desc)
             if person is None:
                 track = self._new_track(tracker)
+                log.debug(
+                    "frame %d: new face %d (nearest person at %.3f)",
+                    index + 1,
+                    track.face_id,
+                    min((p.gallery.distance(desc) for p in self.people), default=float("inf")),
+                )
                 person = _Person(track=track, start=index)
                 self.people.append(person)
                 self.stats["new_people"] += 1
-                log.debug("frame %d: new face %d", index + 1, track.face_id)
             else:
                 if person.view is not None:
                     self._drop(person, "replaced")
                 person.track.tracker = tracker
                 self.stats["found_again"] += 1
-                log.debug("frame %d: face %d found again", index + 1, person.track.face_id)
+                log.debug(
+                    "frame %d: face %d found again (distance %.3f)",
+                    index + 1,
+                    person.track.face_id,
+                    person.gallery.distance(desc),
+                )
             person.view, person.failures, person.since_gallery = view, 0, 0
             person.started = index
             view.region = landmark_box(r.landmarks)
