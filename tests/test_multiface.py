@@ -59,10 +59,14 @@ def _person_tile(rows: pd.DataFrame) -> int:
 def _agreement(rows: pd.DataFrame, ref: pd.DataFrame, tile: int) -> dict[str, float]:
     m = ref.merge(rows, on="frame", suffixes=("_ref", ""))
     both = m[(m.success_ref == 1) & (m.success == 1)]
-    dx = both[[f"x_{i}" for i in range(68)]].to_numpy() - tile * TILE_WIDTH
-    dx -= both[[f"x_{i}_ref" for i in range(68)]].to_numpy()
-    dy = both[[f"y_{i}" for i in range(68)]].to_numpy()
-    dy -= both[[f"y_{i}_ref" for i in range(68)]].to_numpy()
+    dx = (
+        both[[f"x_{i}" for i in range(68)]].to_numpy()
+        - tile * TILE_WIDTH
+        - both[[f"x_{i}_ref" for i in range(68)]].to_numpy()
+    )
+    dy = both[[f"y_{i}" for i in range(68)]].to_numpy() - both[
+        [f"y_{i}_ref" for i in range(68)]
+    ].to_numpy()
     r_strong, r_all = [], []
     for c in [c for c in ref.columns if c.endswith("_r")]:
         a, b = both[f"{c}_ref"].to_numpy(), both[c].to_numpy()
