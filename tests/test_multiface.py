@@ -214,3 +214,68 @@ def test_descriptor_tells_people_apart(composed):
         assert max(same) < SAME_PERSON_DISTANCE < min(other), (t, same, other)
     assert lbp_descriptor(np.zeros((112, 112), np.uint8)).sum() == 0
     assert colour_descriptor(np.zeros((112, 112, 3), np.uint8)).sum() == 0
+
+
+class _ScriptedTracker:
+    """A landmark tracker that fits a grid into the first box its detector gives, then
+    keeps it unless told to move (``jump``)."""
+
+    def __init__(self, detector):
+        self.detector = detector
+        self.landmarks = None
+        self.confidence = 0.9
+
+    def track(self, image):
+        if self.landmarks is None:
+            dets = self.detector.detect(image)
+            if len(dets) == 0:
+                return faces.LandmarkResult.failed()
+            x1, y1, x2, y2 = dets.boxes[0]
+            gx, gy = np.meshgrid(np.linspace(x1, x2, 17), np.linspace(y1, y2, 4))
+            self.landmarks = np.stack([gx.ravel(), gy.ravel()], -1)
+        return faces.LandmarkResult(True, self.confidence, self.landmarks.copy())
+
+
+class _TrackStub:  # FaceTrack without an AU session
+    def __init__(self, face_id, tracker):
+        self.face_id, self.tracker = face_id, tracker
+
+    def track(self, image):
+        return self.tracker.track(image)
+
+
+def test_collapsed_tracks_are_merged_and_new_faces_found_on_the_cadence(monkeypatch):
+    # the descriptor of a face: where it is (two people far apart)
+    monkeypatch.setattr(
+        faces, "face_descriptor", lambda image, lm, pdm, tri: np.array([lm[:, 0].mean() / 1000.0, 0.0])
+    )
+    boxes = [[0, 0, 100, 100], [200, 0, 300, 100]]
+    det = _Detector(boxes[:1])
+    people = []
+
+    def new_track(tracker):
+        people.append(_TrackStub(len(people), tracker))
+        return people[-1]
+
+    multi = faces.MultiFaceTracker(
+        3, det, new_tracker=_ScriptedTracker, new_track=new_track, pdm=None, triangulation=None
+    )
+    image = np.zeros((100, 300, 3), np.uint8)
+    assert [t.face_id for t, r in multi.step(0, image)] == [0]
+    det.boxes = np.asarray(boxes, float)  # a second face appears in frame 1 ...
+    for index in (1, 2, 3):
+        assert len(multi.step(index, image)) == 1  # ... not scanned for before frame 4
+    out = multi.step(4, image)
+    assert [(t.face_id, r.success) for t, r in out] == [(0, True), (1, True)]
+    # face 1's tracker collapses onto face 0's face with a lower confidence: merged
+    people[1].tracker.landmarks = people[0].tracker.landmarks.copy()
+    people[1].tracker.confidence = 0.8
+    out = multi.step(5, image)
+    assert [(t.face_id, r.success) for t, r in out] == [(0, True), (1, False)]
+    assert multi.stats["merged"] == 1 and people[1].tracker is None
+    # its face is still there: found again on the next scan, by appearance, same id
+    for index in (6, 7):
+        assert [r.success for t, r in multi.step(index, image)] == [True, False]
+    out = multi.step(8, image)
+    assert [(t.face_id, r.success) for t, r in out] == [(0, True), (1, True)]
+    assert multi.stats["found_again"] == 1 and multi.stats["new_people"] == 2

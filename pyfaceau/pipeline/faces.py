@@ -261,10 +261,9 @@ class MultiFaceTracker:
             box = dets.boxes[k]
             if k in self.detections.claimed or any(overlap(box, r) > OVERLAP for r in regions):
                 continue
-            self.detections.claimed.add(k)
+            # a fresh tracker whose region is this box: its first step detects, and the
+            # view hands it this box (and claims it)
             view = TrackDetections(self.detections, box)
-            # the new tracker's first detection is this one box
-            self.detections.claimed.discard(k)
             tracker = self._new_tracker(view)
             r = tracker.track(image)  # type: ignore[attr-defined]
             self.detections.claimed.add(k)
