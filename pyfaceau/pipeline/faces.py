@@ -64,8 +64,14 @@ DETECT_EVERY = 4
 #: Failed frames in a row after which a tracker is dropped (``DetectLandmarksInVideo``
 #: un-initialises tracking after more than 100).
 LOST_AFTER = 100
-#: Two boxes overlap when their intersection covers this fraction of the smaller one.
+#: Two boxes overlap when their intersection covers this fraction of the smaller one
+#: (a tracker's own detections; two trackers on one face).
 OVERLAP = 0.5
+#: A detection is not a new face when it covers this fraction of a live face's landmark
+#: box (or the box of those landmarks covers this fraction of it): a tracker lagging behind
+#: a fast head movement (motion blur) still overlaps its face's detection a little
+#: (multi_face.avi, fast path: 0.48), and faces seldom overlap this much otherwise.
+NEW_FACE_OVERLAP = 0.2
 #: Successful frames between two descriptors added to a person's gallery.
 GALLERY_EVERY = 10
 
@@ -259,7 +265,9 @@ class MultiFaceTracker:
             if sum(p.view is not None for p in self.people) >= self.max_faces:
                 break
             box = dets.boxes[k]
-            if k in self.detections.claimed or any(overlap(box, r) > OVERLAP for r in regions):
+            if k in self.detections.claimed or any(
+                overlap(box, r) > NEW_FACE_OVERLAP for r in regions
+            ):
                 continue
             # a fresh tracker whose region is this box: its first step detects, and the
             # view hands it this box (and claims it)
