@@ -279,3 +279,24 @@ def test_collapsed_tracks_are_merged_and_new_faces_found_on_the_cadence(monkeypa
     out = multi.step(8, image)
     assert [(t.face_id, r.success) for t, r in out] == [(0, True), (1, True)]
     assert multi.stats["found_again"] == 1 and multi.stats["new_people"] == 2
+
+
+def test_cli_split_writes_one_csv_per_person(tmp_path):
+    from click.testing import CliRunner
+
+    from multiface_videos import write_lossless
+    from pyfaceau.cli import main
+
+    frames, _ = compose(COMPOSED["pair"][0], 30)
+    video = tmp_path / "two.avi"
+    write_lossless(video, frames)
+    out = tmp_path / "two.csv"
+    args = [str(video), "-o", str(out), "--fast", "--max-faces", "2", "--split", "--no-progress"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "2 people in 30 frames" in result.output
+    assert not out.exists()
+    for face_id in (0, 1):
+        df = pd.read_csv(tmp_path / f"two_face{face_id}.csv", skipinitialspace=True)
+        assert df.face_id.unique().tolist() == [face_id]
+        assert df.frame.tolist() == list(range(1, 31)) and df.success.all()
