@@ -108,6 +108,9 @@ def _guarded_run(strict: bool) -> Iterator[None]:
 @click.option("-o", "--output", type=click.Path(), default=None,
               help="CSV to write (default: INPUT's name with .csv, in the current folder).")
 @pipeline_options
+@click.option("--split", is_flag=True,
+              help="With --max-faces: one CSV per person (OUT_face0.csv, OUT_face1.csv, ...) "
+                   "instead of one.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--strict", is_flag=True,
               help="Fail (exit 3) instead of warning when part of the input cannot be read "
@@ -115,6 +118,7 @@ def _guarded_run(strict: bool) -> Iterator[None]:
 def process_cmd(
     input_path: Path,
     output: str | None,  # kept as typed: a trailing slash means a folder
+    split: bool,
     no_progress: bool,
     strict: bool,
     **flags: Any,
@@ -151,8 +155,18 @@ def process_cmd(
 
         t0 = time.perf_counter()
         with Pipeline(options) as pipe:
-            table = pipe.process(input_path, output_csv=out, on_frame=on_frame,
-                                 as_dataframe=False)
+            table = pipe.process(input_path, output_csv=None if split else out,
+                                 on_frame=on_frame, as_dataframe=False)
+        written = [Path(out)]
+        if split:  # several faces: the table is a DataFrame
+            from .output.table import write_csv
+
+            base = Path(out)
+            written = []
+            for face_id, rows in table.groupby("face_id", sort=True):
+                path = base.with_name(f"{base.stem}_face{int(face_id)}{base.suffix or '.csv'}")
+                write_csv(rows.reset_index(drop=True), path)
+                written.append(path)
         elapsed = time.perf_counter() - t0
         if bar is not None:
             bar.close()  # as far as it got: a short video is not drawn as complete
@@ -161,6 +175,14 @@ def process_cmd(
     ok = int(column("success").sum()) if n else 0
     if n > 1 and len(set(column("frame").tolist())) == 1:  # a still, every face
         click.echo(f"{out}: {n} faces, {ok} fitted, {elapsed:.1f} s")
+        return
+    if options.max_faces > 1:
+        frames = len(set(column("frame").tolist())) if n else 0
+        people = len(set(column("face_id").tolist())) if n else 0
+        fps = frames / elapsed if elapsed > 0 else float("nan")
+        names = ", ".join(str(p) for p in written)
+        click.echo(f"{names}: {people} people in {frames} frames, {ok} faces found, "
+                   f"{fps:.1f} frames/s")
         return
     fps = n / elapsed if elapsed > 0 else float("nan")
     click.echo(f"{out}: {n} frames, face found in {ok}, {fps:.1f} frames/s")

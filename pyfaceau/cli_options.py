@@ -47,6 +47,10 @@ def pipeline_options(command: Callable) -> Callable:
         click.option("--threads", type=click.IntRange(min=1), default=None,
                      help="Cores to use on this input (default: every core this process may "
                           "use). The output is the same for any number."),
+        click.option("--max-faces", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Faces measured per video frame, each a person with its own "
+                          "face_id, person normalisation and post-processing (1: the widest "
+                          "face, as OpenFace's FeatureExtraction)."),
         click.option("--models", "models", default=None, help=MODELS_HELP),
     ]
     for flag in reversed(flags):
@@ -62,6 +66,7 @@ def options_from_flags(
     static_models: bool,
     threads: int | None,
     models: str | None,
+    max_faces: int = 1,
 ) -> "Options":
     """The :class:`~pyfaceau.options.Options` of the flags added by
     :func:`pipeline_options`; ``click.UsageError`` for flags that do not go together."""
@@ -75,7 +80,8 @@ def options_from_flags(
         raise click.UsageError("--refine and --no-refine exclude each other")
     if landmarks_csv is not None and fast:
         raise click.UsageError("--landmarks-csv and --fast exclude each other")
-    common = dict(models=models, threads=threads, au_models="static" if static_models else "auto")
+    common = dict(models=models, threads=threads, au_models="static" if static_models else "auto",
+                  max_faces=max_faces)
     if landmarks_csv is not None:
         return Options.openface_csv(landmarks_csv, **common)
     if fast:

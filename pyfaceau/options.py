@@ -99,8 +99,10 @@ class Options:
         normalised to a tuple of strings.
     threads : cores used on one input; None: every core the process may use
         (:func:`available_cores`). The output does not depend on it.
-    max_faces : faces measured per frame (1: the widest face, as OpenFace's
-        FeatureExtraction).
+    max_faces : faces measured per frame of a video, image sequence or stream (1: the
+        widest face, as OpenFace's FeatureExtraction; more: up to this many faces, each a
+        person with its own ``face_id``, person normalisation and offline post-processing,
+        see :mod:`pyfaceau.pipeline.faces`). Not with ``landmarks="csv"``.
     landmarks_csv : the OpenFace CSV for ``landmarks="csv"``.
     strict : a video that ends before the frame count its container announces is an
         error instead of a warning.

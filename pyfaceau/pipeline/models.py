@@ -13,7 +13,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
-from ..options import LandmarkMethod, Options, Refinement
+from ..options import Detector, LandmarkMethod, Options, Refinement
 from .backend import AUBackend
 from .types import LandmarkFrontEnd
 
@@ -140,8 +140,19 @@ class Models:
                 self._svr_refiner()
         return self
 
-    def new_front_end(self) -> LandmarkFrontEnd:
-        """A fresh landmark tracker (its own state) around the shared models."""
+    def detector(self) -> Any:
+        """The configured full-image face detector (MTCNN or RetinaFace)."""
+        o = self.options
+        if o.landmarks is LandmarkMethod.CSV:
+            raise KeyError("the landmark CSV front end has no face detector")
+        return self._mtcnn() if o.detector is Detector.MTCNN else self._retinaface()
+
+    def new_front_end(self, detector: Any = None) -> LandmarkFrontEnd:
+        """A fresh landmark tracker (its own state) around the shared models.
+
+        ``detector`` replaces the configured face detector (several faces: a per-face view
+        of the shared detector, :class:`pyfaceau.pipeline.faces.TrackDetections`).
+        """
         o = self.options
         if o.landmarks is LandmarkMethod.CSV:
             from .csv_landmarks import CsvLandmarkFrontEnd
@@ -155,20 +166,25 @@ class Models:
 
             clnf = self._clnf()
             return OpenFaceLandmarkFrontEnd(
-                fitter=clnf, detector=self._mtcnn(), validator=self._validator(), pdm=clnf.pdm
+                fitter=clnf,
+                detector=detector if detector is not None else self._mtcnn(),
+                validator=self._validator(),
+                pdm=clnf.pdm,
             )
         from .fast import FastLandmarkFrontEnd
 
+        if detector is None:
+            detector = self._retinaface()
         if o.refinement is Refinement.CLNF:
             return FastLandmarkFrontEnd(
-                detector=self._retinaface(),
+                detector=detector,
                 landmarker=self._pfld(),
                 refine="clnf",
                 clnf=self._clnf(),
                 validator=self._validator(),
             )
         return FastLandmarkFrontEnd(
-            detector=self._retinaface(),
+            detector=detector,
             landmarker=self._pfld(),
             refine=self._svr_refiner() if o.refinement is Refinement.SVR else False,
         )

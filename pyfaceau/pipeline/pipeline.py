@@ -54,8 +54,8 @@ class Pipeline:
         if not isinstance(options, Options):
             raise InputError(f"options: expected pyfaceau.Options, got {type(options).__name__}")
         self.options = options.replace(**changes) if changes else options
-        if self.options.max_faces != 1:
-            raise InputError("max_faces: only 1 is supported for now")
+        if self.options.max_faces != 1 and self.options.mode == "csv":
+            raise InputError("max_faces: a landmark CSV gives one face; use max_faces=1")
         self._models: Models | None = Models(self.options)
 
     @classmethod
@@ -115,6 +115,8 @@ class Pipeline:
             record=record,
             camera=camera,
             on_result=on_result,
+            max_faces=self.options.max_faces,
+            detector=models.detector() if self.options.max_faces > 1 else None,
         )
 
     # -- whole inputs ----------------------------------------------------------------------

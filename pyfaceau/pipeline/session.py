@@ -25,6 +25,7 @@ from ..options import ModelsArg
 from ..output.atomic import check_output_path
 from ..output.table import FrameTable
 from .backend import AUBackend, Camera, FrameResult
+from .faces import FaceDetector, MultiFaceTracker
 from .sources import Frame
 from .track import FaceTrack
 from .types import LandmarkFrontEnd, LandmarkResult
@@ -78,6 +79,10 @@ class InputSession:
     on_result : called with each frame and each of its per-face results, in frame order,
         e.g. :meth:`pyfaceau.output.FrameWriters.add`; the results then carry the aligned
         face and its HOG descriptor.
+    max_faces : faces tracked at once in a video, sequence or stream; above 1 the faces
+        are followed by a :class:`~pyfaceau.pipeline.faces.MultiFaceTracker` and
+        ``new_tracker`` is called with ``detector=`` (the per-face view of ``detector``).
+    detector : the full-image face detector shared by the faces (``max_faces`` > 1).
     """
 
     def __init__(
@@ -92,6 +97,8 @@ class InputSession:
         record: bool = True,
         camera: Camera | None = None,
         on_result: ResultCallback | None = None,
+        max_faces: int = 1,
+        detector: FaceDetector | None = None,
     ) -> None:
         if kind not in ("video", "sequence", "image", "stream"):
             raise InputError(f"unknown input kind {kind!r}")
@@ -105,8 +112,25 @@ class InputSession:
         self._on_result = on_result
         self.tracks: list[FaceTrack] = []
         self._finished = False
-        if kind != "image":
+        self._faces: MultiFaceTracker | None = None
+        if kind != "image" and max_faces > 1:
+            if detector is None:
+                raise InputError("max_faces > 1 needs the face detector")
+            self._faces = MultiFaceTracker(
+                max_faces,
+                detector,
+                new_tracker=lambda view: new_tracker(detector=view),  # type: ignore[call-arg]
+                new_track=self._append_track,
+                pdm=backend.pdm,
+                triangulation=backend.triangulation,
+            )
+        elif kind != "image":
             self.tracks.append(self._new_track(new_tracker()))
+
+    def _append_track(self, tracker: LandmarkFrontEnd) -> FaceTrack:
+        track = self._new_track(tracker)
+        self.tracks.append(track)
+        return track
 
     def _new_track(self, tracker: LandmarkFrontEnd) -> FaceTrack:
         face_id = len(self.tracks)
@@ -130,11 +154,19 @@ class InputSession:
         if self.kind == "image":
             results = self._add_still(frame)
         else:
-            results = [track.step(frame) for track in self.tracks]
+            results = [track.measure(frame, lm) for track, lm in self._landmarks(frame)]
         if self._on_result is not None:
             for result in results:
                 self._on_result(frame, result)
         return results
+
+    def _landmarks(self, frame: Frame) -> list[tuple[FaceTrack, LandmarkResult]]:
+        """Every face track's landmarks in ``frame``, in ``face_id`` order."""
+        if self._faces is None:
+            return [(track, track.landmarks(frame)) for track in self.tracks]
+        if not frame.decoded:  # an image of a folder that could not be decoded
+            return [(track, LandmarkResult.failed()) for track in self.tracks]
+        return self._faces.step(frame.index, frame.image)
 
     def _add_still(self, frame: Frame) -> list[FrameResult]:
         """Every face of a still, each fitted on its own (FaceLandmarkImg); one failed row
@@ -230,8 +262,7 @@ class InputSession:
                         raise item
                     frame: Frame = item  # type: ignore[assignment]
                     futures = []
-                    for track in self.tracks:
-                        landmarks = track.landmarks(frame)
+                    for track, landmarks in self._landmarks(frame):
                         futures.append(back.submit(track.measure, frame, landmarks))
                     pending.append((frame, futures))
                     while pending and (
@@ -251,8 +282,9 @@ class InputSession:
     # -- end -------------------------------------------------------------------------------
     def finish_table(self) -> "pd.DataFrame | FrameTable":
         """:meth:`finish`, as the track's :class:`~pyfaceau.output.table.FrameTable` when
-        the input has one track (no pandas, no copy), else the DataFrame."""
-        if len(self.tracks) == 1:
+        the input has one track (no pandas, no copy), else the DataFrame (always with
+        several faces: each person's rows are cut after their last appearance)."""
+        if len(self.tracks) == 1 and self._faces is None:
             self._finished = True
             return self.tracks[0].au.finish_table()
         return self.finish()
@@ -264,10 +296,24 @@ class InputSession:
 
         self._finished = True
         tables = [track.finish() for track in self.tracks]
+        if self._faces is not None:
+            # each person's rows run from its first to its last appearance
+            tables = [_until_last_success(t) for t in tables]
+            if not tables:
+                return self.backend.new_session(self.width, self.height).finish()
         if len(tables) == 1:
             return tables[0]
         df = pd.concat(tables, ignore_index=True)
         return df.sort_values(["frame", "face_id"], kind="stable").reset_index(drop=True)
+
+
+def _until_last_success(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows up to the last successful one (after the offline post-processing, so the
+    values are those of a run over every frame)."""
+    ok = df["success"].to_numpy() > 0
+    if not ok.any():
+        return df.iloc[:0]
+    return df.iloc[: int(ok.nonzero()[0][-1]) + 1]
 
 
 # -- the earlier API ---------------------------------------------------------------------------

@@ -20,7 +20,9 @@ class FaceTrack:
     face_id : the face's id in the output (``face_id`` column), 0, 1, ... in order of
         first appearance.
     tracker : the landmark tracker's state for this face (a fresh front end around the
-        pipeline's shared models).
+        pipeline's shared models); None while the face is lost (several faces: the
+        :class:`~pyfaceau.pipeline.faces.MultiFaceTracker` gives it a new one when the
+        face is found again).
     au : the face's AU session: person normalisation (running medians), the rows kept for
         the offline post-processing, the table.
 
@@ -31,14 +33,19 @@ class FaceTrack:
     once per frame, in frame order.
     """
 
-    def __init__(self, face_id: int, tracker: LandmarkFrontEnd, au: BackendSession) -> None:
+    def __init__(
+        self, face_id: int, tracker: LandmarkFrontEnd | None, au: BackendSession
+    ) -> None:
         self.face_id = int(face_id)
         self.tracker = tracker
         self.au = au
         self.frames = 0
 
     def track(self, image: np.ndarray) -> LandmarkResult:
-        """The face's landmarks in the next frame (``(H, W, 3)`` uint8 BGR)."""
+        """The face's landmarks in the next frame (``(H, W, 3)`` uint8 BGR); a failed
+        result while the face is lost."""
+        if self.tracker is None:
+            return LandmarkResult.failed()
         return self.tracker.track(image)
 
     def landmarks(self, frame: Frame) -> LandmarkResult:
