@@ -66,6 +66,8 @@ EXIT_SIGTERM = 143
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Library warnings as one line each on stderr (no source file, no code line), above
     an open progress bar."""
+    from tqdm import tqdm
+
     tqdm.write(f"pyfaceau: warning: {message}", file=sys.stderr)
 
 
