@@ -139,8 +139,10 @@ def run_task(
                 notes.append(str(w.message))
             else:
                 log.warning("%s: %s", task.input, w.message)
-        frames = len(np.unique(table.column("frame"))) if len(table) else 0
-        faces = int(table.column("success").sum()) if len(table) else 0
+        # a FrameTable, or a DataFrame when several faces are measured
+        column = table.column if hasattr(table, "column") else (lambda c: table[c].to_numpy())
+        frames = len(np.unique(column("frame"))) if len(table) else 0
+        faces = int(column("success").sum()) if len(table) else 0
         write_record(
             task.output,
             input_path=task.input,
