@@ -12,10 +12,9 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
-import pandas as pd
 
 from ..errors import InputError
 from ..options import Options
@@ -26,6 +25,9 @@ from ..output.table import FrameTable
 from .models import Models
 from .session import InputSession, ProgressCallback, ResultCallback, single_threaded_blas
 from .sources import Frame, open_source, to_bgr8
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["LiveResults", "Pipeline", "StreamSession"]
 

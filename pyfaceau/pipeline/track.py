@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 
 from .backend import BackendSession, FrameResult
 from .sources import Frame
 from .types import LandmarkFrontEnd, LandmarkResult
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["FaceTrack"]
 
