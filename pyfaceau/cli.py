@@ -113,6 +113,15 @@ def _guarded_run(strict: bool) -> Iterator[None]:
 @click.option("--split", is_flag=True,
               help="With --max-faces: one CSV per person (OUT_face0.csv, OUT_face1.csv, ...) "
                    "instead of one.")
+@click.option("--aligned", "aligned_dir", type=click.Path(path_type=Path), default=None,
+              help="Also write the 112x112 aligned faces to this folder, named as OpenFace "
+                   "names them (frame_det_00_000001.bmp, ...; OpenFace's -simalign).")
+@click.option("--hog", "hog_path", type=click.Path(path_type=Path), default=None,
+              help="Also write the HOG features of the aligned faces in OpenFace's binary "
+                   ".hog format (OpenFace's -hogalign).")
+@click.option("--tracked", "tracked_path", type=click.Path(path_type=Path), default=None,
+              help="Also write the video with landmarks, head-pose box and gaze drawn as "
+                   "OpenFace draws them (OpenFace's -tracked), with face ids.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--strict", is_flag=True,
               help="Fail (exit 3) instead of warning when part of the input cannot be read "
@@ -121,6 +130,9 @@ def process_cmd(
     input_path: Path,
     output: str | None,  # kept as typed: a trailing slash means a folder
     split: bool,
+    aligned_dir: Path | None,
+    hog_path: Path | None,
+    tracked_path: Path | None,
     no_progress: bool,
     strict: bool,
     **flags: Any,
@@ -156,9 +168,22 @@ def process_cmd(
             bar.update(1)
 
         t0 = time.perf_counter()
-        with Pipeline(options) as pipe:
-            table = pipe.process(input_path, output_csv=None if split else out,
-                                 on_frame=on_frame, as_dataframe=False)
+        writers = None
+        if aligned_dir or hog_path or tracked_path:
+            from .output.writers import FrameWriters
+            from .pipeline.sources import open_source
+
+            source = open_source(input_path)
+            writers = FrameWriters(aligned_dir, hog_path, tracked_path,
+                                   fps=source.fps or 30.0, sequence=source.kind != "image")
+        try:
+            with Pipeline(options) as pipe:
+                table = pipe.process(input_path, output_csv=None if split else out,
+                                     on_frame=on_frame, as_dataframe=False,
+                                     on_result=writers.add if writers is not None else None)
+        finally:
+            if writers is not None:
+                writers.close()
         written = [Path(out)]
         if split:  # several faces: the table is a DataFrame
             from .output.table import write_csv

@@ -295,3 +295,27 @@ def test_a_still_writes_one_aligned_face_per_face(tmp_path):
         df = Pipeline(Options.faithful()).process(still, on_result=w.add)
     names = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert names == [f"face_det_{i:06d}.bmp" for i in range(len(df))]
+
+
+def test_cli_writes_aligned_hog_and_tracked(tmp_path):
+    """``pyfaceau INPUT --aligned DIR --hog FILE --tracked FILE``: one aligned face, one HOG
+    record and one video frame per frame, the HOG that of the aligned faces."""
+    from click.testing import CliRunner
+
+    from pyfaceau.cli import main
+    from pyfaceau.features.fhog import fhog
+    from pyfaceau.output.hog_file import read_hog_file
+
+    seq = SAMPLES / "image_sequence"
+    r = CliRunner().invoke(main, [str(seq), "-o", str(tmp_path / "s.csv"), "--fast", "--no-progress",
+                                  "--aligned", str(tmp_path / "al"), "--hog", str(tmp_path / "s.hog"),
+                                  "--tracked", str(tmp_path / "s.avi")])
+    assert r.exit_code == 0, r.output
+    faces = sorted((tmp_path / "al").glob("frame_det_00_*.bmp"))
+    assert [f.name for f in faces[:2]] == ["frame_det_00_000001.bmp", "frame_det_00_000002.bmp"]
+    assert len(faces) == 30
+    features, success = read_hog_file(tmp_path / "s.hog")
+    assert features.shape == (30, 12, 12, 31) and success.all()
+    np.testing.assert_allclose(features[0], fhog(cv2.imread(str(faces[0]))), atol=1e-6)
+    cap = cv2.VideoCapture(str(tmp_path / "s.avi"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 30
