@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import InputError
+from .modelstore.store import ModelsArg
 
 __all__ = [
     "AUModelSet",
@@ -26,9 +27,6 @@ __all__ = [
     "available_cores",
 ]
 
-#: Model folders: one folder, several (a sequence, or a string joined with ``os.pathsep``),
-#: or None (``$PYFACEAU_MODELS``, then the user data folder).
-ModelsArg = str | os.PathLike | Sequence[str | os.PathLike] | None
 
 
 class Detector(str, Enum):

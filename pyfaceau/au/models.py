@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..errors import InputError, ModelFileError
-from ..modelstore.store import MANIFEST, resolve, verify_file
+from ..modelstore.store import MANIFEST, ModelsArg, resolve, verify_file
 from ..parsers.au_models import (
     SVM_DYNAMIC,
     SVM_STATIC,
@@ -60,7 +60,8 @@ MAIN_DYNAMIC = "AU_predictors/main_dynamic_svms.txt"
 #: Main file with ``-au_static`` and for images (FaceAnalyserParameters.cpp).
 MAIN_STATIC = "AU_predictors/main_static_svms.txt"
 
-ModelsArg = str | os.PathLike | Sequence[str | os.PathLike] | Callable[[str], Path] | None
+#: The model folders (:data:`pyfaceau.modelstore.ModelsArg`), or a resolver ``relpath -> Path``.
+AUModelsArg = ModelsArg | Callable[[str], Path]
 
 
 @dataclass(frozen=True)
@@ -315,7 +316,7 @@ def _verified_path(path: Path, models_root: Path | None) -> Path:
 
 
 def load_au_models(
-    models: ModelsArg = None,
+    models: AUModelsArg = None,
     *,
     dynamic: bool = True,
     main_file: str | os.PathLike | None = None,

@@ -47,7 +47,7 @@ from .. import cnn
 from ..parallel import run_all
 from ..errors import InputError
 from ..validation import require_image
-from ..modelstore import MANIFEST, resolve, verify_file
+from ..modelstore import ModelsArg, MANIFEST, resolve, verify_file
 from ..parsers.mtcnn import (
     CNNData,
     ConvLayer,
@@ -357,7 +357,7 @@ def _two_class_probability(logits: np.ndarray) -> np.ndarray:
 # Detector
 # =========================================================================================
 def load_mtcnn(
-    models: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    models: ModelsArg = None,
 ) -> MTCNNData:
     """Find (checksum-verified) and read OpenFace's MTCNN files.
 
@@ -410,7 +410,7 @@ class MTCNNDetector:
 
     def __init__(
         self,
-        models: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+        models: ModelsArg = None,
         *,
         min_face_size: int = MIN_FACE_SIZE,
         thresholds: tuple[float, float, float] = THRESHOLDS,

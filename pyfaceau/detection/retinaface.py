@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import InputError, ModelFileError
 from ..validation import require_bgr8
-from ..modelstore import resolve
+from ..modelstore import ModelsArg, resolve
 from ..onnx import check_session_io, open_onnx_session
 from .types import FaceDetections
 
@@ -140,7 +140,7 @@ class RetinaFaceDetector:
         score_threshold: float = VIS_THRESHOLD,
         max_side: int | None = DEFAULT_MAX_SIDE,
         intra_op_threads: int = 1,
-        models: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+        models: ModelsArg = None,
     ) -> None:
         path = Path(model_path) if model_path is not None else resolve(MODEL_FILE, models)
         if max_side is not None and max_side < 32:

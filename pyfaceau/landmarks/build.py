@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import Sequence
 
 from ..errors import InputError
-from ..modelstore import resolve
+from ..modelstore import ModelsArg, resolve
 from .tracking import (
     CLNF_VALIDATE_INTERVAL,
     CLNF_VERIFY_INTERVAL,
@@ -42,7 +42,6 @@ __all__ = [
     "build_fast_tracker",
 ]
 
-ModelsArg = str | os.PathLike | Sequence[str | os.PathLike] | None
 
 #: The PDM of ``clnf_general.txt`` (``PDM pdms/In-the-wild_aligned_PDM_68.txt``).
 PDM_RELPATH = "model/pdms/In-the-wild_aligned_PDM_68.txt"

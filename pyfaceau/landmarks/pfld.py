@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import InputError, ModelFileError
 from ..validation import require_bgr8
-from ..modelstore import resolve
+from ..modelstore import ModelsArg, resolve
 from ..onnx import check_session_io, open_onnx_session
 
 __all__ = [
@@ -194,7 +194,7 @@ class PFLDLandmarker:
         model_path: str | os.PathLike | None = None,
         *,
         intra_op_threads: int = 1,
-        models: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+        models: ModelsArg = None,
     ) -> None:
         path = Path(model_path) if model_path is not None else resolve(MODEL_FILE, models)
         self.model_path = path

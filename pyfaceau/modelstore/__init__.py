@@ -8,6 +8,7 @@ Files are looked for, in order, in the folders given explicitly (``models=`` arg
 
 from .store import (
     MANIFEST,
+    ModelsArg,
     ModelEntry,
     default_data_dir,
     resolve,
@@ -15,4 +16,4 @@ from .store import (
     verify_file,
 )
 
-__all__ = ["MANIFEST", "ModelEntry", "default_data_dir", "resolve", "search_dirs", "verify_file"]
+__all__ = ["MANIFEST", "ModelsArg", "ModelEntry", "default_data_dir", "resolve", "search_dirs", "verify_file"]

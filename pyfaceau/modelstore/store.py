@@ -12,7 +12,12 @@ from typing import Iterable, Sequence
 from ..errors import ModelFileError
 from .cache import file_sha256
 
+#: Model folders as every loader takes them: one folder, several (a sequence, or one
+#: string joined with ``os.pathsep``), or None ($PYFACEAU_MODELS, then the user data folder).
+ModelsArg = str | os.PathLike | Sequence[str | os.PathLike] | None
+
 __all__ = [
+    "ModelsArg",
     "ModelEntry",
     "MANIFEST",
     "StoreStatus",
@@ -65,7 +70,7 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("pyfaceau", appauthor=False)) / "models"
 
 
-def _split_dirs(value: str | os.PathLike | Sequence[str | os.PathLike] | None) -> list[Path]:
+def _split_dirs(value: ModelsArg) -> list[Path]:
     if value is None:
         return []
     if isinstance(value, (str, os.PathLike)):
@@ -76,7 +81,7 @@ def _split_dirs(value: str | os.PathLike | Sequence[str | os.PathLike] | None) -
     return out
 
 
-def search_dirs(models: str | os.PathLike | Sequence[str | os.PathLike] | None = None) -> list[Path]:
+def search_dirs(models: ModelsArg = None) -> list[Path]:
     """The folders searched, in order: ``models``, ``$PYFACEAU_MODELS``, the user data folder."""
     dirs = _split_dirs(models) + _split_dirs(os.environ.get(ENV_VAR)) + [default_data_dir()]
     seen: list[Path] = []
@@ -108,7 +113,7 @@ def verify_file(path: str | os.PathLike, entry: ModelEntry) -> None:
 
 def resolve(
     relpath: str,
-    models: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    models: ModelsArg = None,
     *,
     verify: bool = True,
 ) -> Path:
@@ -167,7 +172,7 @@ class StoreStatus:
 
 
 def check_store(
-    models: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    models: ModelsArg = None,
 ) -> StoreStatus:
     """Find and verify (size and SHA-256) every file of the manifest, as :func:`resolve`
     would when a run needs it; a run uses the first folder's copy of each file."""
@@ -191,7 +196,7 @@ def check_store(
 
 def resolve_many(
     relpaths: Iterable[str],
-    models: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    models: ModelsArg = None,
 ) -> dict[str, Path]:
     """:func:`resolve` for several files, by relative path."""
     return {r: resolve(r, models) for r in relpaths}

@@ -28,7 +28,7 @@ from ..alignment.align import AU_SIM_SIZE
 from ..au import AUAnalyser, load_au_models
 from ..features.fhog import hog_descriptor
 from ..features.geometry import geometry_descriptor
-from ..modelstore import resolve
+from ..modelstore import ModelsArg, resolve
 from ..gaze import eye_gaze, gaze_angle
 from ..output.table import (
     AU_INTENSITY_NAMES,
@@ -159,7 +159,7 @@ class AUBackend:
 
     def __init__(
         self,
-        models: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+        models: ModelsArg = None,
         *,
         dynamic: bool = True,
         pdm_file: str | os.PathLike | None = None,

@@ -17,6 +17,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from ..modelstore import ModelsArg
 from ..errors import InputError
 from ..landmarks.build import PDM_RELPATH, build_openface_tracker
 from ..landmarks.tracking import (
@@ -30,7 +31,6 @@ from .types import LandmarkResult
 
 __all__ = ["PDM_RELPATH", "OpenFaceLandmarkFrontEnd", "to_gray"]
 
-ModelDirs = str | os.PathLike | Sequence[str | os.PathLike] | None
 
 
 def to_gray(frame: np.ndarray) -> np.ndarray:
@@ -80,7 +80,7 @@ class OpenFaceLandmarkFrontEnd:
 
     def __init__(
         self,
-        models: ModelDirs = None,
+        models: ModelsArg = None,
         *,
         fitter: CLNFFitter | None = None,
         detector: FaceDetector | None = None,

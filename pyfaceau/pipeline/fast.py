@@ -25,6 +25,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from ..modelstore import ModelsArg
 from ..detection.retinaface import RetinaFaceDetector
 from ..errors import InputError
 from ..landmarks.build import FAST_CLNF_ITERATIONS, build_fast_tracker
@@ -44,7 +45,6 @@ from .types import LandmarkResult
 
 __all__ = ["FastLandmarkFrontEnd", "box_from_anchor"]
 
-ModelsArg = str | os.PathLike | Sequence[str | os.PathLike] | None
 
 
 class FastLandmarkFrontEnd:

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..validation import require_gray, require_landmarks
-from ..modelstore import resolve
+from ..modelstore import ModelsArg, resolve
 from ..pdm import PDM, calc_params, load_pdm
 from ..pdm.rotation import align_shapes_with_scale
 from ..parsers.svr_patches import FEATURE_GRADIENT, SVRPatchFile, read_svr_patches
@@ -365,7 +365,7 @@ class TargetedCLNFRefiner:
         max_shift: float | None = None,
         min_response: float = DEFAULT_MIN_RESPONSE,
         pdm_constrain: bool = False,
-        models: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+        models: ModelsArg = None,
     ) -> None:
         if not isinstance(search_window, (int, np.integer)) or not 1 <= search_window <= 15:
             raise InputError(

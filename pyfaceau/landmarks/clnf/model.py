@@ -41,7 +41,7 @@ import numpy as np
 from ...parallel import run_all
 from ...errors import InputError, ModelFileError
 from ...validation import require_gray
-from ...modelstore import resolve
+from ...modelstore import ModelsArg, resolve
 from ...parsers.clnf_model import read_clnf_spec, read_main_model
 from ...pdm import PDM, calc_params, load_pdm
 from .fitting import FitParameters, KDECache, ScaleFitResult, fit_scales
@@ -60,7 +60,6 @@ __all__ = [
     "CLNF",
 ]
 
-_Models = str | os.PathLike | Sequence[str | os.PathLike] | None
 
 #: The model FeatureExtraction ran with for the reference data (``-mloc``).
 DEFAULT_MAIN_MODEL = "model/main_clnf_general.txt"
@@ -180,7 +179,7 @@ class PartModel:
     core: _Core
 
 
-def _load_core(clnf_relpath: str, models: _Models) -> _Core:
+def _load_core(clnf_relpath: str, models: ModelsArg) -> _Core:
     """Load a CLNF file's PDM and CCNF patch experts (``CLNF::Read_CLNF``)."""
     spec = read_clnf_spec(resolve(clnf_relpath, models), clnf_relpath)
     pdm = load_pdm(resolve(spec.pdm, models))
@@ -240,7 +239,7 @@ class CLNF:
     def __init__(
         self,
         main_model: str = DEFAULT_MAIN_MODEL,
-        models: _Models = None,
+        models: ModelsArg = None,
         *,
         executor: Executor | None = None,
         threads: int = 1,

@@ -30,7 +30,7 @@ import numpy as np
 from ... import cnn
 from ...errors import InputError, ModelFileError
 from ...validation import require_gray
-from ...modelstore import store
+from ...modelstore import ModelsArg, store
 from ...parsers.validator import (
     ConvLayer,
     FullyConnectedLayer,
@@ -302,7 +302,7 @@ class DetectionValidator:
 
 
 def load_detection_validator(
-    models: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    models: ModelsArg = None,
     *,
     executor: Executor | None = None,
     threads: int = 1,
