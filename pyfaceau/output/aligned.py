@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from types import TracebackType
 
 import cv2
 import numpy as np
 
+from .closing import ClosingWriter
 from ..errors import InputError
 
 __all__ = [
@@ -62,7 +62,7 @@ def aligned_face_name(
     return f"{stem}.{image_format}"
 
 
-class AlignedFaceWriter:
+class AlignedFaceWriter(ClosingWriter):
     """Write aligned faces into a folder as OpenFace does.
 
     Parameters
@@ -160,16 +160,6 @@ class AlignedFaceWriter:
         """Finish (idempotent); files are written as they are added."""
         self._closed = True
 
-    def __enter__(self) -> "AlignedFaceWriter":
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _require_face(face: object) -> np.ndarray:

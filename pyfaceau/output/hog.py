@@ -10,17 +10,17 @@ all-black aligned face, and ``RecorderHOG`` writes it with the success flag -1.
 from __future__ import annotations
 
 import os
-from types import TracebackType
 
 import numpy as np
 
 from ..errors import InputError
+from .closing import ClosingWriter
 from .hog_file import FHOG_NUM_FEATURES, HogFileWriter
 
 __all__ = ["HogWriter"]
 
 
-class HogWriter:
+class HogWriter(ClosingWriter):
     """Write OpenFace's ``.hog`` file as the faces of a video are processed.
 
     Parameters
@@ -88,13 +88,3 @@ class HogWriter:
         """Flush and close the file (idempotent)."""
         self._writer.close()
 
-    def __enter__(self) -> "HogWriter":
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from types import TracebackType
 from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
+from .closing import ClosingWriter
 from ..errors import InputError
 
 __all__ = ["HogFile", "read_hog_file", "HogFileWriter", "write_hog_file"]
@@ -137,7 +137,7 @@ def read_hog_file(path: str | os.PathLike[str]) -> HogFile:
     return HogFile(features, flags == HOG_SUCCESS_TRUE)
 
 
-class HogFileWriter:
+class HogFileWriter(ClosingWriter):
     """Write a ``.hog`` file frame by frame, as OpenFace's ``RecorderHOG`` does.
 
     Parameters
@@ -197,16 +197,6 @@ class HogFileWriter:
             self._fh.close()
             self._fh = None
 
-    def __enter__(self) -> "HogFileWriter":
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def write_hog_file(

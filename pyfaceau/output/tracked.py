@@ -17,12 +17,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Sequence
 
 import cv2
 import numpy as np
 
+from .closing import ClosingWriter
 from ..errors import InputError
 from ..validation import require_bgr8
 from ..pdm.pose import default_intrinsics
@@ -297,7 +297,7 @@ def _codec_for(path: Path) -> str:
     return "mp4v" if path.suffix.lower() in (".mp4", ".m4v", ".mov") else DEFAULT_CODEC
 
 
-class TrackedVideoWriter:
+class TrackedVideoWriter(ClosingWriter):
     """Write the tracked video frame by frame.
 
     Parameters
@@ -381,13 +381,3 @@ class TrackedVideoWriter:
             self._writer.release()
             self._writer = None
 
-    def __enter__(self) -> "TrackedVideoWriter":
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

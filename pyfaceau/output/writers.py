@@ -11,11 +11,11 @@ those fields fits.
 from __future__ import annotations
 
 import os
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
+from .closing import ClosingWriter
 from .aligned import AlignedFaceWriter
 from .hog import HogWriter
 from .tracked import DEFAULT_FPS, TrackedFace, TrackedVideoWriter
@@ -23,7 +23,7 @@ from .tracked import DEFAULT_FPS, TrackedFace, TrackedVideoWriter
 __all__ = ["FrameWriters"]
 
 
-class FrameWriters:
+class FrameWriters(ClosingWriter):
     """The requested side outputs of one input.
 
     Parameters
@@ -118,13 +118,3 @@ class FrameWriters:
             if writer is not None:
                 writer.close()
 
-    def __enter__(self) -> "FrameWriters":
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
