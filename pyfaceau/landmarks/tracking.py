@@ -66,6 +66,7 @@ belongs to one face and must not be stepped from two threads at once.
 from __future__ import annotations
 
 import logging
+import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Callable, Protocol, Sequence
 
@@ -232,19 +233,10 @@ FAST_CLNF_POLICY = TrackingPolicy(
     anchor=True,
     max_box_ratio_change=MAX_BOX_RATIO_CHANGE,
 )
-#: The fast path with PFLD tracking (``--refine svr`` / ``--no-refine``): no validator,
-#: region check every 3 tracked frames.
-FAST_PFLD_POLICY = TrackingPolicy(
-    validation_boundary=VALIDATION_BOUNDARY,
-    validate_every=0,
-    verify_every=VERIFY_INTERVAL,
-    redetect_after_failures=0,
-    detect_while_lost_every=1,
-    drop_on_failure=True,
-    trust_first_detection=False,
-    detector_confidence=True,
-    anchor=True,
-    max_box_ratio_change=None,
+#: The fast path with PFLD tracking (``--refine svr`` / ``--no-refine``): the CLNF policy
+#: without the validator and the box-ratio check, region check every 3 tracked frames.
+FAST_PFLD_POLICY = dataclasses.replace(
+    FAST_CLNF_POLICY, validate_every=0, verify_every=VERIFY_INTERVAL, max_box_ratio_change=None
 )
 
 
