@@ -400,6 +400,15 @@ class BoxInitialiser(Protocol):
     ) -> np.ndarray: ...
 
 
+def _window_sizes(name: str, sizes: Sequence[int]) -> tuple[int, ...]:
+    """Window sizes per patch-expert scale as ints; :class:`InputError` unless they are
+    non-negative and not all 0 (0 skips a scale)."""
+    ws = tuple(int(v) for v in sizes)
+    if not ws or any(v < 0 for v in ws) or all(v == 0 for v in ws):
+        raise InputError(f"{name} must be non-negative window sizes, not all 0: {ws}")
+    return ws
+
+
 class CLNFStep:
     """Landmark step: a CLNF fit from the previous frame's parameters.
 
@@ -428,14 +437,9 @@ class CLNFStep:
         refine_hierarchical: bool | None = None,
         tracking_parameters: object | None = None,
     ) -> None:
-        for name, ws in (("window_sizes_init", window_sizes_init),
-                         ("window_sizes_small", window_sizes_small)):
-            w = tuple(int(v) for v in ws)
-            if not w or any(v < 0 for v in w) or all(v == 0 for v in w):
-                raise InputError(f"{name} must be non-negative window sizes, not all 0: {w}")
         self.fitter = fitter
-        self.window_sizes_init = tuple(int(v) for v in window_sizes_init)
-        self.window_sizes_small = tuple(int(v) for v in window_sizes_small)
+        self.window_sizes_init = _window_sizes("window_sizes_init", window_sizes_init)
+        self.window_sizes_small = _window_sizes("window_sizes_small", window_sizes_small)
         self.refine_hierarchical = refine_hierarchical
         self.tracking_parameters = tracking_parameters
 
@@ -1063,10 +1067,7 @@ class TrackingParameters:
 
     def __post_init__(self) -> None:
         for name in ("window_sizes_init", "window_sizes_small"):
-            ws = tuple(int(w) for w in getattr(self, name))
-            if not ws or any(w < 0 for w in ws) or all(w == 0 for w in ws):
-                raise InputError(f"{name} must be non-negative window sizes, not all 0: {ws}")
-            object.__setattr__(self, name, ws)
+            object.__setattr__(self, name, _window_sizes(name, getattr(self, name)))
         if not 0.0 <= float(self.validation_boundary) <= 1.0:
             raise InputError(
                 f"validation_boundary must be in [0, 1], got {self.validation_boundary}"
