@@ -16,8 +16,10 @@ import cv2
 import numba as nb
 import numpy as np
 
+from .. import blas
 from ..errors import InputError
-from .kernels import jacobian_kernel
+from .kernels import add_diagonal_kernel, jacobian_kernel, shape_3d_kernel, update_kernel
+from .opencv_kernels import cholesky_solve_f32
 from .pdm import PDM
 from .rotation import _euler_to_rotation_kernel, euler_to_rotation_matrix
 
@@ -146,6 +148,44 @@ def _damp_kernel(update: np.ndarray, step: float) -> np.ndarray:
     return out
 
 
+@nb.njit(cache=True, nogil=True)
+def _iterations_kernel(
+    mean_v: np.ndarray,
+    comp_v: np.ndarray,
+    comp_v64: np.ndarray,
+    glob: np.ndarray,
+    loc: np.ndarray,
+    target: np.ndarray,
+    reg: np.ndarray,
+    curr_error: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The Gauss-Newton loop of :func:`calc_params` in one call, without the GIL.
+
+    Same operations as the NumPy/OpenCV loop there, with NumPy's BLAS
+    (:mod:`pyfaceau.blas`) and the bit-exact replicas of ``cv::solve``, ``cv::SVD`` and
+    ``cv::Rodrigues``: the same bits. Returns float32 ``(params_global, params_local)``.
+    """
+    not_improved = 0
+    for _ in range(CALC_PARAMS_MAX_ITER):
+        comp_loc = blas.dgemv(comp_v64, loc.astype(np.float64)).reshape((-1, 1))
+        shape_3d, jac, jac_w_t, rhs = _step_kernel(
+            mean_v, comp_loc, shape_3d_kernel(mean_v, comp_v, loc), comp_v, glob, target,
+            reg, loc,
+        )
+        hessian = blas.sgemm_nn(jac_w_t, jac)
+        add_diagonal_kernel(hessian, reg)
+        _, update = cholesky_solve_f32(hessian, rhs)
+        update = _damp_kernel(update, CALC_PARAMS_STEP)
+        glob, loc = update_kernel(update, loc, glob)
+        error = _error_kernel(shape_3d, glob, target)
+        if CALC_PARAMS_IMPROVEMENT * curr_error < error:
+            not_improved += 1
+            if not_improved == CALC_PARAMS_PATIENCE:
+                break
+        curr_error = error
+    return glob, loc
+
+
 def calc_params(
     pdm: PDM,
     landmarks_2d: np.ndarray,
@@ -240,6 +280,13 @@ def calc_params(
     reg = np.zeros(6 + m, dtype=_F32)
     reg[6:] = _F32(CALC_PARAMS_REG_FACTOR) / pdm.eigen_values
     reg_mat = np.diag(reg)
+
+    if blas.AVAILABLE:
+        glob, loc = _iterations_kernel(
+            np.ascontiguousarray(mean_v), sub.princ_comp, comp_v64, glob, loc, target, reg,
+            curr_error,
+        )
+        return glob.astype(np.float64), loc.astype(np.float64)
 
     not_improved = 0
     for _ in range(CALC_PARAMS_MAX_ITER):

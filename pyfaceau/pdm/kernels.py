@@ -15,6 +15,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from .. import blas
+from .opencv_kernels import rodrigues_matrix_to_vector_f32, svd3x3_f32
 from .rotation import (
     _axis_angle_to_rotation_kernel,
     _euler_to_rotation_kernel,
@@ -24,6 +26,9 @@ from .rotation import (
 )
 
 __all__ = [
+    "shape_3d_kernel",
+    "add_diagonal_kernel",
+    "update_kernel",
     "project_kernel",
     "jacobian_kernel",
     "update_begin_kernel",
@@ -164,3 +169,38 @@ def clamp_kernel(p: np.ndarray, limit: np.ndarray) -> np.ndarray:
         if abs(p[j]) > limit[j]:
             out[j] = limit[j] if p[j] > 0 else -limit[j]
     return out
+
+
+# The two kernels below call NumPy's BLAS and OpenCV's SVD/Rodrigues replicas: only for
+# callers that checked :data:`pyfaceau.blas.AVAILABLE` (the NumPy paths otherwise).
+@nb.njit(cache=True, nogil=True)
+def shape_3d_kernel(mean_flat: np.ndarray, princ_comp: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """``CalcShape3D``: ``mean + princ_comp @ p`` with NumPy's BLAS sgemv, (3n,) float32."""
+    return mean_flat + blas.sgemv(princ_comp, p)
+
+
+@nb.njit(cache=True, nogil=True)
+def update_kernel(
+    d: np.ndarray, p: np.ndarray, g: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``UpdateModelParameters`` in one call: float32 ``(params_global, params_local)``.
+
+    ``d`` is the (6,) or (6 + m,) float32 update, ``p`` the (m,) local and ``g`` the (6,)
+    global parameters (not modified). ``cv::SVD`` of ``R'`` and ``cv::Rodrigues`` of
+    ``R1 R2`` are the bit-exact replicas of :mod:`pyfaceau.pdm.opencv_kernels`.
+    """
+    g2, r2 = update_begin_kernel(d, g)
+    _, u, vt = svd3x3_f32(r2)
+    r3 = update_rotation_kernel(g2, u, vt)
+    axis_angle = rodrigues_matrix_to_vector_f32(r3)
+    return update_end_kernel(g2, axis_angle, p, d)
+
+
+@nb.njit(cache=True, nogil=True)
+def add_diagonal_kernel(hessian: np.ndarray, reg: np.ndarray) -> None:
+    """``hessian += np.diag(reg)`` in place on float32 (k, k): the off-diagonals get
+    ``+ 0`` as in NumPy's add (so a ``-0.0`` becomes ``+0.0`` there too)."""
+    k = hessian.shape[0]
+    for i in range(k):
+        for j in range(k):
+            hessian[i, j] = hessian[i, j] + (reg[i] if i == j else np.float32(0.0))

@@ -119,6 +119,16 @@ class PDM:
         """Number of shape modes ``m`` (OpenFace's ``NumberOfModes``)."""
         return self.princ_comp.shape[1]
 
+    @property
+    def mean_flat(self) -> np.ndarray:
+        """(3n,) float32 read-only view of ``mean_shape`` (for kernels)."""
+        return self._mean_flat  # type: ignore[attr-defined]
+
+    @property
+    def clamp_limit(self) -> np.ndarray:
+        """(m,) float32 ``3 * sqrt(eigen_values)``, the bound of :meth:`clamp`."""
+        return self._clamp_limit  # type: ignore[attr-defined]
+
     # -- argument helpers --------------------------------------------------------------
     def local_vec(self, params_local: ArrayLike | None) -> np.ndarray:
         """``params_local`` as float32 ``(m,)``; None means zeros (the mean shape)."""

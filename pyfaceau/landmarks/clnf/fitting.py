@@ -32,8 +32,17 @@ import cv2
 import numba as nb
 import numpy as np
 
+from ... import blas
 from ...pdm import PDM
-from ...pdm.kernels import jacobian_kernel, project_kernel
+from ...pdm.kernels import (
+    add_diagonal_kernel,
+    clamp_kernel,
+    jacobian_kernel,
+    project_kernel,
+    shape_3d_kernel,
+    update_kernel,
+)
+from ...pdm.opencv_kernels import cholesky_solve_f32
 from .patch_experts import CCNFScale, patch_responses
 
 __all__ = [
@@ -375,6 +384,53 @@ def _nu_rlms_step(
     return False, shape, jac, jac_w_t, rhs
 
 
+@nb.njit(cache=True, nogil=True)
+def _nu_rlms_iterations(
+    mean_flat: np.ndarray,
+    princ_comp: np.ndarray,
+    clamp_limit: np.ndarray,
+    glob: np.ndarray,
+    loc: np.ndarray,
+    weights: np.ndarray,
+    apply_weights: bool,
+    rigid: bool,
+    base_2d: np.ndarray,
+    sim_img_to_ref: np.ndarray,
+    sim_ref_to_img: np.ndarray,
+    half: np.float32,
+    responses: np.ndarray,
+    table: np.ndarray,
+    visible: np.ndarray,
+    reg: np.ndarray,
+    num_iterations: int,
+    dxs: np.ndarray,
+    dys: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """All Gauss-Newton iterations of one NU-RLMS pass, without the GIL.
+
+    The loop of :func:`nu_rlms` with NumPy's BLAS (:mod:`pyfaceau.blas`) for the
+    products OpenFace forms with BLAS and the bit-exact replicas of ``cv::solve``
+    (Cholesky), ``cv::SVD`` and ``cv::Rodrigues``: the same bits as the NumPy/OpenCV
+    loop. Returns the float32 ``(params_global, params_local)``.
+    """
+    previous = np.empty(0, dtype=np.float32)
+    for _ in range(num_iterations):
+        s3 = shape_3d_kernel(mean_flat, princ_comp, loc)
+        converged, previous, jac, jac_w_t, rhs = _nu_rlms_step(
+            s3, princ_comp, glob, previous, weights, apply_weights, rigid, base_2d,
+            sim_img_to_ref, sim_ref_to_img, half, responses, table, visible, reg, loc,
+            dxs, dys,
+        )
+        if converged:
+            break
+        hessian = blas.sgemm_nn(jac_w_t, jac)  # BLAS sgemm in OpenFace
+        add_diagonal_kernel(hessian, reg)
+        _, update = cholesky_solve_f32(hessian, rhs)
+        glob, loc = update_kernel(update, loc, glob)
+        loc = clamp_kernel(loc, clamp_limit)
+    return glob, loc
+
+
 def weight_matrix_diagonal(
     experts: CCNFScale, view: int, weight_factor: float
 ) -> np.ndarray | None:
@@ -469,8 +525,14 @@ def nu_rlms(
         weights = np.ones(2 * n, dtype=_F32)
     dxs = np.zeros(n, dtype=_F32)
     dys = np.zeros(n, dtype=_F32)
+    if blas.AVAILABLE:
+        glob, loc = _nu_rlms_iterations(
+            pdm.mean_flat, pdm.princ_comp, pdm.clamp_limit, glob, loc, weights,
+            apply_weights, rigid, base_2d, img_to_ref, ref_to_img, half, responses, table,
+            visible, reg, params.num_iterations, dxs, dys,
+        )
     previous = np.empty(0, dtype=_F32)
-    for _ in range(params.num_iterations):
+    for _ in range(0 if blas.AVAILABLE else params.num_iterations):
         converged, previous, jac, jac_w_t, rhs = _nu_rlms_step(
             pdm.shape_3d_f32(loc), pdm.princ_comp, glob, previous, weights, apply_weights,
             rigid, base_2d, img_to_ref, ref_to_img, half, responses, table, visible, reg, loc,

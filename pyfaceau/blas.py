@@ -1,0 +1,152 @@
+"""NumPy's own BLAS, callable from numba kernels without the GIL.
+
+OpenFace forms several float32 products with BLAS (``J_w^T J`` in ``NU_RLMS`` and
+``CalcParams``, ``princ_comp * p`` in ``CalcShape3D``), and pyfaceau reproduces them with
+NumPy's ``@``, which calls the OpenBLAS that NumPy ships. Their summation order is
+OpenBLAS's (and depends on the kernel it picks for the CPU), so a loop cannot reproduce
+them; calling the very same library function can. This module finds NumPy's OpenBLAS,
+registers its ``cblas_sgemm``/``cblas_sgemv``/``cblas_dgemv`` with LLVM under fixed
+names, and exposes them as numba functions that make exactly the call NumPy's ``matmul``
+makes (``numpy/_core/src/umath/matmul.c.src``): the results are bit for bit those of
+``a @ b``, and a kernel holding a whole Gauss-Newton loop can run without the GIL.
+
+:data:`AVAILABLE` is False where NumPy's BLAS is not a 64-bit-integer OpenBLAS whose
+symbols can be found (other builds of NumPy); callers then keep their NumPy code path.
+The kernels here must not be called in that case.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+
+import numba as nb
+import numpy as np
+from llvmlite import binding as llvm
+from numba import types
+
+__all__ = ["AVAILABLE", "sgemm_nn", "sgemv", "dgemv", "library_path"]
+
+# CBLAS enums (cblas.h).
+_ROW_MAJOR = 101
+_COL_MAJOR = 102
+_NO_TRANS = 111
+_TRANS = 112
+
+# NumPy >= 2 wheels ship scipy-openblas64 (ILP64, symbols prefixed and suffixed);
+# NumPy 1.x wheels shipped openblas64_ with a ``64_`` suffix only.
+_SYMBOL_PATTERNS = ("scipy_cblas_{}64_", "cblas_{}64_")
+
+
+def library_path() -> str | None:
+    """Path of the OpenBLAS shared library NumPy uses, or None if not found."""
+    root = os.path.dirname(os.path.dirname(np.__file__))
+    for folder in ("numpy.libs", os.path.join("numpy", ".dylibs")):
+        found = sorted(glob.glob(os.path.join(root, folder, "*openblas*")))
+        if found:
+            return found[0]
+    try:  # other layouts (conda, system NumPy): ask the loaded libraries
+        from threadpoolctl import threadpool_info
+
+        for info in threadpool_info():
+            if info.get("internal_api") == "openblas":
+                return str(info["filepath"])
+    except Exception:  # pragma: no cover - threadpoolctl missing or failing
+        pass
+    return None
+
+
+def _register() -> bool:
+    path = library_path()
+    if path is None:
+        return False
+    try:
+        lib = ctypes.CDLL(path)
+    except OSError:
+        return False
+    for pattern in _SYMBOL_PATTERNS:
+        addresses = {}
+        for name in ("sgemm", "sgemv", "dgemv"):
+            fn = getattr(lib, pattern.format(name), None)
+            if fn is None:
+                break
+            addresses[name] = ctypes.cast(fn, ctypes.c_void_p).value
+        else:
+            for name, address in addresses.items():
+                llvm.add_symbol(f"pyfaceau_cblas_{name}", address)
+            return True
+    return False
+
+
+#: True when NumPy's OpenBLAS (64-bit integers) was found and registered.
+AVAILABLE: bool = os.environ.get("PYFACEAU_NO_BLAS_KERNELS", "") == "" and _register()
+
+_i32, _i64 = types.int32, types.int64
+_f32p, _f64p = types.CPointer(types.float32), types.CPointer(types.float64)
+
+_cblas_sgemm = types.ExternalFunction(
+    "pyfaceau_cblas_sgemm",
+    types.void(
+        _i32, _i32, _i32, _i64, _i64, _i64, types.float32, _f32p, _i64, _f32p, _i64,
+        types.float32, _f32p, _i64,
+    ),
+)
+_cblas_sgemv = types.ExternalFunction(
+    "pyfaceau_cblas_sgemv",
+    types.void(
+        _i32, _i32, _i64, _i64, types.float32, _f32p, _i64, _f32p, _i64, types.float32,
+        _f32p, _i64,
+    ),
+)
+_cblas_dgemv = types.ExternalFunction(
+    "pyfaceau_cblas_dgemv",
+    types.void(
+        _i32, _i32, _i64, _i64, types.float64, _f64p, _i64, _f64p, _i64, types.float64,
+        _f64p, _i64,
+    ),
+)
+
+
+@nb.njit(cache=True, nogil=True)
+def sgemm_nn(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for C-contiguous float32 matrices (m, n) and (n, p), as NumPy calls it.
+
+    NumPy: ``cblas_sgemm(RowMajor, NoTrans, NoTrans, m, p, n, 1, a, n, b, p, 0, c, p)``.
+    Returns a new (m, p) float32 array.
+    """
+    m, n = a.shape
+    p = b.shape[1]
+    c = np.empty((m, p), dtype=np.float32)
+    _cblas_sgemm(
+        _ROW_MAJOR, _NO_TRANS, _NO_TRANS, m, p, n, np.float32(1.0), a.ctypes, n,
+        b.ctypes, p, np.float32(0.0), c.ctypes, p,
+    )
+    return c
+
+
+@nb.njit(cache=True, nogil=True)
+def sgemv(a: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``a @ x`` for a C-contiguous float32 (m, n) matrix and a contiguous (n,) vector.
+
+    NumPy (``FLOAT_gemv``): ``cblas_sgemv(ColMajor, Trans, n, m, 1, a, n, x, 1, 0, y, 1)``.
+    Returns a new (m,) float32 array.
+    """
+    m, n = a.shape
+    y = np.empty(m, dtype=np.float32)
+    _cblas_sgemv(
+        _COL_MAJOR, _TRANS, n, m, np.float32(1.0), a.ctypes, n, x.ctypes, 1,
+        np.float32(0.0), y.ctypes, 1,
+    )
+    return y
+
+
+@nb.njit(cache=True, nogil=True)
+def dgemv(a: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """:func:`sgemv` in float64 (``DOUBLE_gemv``): a new (m,) float64 array."""
+    m, n = a.shape
+    y = np.empty(m, dtype=np.float64)
+    _cblas_dgemv(
+        _COL_MAJOR, _TRANS, n, m, 1.0, a.ctypes, n, x.ctypes, 1, 0.0, y.ctypes, 1,
+    )
+    return y
