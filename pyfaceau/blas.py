@@ -26,7 +26,9 @@ import numpy as np
 from llvmlite import binding as llvm
 from numba import types
 
-__all__ = ["AVAILABLE", "sgemm_nn", "sgemv", "dgemv", "library_path"]
+__all__ = [
+    "AVAILABLE", "sgemm_nn", "sgemv", "dgemv", "matmul_f32", "dgesv_inverse", "library_path",
+]
 
 # CBLAS enums (cblas.h).
 _ROW_MAJOR = 101
@@ -35,8 +37,12 @@ _NO_TRANS = 111
 _TRANS = 112
 
 # NumPy >= 2 wheels ship scipy-openblas64 (ILP64, symbols prefixed and suffixed);
-# NumPy 1.x wheels shipped openblas64_ with a ``64_`` suffix only.
-_SYMBOL_PATTERNS = ("scipy_cblas_{}64_", "cblas_{}64_")
+# NumPy 1.x wheels shipped openblas64_ with a ``64_`` suffix only. CBLAS names, then the
+# Fortran LAPACK name of ``dgesv`` (what ``numpy.linalg.inv`` calls).
+_SYMBOL_PATTERNS = (
+    ("scipy_cblas_{}64_", "scipy_{}_64_"),
+    ("cblas_{}64_", "{}_64_"),
+)
 
 
 def library_path() -> str | None:
@@ -65,9 +71,10 @@ def _register() -> bool:
         lib = ctypes.CDLL(path)
     except OSError:
         return False
-    for pattern in _SYMBOL_PATTERNS:
+    for cblas, lapack in _SYMBOL_PATTERNS:
         addresses = {}
-        for name in ("sgemm", "sgemv", "dgemv"):
+        for name in ("sgemm", "sgemv", "dgemv", "dgesv"):
+            pattern = lapack if name == "dgesv" else cblas
             fn = getattr(lib, pattern.format(name), None)
             if fn is None:
                 break
@@ -108,6 +115,13 @@ _cblas_dgemv = types.ExternalFunction(
 )
 
 
+_i64p = types.CPointer(types.int64)
+_dgesv = types.ExternalFunction(
+    "pyfaceau_cblas_dgesv",
+    types.void(_i64p, _i64p, _f64p, _i64p, _i64p, _f64p, _i64p, _i64p),
+)
+
+
 @nb.njit(cache=True, nogil=True)
 def sgemm_nn(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b`` for C-contiguous float32 matrices (m, n) and (n, p), as NumPy calls it.
@@ -142,6 +156,15 @@ def sgemv(a: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 @nb.njit(cache=True, nogil=True)
+def matmul_f32(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for C-contiguous float32 (m, n) and (n, p) with m, n > 1, as NumPy's
+    ``matmul`` dispatches it: ``sgemv`` when ``p == 1``, else ``sgemm``. Returns (m, p)."""
+    if b.shape[1] == 1:
+        return sgemv(a, b[:, 0].copy()).reshape((a.shape[0], 1))
+    return sgemm_nn(a, b)
+
+
+@nb.njit(cache=True, nogil=True)
 def dgemv(a: np.ndarray, x: np.ndarray) -> np.ndarray:
     """:func:`sgemv` in float64 (``DOUBLE_gemv``): a new (m,) float64 array."""
     m, n = a.shape
@@ -150,3 +173,25 @@ def dgemv(a: np.ndarray, x: np.ndarray) -> np.ndarray:
         _COL_MAJOR, _TRANS, n, m, 1.0, a.ctypes, n, x.ctypes, 1, 0.0, y.ctypes, 1,
     )
     return y
+
+
+@nb.njit(cache=True, nogil=True)
+def dgesv_inverse(a: np.ndarray) -> tuple[bool, np.ndarray]:
+    """``numpy.linalg.inv(a)`` for a C-contiguous float64 (n, n) matrix, as NumPy calls it.
+
+    NumPy (``umath_linalg``): LAPACK ``dgesv`` on ``a`` in Fortran order with the identity
+    as right-hand side. Returns ``(ok, inverse)``; ``ok`` is False where NumPy raises
+    ``LinAlgError`` (singular matrix), and the inverse is then meaningless.
+    """
+    n = a.shape[0]
+    af = np.ascontiguousarray(a.T)  # a in Fortran order
+    b = np.zeros((n, n), dtype=np.float64)
+    for i in range(n):
+        b[i, i] = 1.0
+    ipiv = np.zeros(n, dtype=np.int64)
+    ints = np.array([n, 0], dtype=np.int64)  # n, info
+    _dgesv(
+        ints.ctypes, ints.ctypes, af.ctypes, ints.ctypes, ipiv.ctypes, b.ctypes, ints.ctypes,
+        ints[1:].ctypes,
+    )
+    return ints[1] == 0, np.ascontiguousarray(b.T)

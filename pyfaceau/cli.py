@@ -21,6 +21,7 @@ from ._version import __version__
 from .cli_batch import batch_cmd
 from .cli_options import MODELS_HELP, options_from_flags, pipeline_options
 from .errors import PyFaceAUError
+from .startup import skip_numba_blas_probe
 
 __all__ = ["main"]
 
@@ -45,6 +46,7 @@ def main() -> None:
     pyfaceau models download --accept-license
     """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    skip_numba_blas_probe()
 
 
 def _stdin_is_interactive() -> bool:

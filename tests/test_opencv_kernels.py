@@ -1,9 +1,10 @@
 """The numba replicas of :mod:`pyfaceau.pdm.opencv_kernels` give cv2's bits, exactly.
 
 Each kernel is compared with the OpenCV call it mirrors on many inputs of the kind the
-CLNF / CalcParams Gauss-Newton loops produce (near-identity ``R'`` matrices, rotation
-products, ``J^T J + diag(reg)`` Hessians), plus edge cases (angles near 0 and pi,
-rank-deficient matrices, failing factorisations). Equality is on the float32 bits.
+CLNF / CalcParams Gauss-Newton loops and the face alignment produce (near-identity
+``R'`` matrices, rotation products, 2x2 Kabsch cross-covariances, ``J^T J + diag(reg)``
+Hessians), plus edge cases (angles near 0 and pi, rank-deficient matrices, failing
+factorisations). Equality is on the float32 bits.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 from pyfaceau.pdm.opencv_kernels import (
     cholesky_solve_f32,
     rodrigues_matrix_to_vector_f32,
+    svd2x2_f32,
     svd3x3_f32,
 )
 
@@ -127,6 +129,98 @@ def test_svd_products_general_and_rank_deficient() -> None:
     # The zero matrix exercises the RNG completion of all three columns of U.
     w, u, _ = svd3x3_f32(np.zeros((3, 3), np.float32))
     assert np.all(w == 0) and np.allclose(u.T @ u, np.eye(3), atol=1e-6)
+
+
+def _rot2(theta: np.ndarray) -> np.ndarray:
+    """(n, 2, 2) float64 rotations by ``theta``."""
+    c, s = np.cos(theta), np.sin(theta)
+    return np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)
+
+
+def _scaled_rotations_2d(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``s R + noise`` (n, 2, 2) float32: the shape of ``src_n.T @ dst_n`` in
+    ``AlignShapesWithScale``; s in [0.1, 100], relative noise 1e-7 .. 0.3, and a
+    reflection (a column sign flip) in a tenth of them."""
+    r = _rot2(rng.uniform(-np.pi, np.pi, n))
+    r[rng.random(n) < 0.1, :, 1] *= -1.0
+    s = 10.0 ** rng.uniform(-1, 2, n)
+    noise = rng.normal(size=(n, 2, 2)) * 10.0 ** rng.uniform(-7, -0.5, (n, 1, 1))
+    return ((r + noise) * s[:, None, None]).astype(np.float32)
+
+
+def _kabsch_covariances(rng: np.random.Generator, n: int) -> np.ndarray:
+    """The float32 product ``src_n.T @ dst_n`` of centred, RMS-normalised 68-point
+    shapes, ``dst`` a rotated, scaled, shifted and perturbed ``src``; every 50th has
+    collinear points (a rank-1 product)."""
+    out = np.empty((n, 2, 2), dtype=np.float32)
+    rots = _rot2(rng.uniform(-0.6, 0.6, n))
+    for i in range(n):
+        src = rng.normal(size=(68, 2)) * [40.0, 50.0] + 200.0
+        if i % 50 == 0:
+            src[:, 1] = 0.7 * src[:, 0]
+        dst = (src @ rots[i].T) * rng.uniform(0.3, 3.0) + rng.uniform(-50, 50, 2)
+        dst += rng.normal(size=(68, 2)) * 10.0 ** rng.uniform(-3, 1)
+        src_n = src.astype(np.float32) - src.astype(np.float32).mean(0)
+        dst_n = dst.astype(np.float32) - dst.astype(np.float32).mean(0)
+        src_n /= np.float32(np.sqrt(np.mean(src_n * src_n)))
+        dst_n /= np.float32(np.sqrt(np.mean(dst_n * dst_n)))
+        out[i] = src_n.T @ dst_n
+    return out
+
+
+def _rank_deficient_2x2(rng: np.random.Generator, n: int) -> list[np.ndarray]:
+    """Zero, rank-1, zero-row/column, small-integer and tiny (down to denormal and
+    below FLT_MIN in the squared sums) float32 (2, 2) matrices."""
+    out = [np.zeros((2, 2), np.float32), np.diag([1, 0]).astype(np.float32),
+           np.diag([0, 3]).astype(np.float32), np.ones((2, 2), np.float32),
+           np.array([[0, 1], [0, 0]], np.float32), np.array([[0, 0], [2, 0]], np.float32),
+           np.array([[1e-30, 0], [0, 0]], np.float32), np.full((2, 2), 1e-20, np.float32),
+           np.array([[1e-45, 0], [0, 1e-45]], np.float32), -np.eye(2, dtype=np.float32)]
+    for _ in range(n):
+        out.append((rng.normal(size=(2, 1)) @ rng.normal(size=(1, 2))).astype(np.float32))
+        z = rng.normal(size=(2, 2)).astype(np.float32)
+        z[rng.integers(2), :] = 0
+        out.append(z if rng.random() < 0.5 else z.T.copy())
+        out.append(rng.integers(-2, 3, size=(2, 2)).astype(np.float32))
+        tiny = rng.normal(size=(2, 2)) * 10.0 ** rng.uniform(-45, 1)
+        out.append(tiny.astype(np.float32))
+        r1 = (rng.normal(size=(2, 1)) @ rng.normal(size=(1, 2))) * 10.0 ** rng.uniform(-1, 2)
+        out.append((r1 + rng.normal(size=(2, 2)) * 1e-6).astype(np.float32))  # near rank 1
+    return out
+
+
+def _check_svd2(mats) -> int:
+    bad = 0
+    for a in mats:
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        a_before = a.copy()
+        w, u, vt = cv2.SVDecomp(a)
+        w2, u2, vt2 = svd2x2_f32(a)
+        ok = _same_bits(w, w2) and _same_bits(u, u2) and _same_bits(vt, vt2)
+        bad += not ok
+        assert _same_bits(a, a_before)
+        assert w2.shape == (2,) and u2.shape == (2, 2) and vt2.shape == (2, 2)
+    return bad
+
+
+def test_svd2x2_scaled_rotations() -> None:
+    rng = np.random.default_rng(22)
+    mats = np.concatenate([_scaled_rotations_2d(rng, 20000), _kabsch_covariances(rng, 1000)])
+    assert _check_svd2(mats) == 0
+
+
+def test_svd2x2_general_and_rank_deficient() -> None:
+    rng = np.random.default_rng(23)
+    mats = [
+        *rng.normal(size=(5000, 2, 2)).astype(np.float32),
+        *(rng.normal(size=(1000, 2, 2)) * 10.0 ** rng.uniform(-3, 3, (1000, 1, 1))).astype(
+            np.float32),
+        *_rank_deficient_2x2(rng, 500),
+    ]
+    assert _check_svd2(mats) == 0
+    # The zero matrix exercises the RNG completion of both columns of U.
+    w, u, _ = svd2x2_f32(np.zeros((2, 2), np.float32))
+    assert np.all(w == 0) and np.allclose(u.T @ u, np.eye(2), atol=1e-6)
 
 
 def test_rodrigues() -> None:

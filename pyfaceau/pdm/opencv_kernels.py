@@ -1,6 +1,6 @@
 """Bit-exact numba replicas of the OpenCV calls made in the CLNF / CalcParams loops.
 
-So that the whole Gauss-Newton loop can run in numba without the GIL, three OpenCV calls
+So that the whole Gauss-Newton loop can run in numba without the GIL, the OpenCV calls
 are re-written here as ``@nb.njit(nogil=True, cache=True)`` kernels that give the same
 bits as opencv-python (checked against ``cv2`` by ``tests/test_opencv_kernels.py``):
 
@@ -13,6 +13,10 @@ bits as opencv-python (checked against ``cv2`` by ``tests/test_opencv_kernels.py
     sort and the completion of ``U`` for zero singular values from ``cv::RNG(0x12345678)``.
     The LAPACK HAL (OpenBLAS) only takes over from m = 25, and the ``VBLAS<float>`` SIMD
     helper returns 0 for rows shorter than 4, so the scalar loops run.
+``svd2x2_f32``
+    ``cv2.SVDecomp(a)`` of a float32 (2, 2) matrix: the same code path with m = n = 2
+    (``n1 = 2``, RNG completion vectors of +-1/2), as used on the 2x2 cross-covariance
+    of two normalised point sets (Kabsch / Umeyama alignment).
 ``svd3x3_f64``
     The same for float64 (``JacobiSVDImpl_<double>``, ``eps = 10 DBL_EPSILON``,
     ``minval = DBL_MIN``), as ``cv::Rodrigues`` calls it. ``VBLAS<double>::givens`` rotates
@@ -49,6 +53,7 @@ import numba as nb
 import numpy as np
 
 __all__ = [
+    "svd2x2_f32",
     "svd3x3_f32",
     "svd3x3_f64",
     "rodrigues_matrix_to_vector_f32",
@@ -91,17 +96,20 @@ def _hypot_f64(a: float, b: float) -> float:
 
 
 # --------------------------------------------------------------------------------------
-# JacobiSVDImpl_<float> for m = n = 3 (lapack.cpp).
+# JacobiSVDImpl_<float> for small square matrices, m = n (lapack.cpp).
 # --------------------------------------------------------------------------------------
 @nb.njit(cache=True, nogil=True, error_model="numpy")
 def _jacobi_svd_f32(at: np.ndarray, vt: np.ndarray, w_out: np.ndarray) -> None:
-    """``JacobiSVDImpl_<float>(At, W, Vt, m=3, n=3, n1=3, FLT_MIN, 2 FLT_EPSILON)``.
+    """``JacobiSVDImpl_<float>(At, W, Vt, m=n, n, n1=n, FLT_MIN, 2 FLT_EPSILON)``.
 
-    In place: ``at`` (3, 3) float32 holds ``A^T`` on entry and ``U^T`` on exit, ``vt``
-    (3, 3) float32 receives ``V^T``, ``w_out`` (3,) float32 the singular values.
+    In place: ``at`` (n, n) float32 holds ``A^T`` on entry and ``U^T`` on exit, ``vt``
+    (n, n) float32 receives ``V^T``, ``w_out`` (n,) float32 the singular values.
+    Checked bit-exact for n in {2, 3} only: the ``VBLAS<float>`` SIMD helpers skip rows
+    shorter than 4, but may change the roundings for longer ones (and the LAPACK HAL
+    takes over from m = 25).
     """
-    m = 3
-    n = 3
+    n = at.shape[0]  # columns of A
+    m = at.shape[1]  # rows of A (= n here: cv2 swaps to m >= n, and n1 = n)
     eps = np.float32(2.0) * _FLT_EPSILON  # _Tp eps = FLT_EPSILON*2
     minval = _FLT_MIN
     w = np.empty(n, dtype=np.float64)  # the double W buffer
@@ -224,6 +232,26 @@ def _jacobi_svd_f32(at: np.ndarray, vt: np.ndarray, w_out: np.ndarray) -> None:
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy")
+def _svd_square_f32(a: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``cv2.SVDecomp(a)`` of a float32 (n, n) matrix, n in {2, 3}: the shared code path
+    of :func:`svd2x2_f32` and :func:`svd3x3_f32`."""
+    # _SVDcompute: m = n, so no swap; the kernel works on At = transpose(a) and returns
+    # U^T in At; cv2 then hands back transpose(At) and Vt.
+    at = np.empty((n, n), dtype=np.float32)
+    for i in range(n):
+        for j in range(n):
+            at[i, j] = a[j, i]
+    vt = np.empty((n, n), dtype=np.float32)
+    w = np.empty(n, dtype=np.float32)
+    _jacobi_svd_f32(at, vt, w)
+    u = np.empty((n, n), dtype=np.float32)
+    for i in range(n):
+        for j in range(n):
+            u[i, j] = at[j, i]
+    return w, u, vt
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def svd3x3_f32(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``cv2.SVDecomp(a)`` of a float32 (3, 3) matrix, bit for bit.
 
@@ -241,20 +269,32 @@ def svd3x3_f32(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     vt : (3, 3) float32
         Right singular vectors (rows), ``a = u @ diag(w) @ vt``.
     """
-    # _SVDcompute: m = n = 3, so no swap; the kernel works on At = transpose(a) and
-    # returns U^T in At; cv2 then hands back transpose(At) and Vt.
-    at = np.empty((3, 3), dtype=np.float32)
-    for i in range(3):
-        for j in range(3):
-            at[i, j] = a[j, i]
-    vt = np.empty((3, 3), dtype=np.float32)
-    w = np.empty(3, dtype=np.float32)
-    _jacobi_svd_f32(at, vt, w)
-    u = np.empty((3, 3), dtype=np.float32)
-    for i in range(3):
-        for j in range(3):
-            u[i, j] = at[j, i]
-    return w, u, vt
+    return _svd_square_f32(a, 3)
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def svd2x2_f32(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``cv2.SVDecomp(a)`` of a float32 (2, 2) matrix, bit for bit.
+
+    Same algorithm as :func:`svd3x3_f32` (``JacobiSVDImpl_<float>`` with m = n = 2,
+    ``U`` completed from ``cv::RNG(0x12345678)`` with +-1/2 vectors for zero singular
+    values).
+
+    Parameters
+    ----------
+    a : (2, 2) float32
+        Not modified.
+
+    Returns
+    -------
+    w : (2,) float32
+        Singular values, descending (``cv2`` returns them as (2, 1)).
+    u : (2, 2) float32
+        Left singular vectors (columns).
+    vt : (2, 2) float32
+        Right singular vectors (rows), ``a = u @ diag(w) @ vt``.
+    """
+    return _svd_square_f32(a, 2)
 
 
 # --------------------------------------------------------------------------------------

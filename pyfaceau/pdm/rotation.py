@@ -26,8 +26,11 @@ import numpy as np
 from numba import types
 from numba.extending import intrinsic
 
+from .opencv_kernels import svd2x2_f32
+
 __all__ = [
     "align_shapes_with_scale",
+    "align_shapes_with_scale_kernel",
     "euler_to_rotation_matrix",
     "rotation_matrix_to_euler",
     "euler_to_axis_angle",
@@ -277,6 +280,15 @@ def align_shapes_with_scale(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     # OpenFace takes cv::SVD of the float32 product (AlignShapesKabsch2D); its last bits
     # move the aligned face by a grey level here and there, which some AU SVMs notice.
     _, u, vt = cv2.SVDecomp(cov.astype(np.float32))
+    return _kabsch_finish(s, u.astype(np.float64), vt.astype(np.float64))
+
+
+@nb.njit(cache=True, nogil=True)
+def align_shapes_with_scale_kernel(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """:func:`align_shapes_with_scale` on contiguous float32 (n, 2) arrays, in numba: the
+    same bits, with the replica of ``cv::SVD`` (:func:`~.opencv_kernels.svd2x2_f32`)."""
+    s, cov = _kabsch_prepare(src, dst)
+    _, u, vt = svd2x2_f32(cov.astype(np.float32))
     return _kabsch_finish(s, u.astype(np.float64), vt.astype(np.float64))
 
 

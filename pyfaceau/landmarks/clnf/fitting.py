@@ -43,7 +43,13 @@ from ...pdm.kernels import (
     update_kernel,
 )
 from ...pdm.opencv_kernels import cholesky_solve_f32
-from .patch_experts import CCNFScale, patch_responses
+from .patch_experts import (
+    BILINEAR_TABLE,
+    CCNFScale,
+    patch_responses,
+    responses_kernel,
+    similarity_to_reference_kernel,
+)
 
 __all__ = [
     "FitParameters",
@@ -431,6 +437,84 @@ def _nu_rlms_iterations(
     return glob, loc
 
 
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _fit_scale_kernel(
+    mean_flat: np.ndarray,
+    princ_comp: np.ndarray,
+    clamp_limit: np.ndarray,
+    glob: np.ndarray,
+    loc: np.ndarray,
+    patch_scaling: np.float32,
+    image: np.ndarray,
+    visible_experts: np.ndarray,
+    expert_weights: np.ndarray,
+    alpha2: np.ndarray,
+    sigmas_t: np.ndarray,
+    patch_h: int,
+    patch_w: int,
+    window: int,
+    visible: np.ndarray,
+    weights: np.ndarray,
+    weights_rigid: bool,
+    weights_non_rigid: bool,
+    reg_non_rigid: np.ndarray,
+    table: np.ndarray,
+    sigma: np.float32,
+    num_iterations: int,
+    last_scale: bool,
+) -> tuple[bool, np.ndarray, np.ndarray, bool, np.float32, np.ndarray]:
+    """One scale of :func:`fit_scales` in one call, without the GIL (the same bits).
+
+    The shape and the reference shape, the similarity to the reference, the patch
+    responses (:func:`~.patch_experts.responses_kernel`), the rigid and the non-rigid
+    NU-RLMS passes, and the likelihood when this is the last scale fitted (``last_scale``,
+    or the face got smaller than :data:`LIKELIHOOD_SCALE` in the rigid pass). ``glob``
+    (6,) and ``loc`` (m,) float32. Returns ``(ok, glob, loc, likelihood_computed,
+    log-likelihood sum, (n,) landmark likelihoods)``; ``ok`` is False when the
+    similarity is singular (the NumPy path raises there).
+    """
+    n = mean_flat.shape[0] // 3
+    s3 = shape_3d_kernel(mean_flat, princ_comp, loc)
+    shape = project_kernel(s3, glob)
+    g_ref = np.zeros(6, dtype=np.float32)
+    g_ref[0] = patch_scaling
+    reference = project_kernel(s3, g_ref)
+    ok, img_to_ref, ref_to_img = similarity_to_reference_kernel(shape, reference)
+    lhoods = np.empty(n, dtype=np.float32)
+    if not ok:
+        return False, glob, loc, False, np.float32(0.0), lhoods
+    responses = responses_kernel(
+        image, shape, ref_to_img, visible_experts, expert_weights, alpha2, sigmas_t,
+        patch_h, patch_w, window, BILINEAR_TABLE,
+    )
+    half = np.float32((window - 1) // 2)
+    base_2d = np.empty((n, 2), dtype=np.float32)
+    for i in range(n):
+        base_2d[i, 0] = shape[i]
+        base_2d[i, 1] = shape[n + i]
+    i2r = img_to_ref.astype(np.float64)
+    r2i = ref_to_img.astype(np.float64)
+    dxs = np.zeros(n, dtype=np.float32)
+    dys = np.zeros(n, dtype=np.float32)
+    glob, loc = _nu_rlms_iterations(
+        mean_flat, princ_comp, clamp_limit, glob, loc, weights, weights_rigid, True, base_2d,
+        i2r, r2i, half, responses, table, visible, np.zeros(6, dtype=np.float32),
+        num_iterations, dxs, dys,
+    )
+    last = last_scale or np.float64(glob[0]) < LIKELIHOOD_SCALE
+    dxs = np.zeros(n, dtype=np.float32)
+    dys = np.zeros(n, dtype=np.float32)
+    glob, loc = _nu_rlms_iterations(
+        mean_flat, princ_comp, clamp_limit, glob, loc, weights, weights_non_rigid, False,
+        base_2d, i2r, r2i, half, responses, table, visible, reg_non_rigid, num_iterations,
+        dxs, dys,
+    )
+    total = np.float32(0.0)
+    if last:
+        total = _kde_likelihoods(responses, dxs, dys, visible, sigma, lhoods)
+    return True, glob, loc, last, total, lhoods
+
+
 def weight_matrix_diagonal(
     experts: CCNFScale, view: int, weight_factor: float
 ) -> np.ndarray | None:
@@ -595,6 +679,10 @@ def fit_scales(
     likelihood = -10.0
     lhoods = None
     view = 0
+    if blas.AVAILABLE:
+        result = _fit_scales_kernels(pdm, scales, image, glob, loc, params, kde)
+        if result is not None:
+            return result
     for scale in range(n_scales):
         if scale >= len(windows) or windows[scale] == 0:
             continue
@@ -626,3 +714,88 @@ def fit_scales(
         if glob[0] < MIN_FACE_SCALE:
             return ScaleFitResult(glob, loc, False, likelihood, lhoods, view)
     return ScaleFitResult(glob, loc, True, likelihood, lhoods, view)
+
+
+def _fit_scales_kernels(
+    pdm: PDM,
+    scales: Sequence[CCNFScale],
+    image: np.ndarray,
+    glob: np.ndarray,
+    loc: np.ndarray,
+    params: FitParameters,
+    kde: KDECache,
+) -> ScaleFitResult | None:
+    """:func:`fit_scales` with one GIL-free :func:`_fit_scale_kernel` call per scale (the
+    same bits); None when a similarity is singular, for the NumPy path to raise."""
+    g32 = glob.astype(_F32)
+    l32 = loc.astype(_F32)
+    n_scales = len(scales)
+    windows = list(params.window_sizes)
+    patch_scalings = [s.patch_scaling for s in scales]
+    likelihood = -10.0
+    lhoods = None
+    view = 0
+    for scale in range(n_scales):
+        if scale >= len(windows) or windows[scale] == 0:
+            continue
+        window = int(windows[scale])
+        experts = scales[scale]
+        view = experts.view_index(g32)
+        sp = params.for_scale(patch_scalings, scale)
+        visible_experts, expert_weights, alpha2, sigmas_t, ph, pw = experts.view_arrays(
+            view, window
+        )
+        visible, weights, w_rigid, w_non_rigid, reg = _nu_rlms_constants(
+            pdm, experts, view, sp
+        )
+        sigma = _F32(sp.sigma)
+        table = kde.table(window, _F32(-0.5 / float(sigma * sigma)))
+        last_scale = (
+            scale == n_scales - 1 or scale + 1 >= len(windows) or windows[scale + 1] == 0
+        )
+        ok, g32, l32, last, total, lh = _fit_scale_kernel(
+            pdm.mean_flat, pdm.princ_comp, pdm.clamp_limit, g32, l32,
+            _F32(experts.patch_scaling), image, visible_experts, expert_weights, alpha2,
+            sigmas_t, ph, pw, window, visible, weights, w_rigid, w_non_rigid, reg, table,
+            sigma, sp.num_iterations, last_scale,
+        )
+        if not ok:
+            return None
+        if last:
+            n_vis = int(visible.sum())
+            likelihood = float(_F32(float(total) / n_vis)) if n_vis else 0.0
+            lhoods = lh
+        if g32[0] < MIN_FACE_SCALE:
+            return ScaleFitResult(
+                g32.astype(np.float64), l32.astype(np.float64), False, likelihood, lhoods, view
+            )
+    return ScaleFitResult(
+        g32.astype(np.float64), l32.astype(np.float64), True, likelihood, lhoods, view
+    )
+
+
+_CONSTANTS: dict[tuple, tuple] = {}
+
+
+def _nu_rlms_constants(
+    pdm: PDM, experts: CCNFScale, view: int, params: FitParameters
+) -> tuple[np.ndarray, np.ndarray, bool, bool, np.ndarray]:
+    """What :func:`nu_rlms` derives from the model and the parameters, cached: the
+    landmarks' visibility (n,) bool, the weight diagonal (2n,) float32, whether the rigid
+    and the non-rigid pass apply it, and the non-rigid regularisation (6 + m,) float32."""
+    key = (id(pdm), id(experts), view, params.weight_factor, params.reg_factor)
+    cached = _CONSTANTS.get(key)
+    if cached is not None and cached[0] is pdm and cached[1] is experts:
+        return cached[2]
+    n, m = pdm.n_points, pdm.n_modes
+    visible = np.ascontiguousarray(experts.visibilities[view] != 0)
+    weights = weight_matrix_diagonal(experts, view, params.weight_factor)
+    w_rigid = weights is not None
+    w_non_rigid = weights is not None and not pdm.weights_are_identity(weights)
+    if weights is None:
+        weights = np.ones(2 * n, dtype=_F32)
+    reg = np.zeros(6 + m, dtype=_F32)
+    reg[6:] = (_F32(params.reg_factor) / pdm.eigen_values).astype(_F32)
+    value = (visible, weights, w_rigid, w_non_rigid, reg)
+    _CONSTANTS[key] = (pdm, experts, value)
+    return value

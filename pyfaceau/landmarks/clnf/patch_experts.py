@@ -37,7 +37,8 @@ from ...parallel import run_all, split_ranges
 from ...errors import ModelFileError
 from ...modelstore.cache import Entry, cached
 from ...parsers.ccnf_patches import CCNFPatchFile, read_ccnf_patches
-from ...pdm.rotation import align_shapes_with_scale
+from ... import blas
+from ...pdm.rotation import align_shapes_with_scale, align_shapes_with_scale_kernel
 
 __all__ = [
     "NEURON_ALPHA_MIN",
@@ -46,6 +47,9 @@ __all__ = [
     "align_shapes_with_scale",
     "similarity_to_reference",
     "patch_responses",
+    "responses_kernel",
+    "similarity_to_reference_kernel",
+    "BILINEAR_TABLE",
 ]
 
 #: Neurons with ``alpha`` at or below this are skipped (``CCNF_patch_expert::Response``,
@@ -80,6 +84,8 @@ INTER_BITS = 5
 INTER_TAB_SIZE = 1 << INTER_BITS
 _AB_SCALE = 1024.0
 _BILINEAR_TABLE = _bilinear_table()
+#: Public name of the bilinear table, for :func:`responses_kernel`'s callers.
+BILINEAR_TABLE = _BILINEAR_TABLE
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy")
@@ -269,6 +275,76 @@ def _sigmoid_sum_smooth(
                 out[l, p] -= mn
 
 
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def responses_kernel(
+    image: np.ndarray,
+    shape_2d: np.ndarray,
+    sim_ref_to_img: np.ndarray,
+    visible: np.ndarray,
+    weights: np.ndarray,
+    alpha2: np.ndarray,
+    sigmas_t: np.ndarray,
+    patch_h: int,
+    patch_w: int,
+    window: int,
+    bilinear_table: np.ndarray,
+) -> np.ndarray:
+    """:meth:`CCNFScale.responses` in one call, without the GIL (same bits).
+
+    ``visible``, ``weights``, ``alpha2``, ``sigmas_t``, ``patch_h``, ``patch_w`` are a
+    view's arrays (:meth:`CCNFScale.view_arrays`); ``shape_2d`` (2n,) float32. The neuron
+    products are NumPy's ``matmul`` of each landmark (:func:`pyfaceau.blas.matmul_f32`).
+    Returns (n, window, window) float32, zero for landmarks without an expert.
+    """
+    n = shape_2d.shape[0] // 2
+    out = np.zeros((n, window, window), dtype=np.float32)
+    k = visible.shape[0]
+    if k == 0:
+        return out
+    a1 = np.float32(sim_ref_to_img[0, 0])
+    b1 = np.float32(-sim_ref_to_img[0, 1])
+    xs = np.empty(k, dtype=np.float32)
+    ys = np.empty(k, dtype=np.float32)
+    for l in range(k):
+        xs[l] = shape_2d[visible[l]]
+        ys[l] = shape_2d[visible[l] + n]
+    aois = np.empty((k, window + patch_h - 1, window + patch_w - 1), dtype=np.float32)
+    _sample_areas(image, xs, ys, a1, b1, bilinear_table, aois)
+    p_count = window * window
+    cols = np.empty((k, p_count, 1 + patch_h * patch_w), dtype=np.float32)
+    _im2col_contrast_norm(aois, patch_h, patch_w, cols)
+    z = np.empty((k, p_count, weights.shape[2]), dtype=np.float32)
+    for l in range(k):
+        z[l] = blas.matmul_f32(cols[l], weights[l])
+    resp = np.empty((k, p_count), dtype=np.float32)
+    _sigmoid_sum_smooth(z, alpha2, sigmas_t, resp)
+    for l in range(k):
+        o = out[visible[l]]
+        for i in range(window):
+            for j in range(window):
+                o[i, j] = resp[l, i * window + j]
+    return out
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def similarity_to_reference_kernel(
+    shape_2d: np.ndarray, reference_2d: np.ndarray
+) -> tuple[bool, np.ndarray, np.ndarray]:
+    """:func:`similarity_to_reference` in numba (same bits): ``(ok, img_to_ref,
+    ref_to_img)``; ``ok`` is False where ``numpy.linalg.inv`` would raise."""
+    n = shape_2d.shape[0] // 2
+    img = np.empty((n, 2), dtype=np.float32)
+    ref = np.empty((n, 2), dtype=np.float32)
+    for i in range(n):
+        img[i, 0] = shape_2d[i]
+        img[i, 1] = shape_2d[n + i]
+        ref[i, 0] = reference_2d[i]
+        ref[i, 1] = reference_2d[n + i]
+    img_to_ref = align_shapes_with_scale_kernel(img, ref)
+    ok, inv = blas.dgesv_inverse(img_to_ref.astype(np.float64))
+    return ok, img_to_ref, inv.astype(np.float32)
+
+
 # --------------------------------------------------------------------------------------
 # Similarity transform to the reference shape
 # --------------------------------------------------------------------------------------
@@ -332,6 +408,7 @@ class CCNFScale:
     _views: list[_ViewExperts]
     _sigma_cache: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
     _sigma_t_cache: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
+    _view_arrays_cache: dict[tuple[int, int], tuple] = field(default_factory=dict)
 
     @classmethod
     def from_file(cls, data: CCNFPatchFile) -> "CCNFScale":
@@ -404,6 +481,23 @@ class CCNFScale:
     @property
     def n_points(self) -> int:
         return self.visibilities.shape[1]
+
+    def view_arrays(
+        self, view: int, window: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
+        """A view's experts as :func:`responses_kernel` takes them: ``(visible (k,) int64,
+        weights (k, F, K) float32, alpha2 (k, K) float64, sigmas_t (k, P, P) float32,
+        patch_h, patch_w)`` for the response window ``window`` (cached)."""
+        key = (view, window)
+        cached = self._view_arrays_cache.get(key)
+        if cached is None:
+            ve = self._views[view]
+            cached = (
+                ve.visible, np.ascontiguousarray(ve.weights), np.ascontiguousarray(ve.alpha2),
+                self._sigmas_t(view, window), int(ve.patch_h), int(ve.patch_w),
+            )
+            self._view_arrays_cache[key] = cached
+        return cached
 
     def patch_size(self, view: int) -> tuple[int, int]:
         """``(height, width)`` of the experts of ``view``."""
