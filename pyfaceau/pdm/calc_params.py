@@ -241,10 +241,7 @@ def calc_params(
     n = int(visible.sum())
     if n < 2:
         raise InputError(f"landmarks_2d: {n} visible landmarks (x != 0), need at least 2")
-    vis3 = np.concatenate([visible, visible, visible])
-    mean_v = pdm.mean_shape[vis3, 0]  # (3n,)
-    comp_v = pdm.princ_comp[vis3]  # (3n, m)
-    sub = PDM(mean_shape=mean_v[:, None], princ_comp=comp_v, eigen_values=pdm.eigen_values)
+    mean_v, comp_v, comp_v64, model_w, model_h, reg = _visible_model(pdm, visible)
     target = np.concatenate([lm32[visible, 0], lm32[visible, 1]])  # (2n,) column layout
 
     # Initial global parameters from the bounding boxes.
@@ -252,7 +249,6 @@ def calc_params(
     min_y, max_y = target[n:].min(), target[n:].max()
     width = _F32(abs(min_x - max_x))
     height = _F32(abs(min_y - max_y))
-    _, _, model_w, model_h = sub.calc_bounding_box((1.0, 0.0, 0.0, 0.0, 0.0, 0.0), None)
     scaling = ((width / _F32(model_w)) + (height / _F32(model_h))) / _F32(2.0)
     rot = np.asarray(rotation, dtype=np.float64).reshape(-1).astype(_F32)
     if rot.shape != (3,):
@@ -265,8 +261,6 @@ def calc_params(
     glob = np.array([scaling, rot[0], rot[1], rot[2], tx, ty], dtype=_F32)
 
     # Initial error, with CalcShape2D's element-wise float32 projection.
-    # (comp_v in double once: cv::Mat products of floats are formed in double.)
-    comp_v64 = comp_v.astype(np.float64)
     shape_3d = mean_v + (comp_v64 @ loc.astype(np.float64)[:, None]).astype(_F32)[:, 0]
     sx, sy, sz = shape_3d[:n], shape_3d[n : 2 * n], shape_3d[2 * n :]
     cur = np.concatenate(
@@ -277,16 +271,14 @@ def calc_params(
     ).astype(_F32)
     curr_error = _norm_kernel(cur, target)
 
-    reg = np.zeros(6 + m, dtype=_F32)
-    reg[6:] = _F32(CALC_PARAMS_REG_FACTOR) / pdm.eigen_values
-    reg_mat = np.diag(reg)
-
     if blas.AVAILABLE:
         glob, loc = _iterations_kernel(
-            np.ascontiguousarray(mean_v), sub.princ_comp, comp_v64, glob, loc, target, reg,
-            curr_error,
+            mean_v, comp_v, comp_v64, glob, loc, target, reg, curr_error
         )
         return glob.astype(np.float64), loc.astype(np.float64)
+
+    sub = PDM(mean_shape=mean_v[:, None], princ_comp=comp_v, eigen_values=pdm.eigen_values)
+    reg_mat = np.diag(reg)
 
     not_improved = 0
     for _ in range(CALC_PARAMS_MAX_ITER):
@@ -314,3 +306,31 @@ def calc_params(
 
     return glob.astype(np.float64), loc.astype(np.float64)
 
+
+
+def _visible_model(
+    pdm: PDM, visible: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float, np.ndarray]:
+    """The model restricted to the visible landmarks, cached per PDM and visibility:
+    ``(mean (3n,) float32, components (3n, m) float32 and float64, the mean shape's box
+    width and height, the regularisation (6 + m,) float32)``. Read-only arrays."""
+    cache = pdm.derived_cache("calc_params")
+    key = visible.tobytes()
+    found = cache.get(key)
+    if found is not None:
+        return found
+    vis3 = np.concatenate([visible, visible, visible])
+    mean_v = np.ascontiguousarray(pdm.mean_shape[vis3, 0])  # (3n,)
+    comp_v = np.ascontiguousarray(pdm.princ_comp[vis3])  # (3n, m)
+    sub = PDM(mean_shape=mean_v[:, None], princ_comp=comp_v, eigen_values=pdm.eigen_values)
+    _, _, model_w, model_h = sub.calc_bounding_box((1.0, 0.0, 0.0, 0.0, 0.0, 0.0), None)
+    # comp_v in double once: cv::Mat products of floats are formed in double.
+    comp_v64 = comp_v.astype(np.float64)
+    reg = np.zeros(6 + pdm.n_modes, dtype=_F32)
+    reg[6:] = _F32(CALC_PARAMS_REG_FACTOR) / pdm.eigen_values
+    for a in (mean_v, comp_v, comp_v64, reg):
+        a.setflags(write=False)
+    found = (mean_v, comp_v, comp_v64, model_w, model_h, reg)
+    if len(cache) < 64:  # visibility patterns seen: normally one or two
+        cache[key] = found
+    return found

@@ -107,6 +107,7 @@ class PDM:
             (_F32(N_SIGMAS_CLAMP) * np.sqrt(self.eigen_values)).astype(_F32),
         )
         object.__setattr__(self, "_no_weights", np.ones(2 * (n3 // 3), dtype=_F32))
+        object.__setattr__(self, "_derived", {})
 
     # -- sizes -------------------------------------------------------------------------
     @property
@@ -128,6 +129,11 @@ class PDM:
     def clamp_limit(self) -> np.ndarray:
         """(m,) float32 ``3 * sqrt(eigen_values)``, the bound of :meth:`clamp`."""
         return self._clamp_limit  # type: ignore[attr-defined]
+
+    def derived_cache(self, name: str) -> dict:
+        """A dict, one per ``name``, where a stage keeps what it derives from this (frozen)
+        model once, e.g. ``calc_params``'s model restricted to the visible landmarks."""
+        return self._derived.setdefault(name, {})  # type: ignore[attr-defined]
 
     # -- argument helpers --------------------------------------------------------------
     def local_vec(self, params_local: ArrayLike | None) -> np.ndarray:
