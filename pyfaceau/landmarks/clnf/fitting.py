@@ -438,6 +438,83 @@ def _nu_rlms_iterations(
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy")
+def _scale_setup_kernel(
+    mean_flat: np.ndarray,
+    princ_comp: np.ndarray,
+    glob: np.ndarray,
+    loc: np.ndarray,
+    patch_scaling: np.float32,
+) -> tuple[bool, np.ndarray, np.ndarray, np.ndarray]:
+    """The start of a scale in :func:`fit_scales`: the shape ((2n,) float32) and the
+    similarities to and from the reference shape ((2, 2) float32). Returns ``(ok, shape,
+    img_to_ref, ref_to_img)``; ``ok`` is False when the similarity is singular (the
+    NumPy path raises there)."""
+    s3 = shape_3d_kernel(mean_flat, princ_comp, loc)
+    shape = project_kernel(s3, glob)
+    g_ref = np.zeros(6, dtype=np.float32)
+    g_ref[0] = patch_scaling
+    reference = project_kernel(s3, g_ref)
+    ok, img_to_ref, ref_to_img = similarity_to_reference_kernel(shape, reference)
+    return ok, shape, img_to_ref, ref_to_img
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _scale_nu_rlms_kernel(
+    mean_flat: np.ndarray,
+    princ_comp: np.ndarray,
+    clamp_limit: np.ndarray,
+    glob: np.ndarray,
+    loc: np.ndarray,
+    shape: np.ndarray,
+    img_to_ref: np.ndarray,
+    ref_to_img: np.ndarray,
+    responses: np.ndarray,
+    window: int,
+    visible: np.ndarray,
+    weights: np.ndarray,
+    weights_rigid: bool,
+    weights_non_rigid: bool,
+    reg_non_rigid: np.ndarray,
+    table: np.ndarray,
+    sigma: np.float32,
+    num_iterations: int,
+    last_scale: bool,
+) -> tuple[np.ndarray, np.ndarray, bool, np.float32, np.ndarray]:
+    """The rigid and the non-rigid NU-RLMS passes of a scale on its ``responses``, and
+    the likelihood when this is the last scale fitted (``last_scale``, or the face got
+    smaller than :data:`LIKELIHOOD_SCALE` in the rigid pass). Returns ``(glob, loc,
+    likelihood_computed, log-likelihood sum, (n,) landmark likelihoods)``."""
+    n = mean_flat.shape[0] // 3
+    half = np.float32((window - 1) // 2)
+    base_2d = np.empty((n, 2), dtype=np.float32)
+    for i in range(n):
+        base_2d[i, 0] = shape[i]
+        base_2d[i, 1] = shape[n + i]
+    i2r = img_to_ref.astype(np.float64)
+    r2i = ref_to_img.astype(np.float64)
+    dxs = np.zeros(n, dtype=np.float32)
+    dys = np.zeros(n, dtype=np.float32)
+    glob, loc = _nu_rlms_iterations(
+        mean_flat, princ_comp, clamp_limit, glob, loc, weights, weights_rigid, True, base_2d,
+        i2r, r2i, half, responses, table, visible, np.zeros(6, dtype=np.float32),
+        num_iterations, dxs, dys,
+    )
+    last = last_scale or np.float64(glob[0]) < LIKELIHOOD_SCALE
+    dxs = np.zeros(n, dtype=np.float32)
+    dys = np.zeros(n, dtype=np.float32)
+    glob, loc = _nu_rlms_iterations(
+        mean_flat, princ_comp, clamp_limit, glob, loc, weights, weights_non_rigid, False,
+        base_2d, i2r, r2i, half, responses, table, visible, reg_non_rigid, num_iterations,
+        dxs, dys,
+    )
+    lhoods = np.empty(n, dtype=np.float32)
+    total = np.float32(0.0)
+    if last:
+        total = _kde_likelihoods(responses, dxs, dys, visible, sigma, lhoods)
+    return glob, loc, last, total, lhoods
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _fit_scale_kernel(
     mean_flat: np.ndarray,
     princ_comp: np.ndarray,
@@ -463,55 +540,25 @@ def _fit_scale_kernel(
     num_iterations: int,
     last_scale: bool,
 ) -> tuple[bool, np.ndarray, np.ndarray, bool, np.float32, np.ndarray]:
-    """One scale of :func:`fit_scales` in one call, without the GIL (the same bits).
-
-    The shape and the reference shape, the similarity to the reference, the patch
-    responses (:func:`~.patch_experts.responses_kernel`), the rigid and the non-rigid
-    NU-RLMS passes, and the likelihood when this is the last scale fitted (``last_scale``,
-    or the face got smaller than :data:`LIKELIHOOD_SCALE` in the rigid pass). ``glob``
-    (6,) and ``loc`` (m,) float32. Returns ``(ok, glob, loc, likelihood_computed,
-    log-likelihood sum, (n,) landmark likelihoods)``; ``ok`` is False when the
-    similarity is singular (the NumPy path raises there).
-    """
-    n = mean_flat.shape[0] // 3
-    s3 = shape_3d_kernel(mean_flat, princ_comp, loc)
-    shape = project_kernel(s3, glob)
-    g_ref = np.zeros(6, dtype=np.float32)
-    g_ref[0] = patch_scaling
-    reference = project_kernel(s3, g_ref)
-    ok, img_to_ref, ref_to_img = similarity_to_reference_kernel(shape, reference)
-    lhoods = np.empty(n, dtype=np.float32)
+    """One scale of :func:`fit_scales` in one call, without the GIL (the same bits):
+    :func:`_scale_setup_kernel`, the patch responses
+    (:func:`~.patch_experts.responses_kernel`) and :func:`_scale_nu_rlms_kernel`.
+    ``glob`` (6,) and ``loc`` (m,) float32. Returns ``(ok, glob, loc,
+    likelihood_computed, log-likelihood sum, (n,) landmark likelihoods)``."""
+    ok, shape, img_to_ref, ref_to_img = _scale_setup_kernel(
+        mean_flat, princ_comp, glob, loc, patch_scaling
+    )
     if not ok:
-        return False, glob, loc, False, np.float32(0.0), lhoods
+        return False, glob, loc, False, np.float32(0.0), np.empty(0, dtype=np.float32)
     responses = responses_kernel(
         image, shape, ref_to_img, visible_experts, expert_weights, alpha2, sigmas_t,
         patch_h, patch_w, window, BILINEAR_TABLE,
     )
-    half = np.float32((window - 1) // 2)
-    base_2d = np.empty((n, 2), dtype=np.float32)
-    for i in range(n):
-        base_2d[i, 0] = shape[i]
-        base_2d[i, 1] = shape[n + i]
-    i2r = img_to_ref.astype(np.float64)
-    r2i = ref_to_img.astype(np.float64)
-    dxs = np.zeros(n, dtype=np.float32)
-    dys = np.zeros(n, dtype=np.float32)
-    glob, loc = _nu_rlms_iterations(
-        mean_flat, princ_comp, clamp_limit, glob, loc, weights, weights_rigid, True, base_2d,
-        i2r, r2i, half, responses, table, visible, np.zeros(6, dtype=np.float32),
-        num_iterations, dxs, dys,
+    glob, loc, last, total, lhoods = _scale_nu_rlms_kernel(
+        mean_flat, princ_comp, clamp_limit, glob, loc, shape, img_to_ref, ref_to_img,
+        responses, window, visible, weights, weights_rigid, weights_non_rigid,
+        reg_non_rigid, table, sigma, num_iterations, last_scale,
     )
-    last = last_scale or np.float64(glob[0]) < LIKELIHOOD_SCALE
-    dxs = np.zeros(n, dtype=np.float32)
-    dys = np.zeros(n, dtype=np.float32)
-    glob, loc = _nu_rlms_iterations(
-        mean_flat, princ_comp, clamp_limit, glob, loc, weights, weights_non_rigid, False,
-        base_2d, i2r, r2i, half, responses, table, visible, reg_non_rigid, num_iterations,
-        dxs, dys,
-    )
-    total = np.float32(0.0)
-    if last:
-        total = _kde_likelihoods(responses, dxs, dys, visible, sigma, lhoods)
     return True, glob, loc, last, total, lhoods
 
 
@@ -680,6 +727,7 @@ def fit_scales(
     lhoods = None
     view = 0
     if blas.AVAILABLE:
+        # (one thread per fit: the part models run side by side instead, see CLNF.fit)
         result = _fit_scales_kernels(pdm, scales, image, glob, loc, params, kde)
         if result is not None:
             return result
