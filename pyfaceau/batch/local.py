@@ -22,6 +22,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from typing import Callable, Iterator, Sequence
 
 from ..options import Options
+from ..startup import skip_numba_blas_probe
 from .records import Status
 from .worker import BatchTask, TaskResult, pipeline_for, run_task
 
@@ -56,6 +57,7 @@ def _init_worker(progress: "mp.Queue", stop: object, options: Options | None) ->
     threading.Thread(
         target=_watch_parent, args=(os.getppid(),), name="pyfaceau-parent", daemon=True
     ).start()
+    skip_numba_blas_probe()  # a process pyfaceau owns (pyfaceau/startup.py)
     if options is not None:
         try:
             pipeline_for(options).load()
