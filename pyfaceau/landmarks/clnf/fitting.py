@@ -822,19 +822,17 @@ def _fit_scales_kernels(
     )
 
 
-_CONSTANTS: dict[tuple, tuple] = {}
-
-
 def _nu_rlms_constants(
     pdm: PDM, experts: CCNFScale, view: int, params: FitParameters
 ) -> tuple[np.ndarray, np.ndarray, bool, bool, np.ndarray]:
     """What :func:`nu_rlms` derives from the model and the parameters, cached: the
     landmarks' visibility (n,) bool, the weight diagonal (2n,) float32, whether the rigid
     and the non-rigid pass apply it, and the non-rigid regularisation (6 + m,) float32."""
-    key = (id(pdm), id(experts), view, params.weight_factor, params.reg_factor)
-    cached = _CONSTANTS.get(key)
-    if cached is not None and cached[0] is pdm and cached[1] is experts:
-        return cached[2]
+    cache = experts.derived_cache("nu_rlms")
+    key = (id(pdm), view, params.weight_factor, params.reg_factor)
+    cached = cache.get(key)
+    if cached is not None and cached[0] is pdm:
+        return cached[1]
     n, m = pdm.n_points, pdm.n_modes
     visible = np.ascontiguousarray(experts.visibilities[view] != 0)
     weights = weight_matrix_diagonal(experts, view, params.weight_factor)
@@ -845,5 +843,5 @@ def _nu_rlms_constants(
     reg = np.zeros(6 + m, dtype=_F32)
     reg[6:] = (_F32(params.reg_factor) / pdm.eigen_values).astype(_F32)
     value = (visible, weights, w_rigid, w_non_rigid, reg)
-    _CONSTANTS[key] = (pdm, experts, value)
+    cache[key] = (pdm, value)
     return value

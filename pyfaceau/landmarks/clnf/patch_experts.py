@@ -48,7 +48,6 @@ __all__ = [
     "similarity_to_reference",
     "patch_responses",
     "responses_kernel",
-    "responses_range_kernel",
     "similarity_to_reference_kernel",
     "BILINEAR_TABLE",
 ]
@@ -297,45 +296,18 @@ def responses_kernel(
     products are NumPy's ``matmul`` of each landmark (:func:`pyfaceau.blas.matmul_f32`).
     Returns (n, window, window) float32, zero for landmarks without an expert.
     """
-    out = np.zeros((shape_2d.shape[0] // 2, window, window), dtype=np.float32)
-    responses_range_kernel(
-        image, shape_2d, sim_ref_to_img, visible, weights, alpha2, sigmas_t, patch_h,
-        patch_w, window, bilinear_table, 0, visible.shape[0], out,
-    )
-    return out
-
-
-@nb.njit(cache=True, nogil=True, error_model="numpy")
-def responses_range_kernel(
-    image: np.ndarray,
-    shape_2d: np.ndarray,
-    sim_ref_to_img: np.ndarray,
-    visible: np.ndarray,
-    weights: np.ndarray,
-    alpha2: np.ndarray,
-    sigmas_t: np.ndarray,
-    patch_h: int,
-    patch_w: int,
-    window: int,
-    bilinear_table: np.ndarray,
-    lo: int,
-    hi: int,
-    out: np.ndarray,
-) -> None:
-    """:func:`responses_kernel` for the view's experts ``lo:hi`` only, written into their
-    landmarks' maps of ``out`` ((n, window, window) float32): disjoint ranges can run on
-    several threads at once, each map is computed alone (the same bits)."""
     n = shape_2d.shape[0] // 2
-    k = hi - lo
-    if k <= 0:
-        return
+    out = np.zeros((n, window, window), dtype=np.float32)
+    k = visible.shape[0]
+    if k == 0:
+        return out
     a1 = np.float32(sim_ref_to_img[0, 0])
     b1 = np.float32(-sim_ref_to_img[0, 1])
     xs = np.empty(k, dtype=np.float32)
     ys = np.empty(k, dtype=np.float32)
     for l in range(k):
-        xs[l] = shape_2d[visible[lo + l]]
-        ys[l] = shape_2d[visible[lo + l] + n]
+        xs[l] = shape_2d[visible[l]]
+        ys[l] = shape_2d[visible[l] + n]
     aois = np.empty((k, window + patch_h - 1, window + patch_w - 1), dtype=np.float32)
     _sample_areas(image, xs, ys, a1, b1, bilinear_table, aois)
     p_count = window * window
@@ -343,14 +315,15 @@ def responses_range_kernel(
     _im2col_contrast_norm(aois, patch_h, patch_w, cols)
     z = np.empty((k, p_count, weights.shape[2]), dtype=np.float32)
     for l in range(k):
-        z[l] = blas.matmul_f32(cols[l], weights[lo + l])
+        z[l] = blas.matmul_f32(cols[l], weights[l])
     resp = np.empty((k, p_count), dtype=np.float32)
-    _sigmoid_sum_smooth(z, alpha2[lo:hi], sigmas_t[lo:hi], resp)
+    _sigmoid_sum_smooth(z, alpha2, sigmas_t, resp)
     for l in range(k):
-        o = out[visible[lo + l]]
+        o = out[visible[l]]
         for i in range(window):
             for j in range(window):
                 o[i, j] = resp[l, i * window + j]
+    return out
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy")
@@ -436,6 +409,7 @@ class CCNFScale:
     _sigma_cache: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
     _sigma_t_cache: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
     _view_arrays_cache: dict[tuple[int, int], tuple] = field(default_factory=dict)
+    _derived: dict[str, dict] = field(default_factory=dict)
 
     @classmethod
     def from_file(cls, data: CCNFPatchFile) -> "CCNFScale":
@@ -525,6 +499,11 @@ class CCNFScale:
             )
             self._view_arrays_cache[key] = cached
         return cached
+
+    def derived_cache(self, name: str) -> dict:
+        """A dict, one per ``name``, where a stage keeps what it derives from these experts
+        once (e.g. NU-RLMS's weights per view); it lives as long as the experts."""
+        return self._derived.setdefault(name, {})
 
     def patch_size(self, view: int) -> tuple[int, int]:
         """``(height, width)`` of the experts of ``view``."""
