@@ -32,6 +32,20 @@ def test_blas_calls_match_numpy_matmul() -> None:
         assert np.array_equal((a @ x).view(np.uint32), blas.sgemv(a, x).view(np.uint32))
         a64, x64 = a.astype(np.float64), x.astype(np.float64)
         assert np.array_equal((a64 @ x64[:, None])[:, 0], blas.dgemv(a64, x64))
+        # NumPy's matmul dispatch: gemm, or gemv for a one-column right factor
+        b = rng.standard_normal((k, 7)).astype(np.float32)
+        for right in (b, np.ascontiguousarray(b[:, :1])):
+            assert np.array_equal((a @ right).view(np.uint32), blas.matmul_f32(a, right).view(np.uint32))
+
+
+def test_dgesv_inverse_matches_numpy_inv() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(2000):
+        a = (rng.standard_normal((2, 2)) * rng.uniform(0.01, 100)).astype(np.float32)
+        ok, inv = blas.dgesv_inverse(a.astype(np.float64))
+        assert ok and np.array_equal(inv, np.linalg.inv(a.astype(np.float64)))
+    ok, _ = blas.dgesv_inverse(np.zeros((2, 2)))
+    assert not ok  # where numpy.linalg.inv raises LinAlgError
 
 
 def _with_and_without_kernels(monkeypatch, fn):
