@@ -74,6 +74,7 @@ import numpy as np
 
 from ..detection.types import FaceDetections
 from ..errors import InputError
+from ..parallel import run_all
 from .clnf.model import WINDOW_SIZES_INIT, WINDOW_SIZES_SMALL
 from .pfld import crop_square
 from .types import EYE_PART_NAMES, LandmarkResult, eye_fits
@@ -594,11 +595,18 @@ class RotationHypotheses:
         """The most likely fit from OpenFace's box ``(x, y, width, height)``."""
         n_modes = int(self.pdm.n_modes)
         zeros = np.zeros(n_modes, dtype=np.float64)
-        best: FitLike | None = None
-        for rotation in self.rotations:
+
+        def fit_one(rotation: tuple[float, ...]) -> FitLike:
             glob = np.asarray(self.pdm.calc_params_from_bbox(xywh, zeros, rotation),
                               dtype=np.float64)
-            fit = self.step.fit(gray, glob, zeros.copy(), self.step.window_sizes_init)
+            return self.step.fit(gray, glob, zeros.copy(), self.step.window_sizes_init)
+
+        # The hypotheses are independent fits: side by side when the fitter has threads
+        # (each fit alone, kept in hypothesis order: the same choice as one by one).
+        fitter = self.step.fitter
+        executor = getattr(fitter, "executor", None) if getattr(fitter, "threads", 1) > 1 else None
+        best: FitLike | None = None
+        for fit in run_all(executor, [(fit_one, (r,)) for r in self.rotations]):
             if best is None or float(best.model_likelihood) < float(fit.model_likelihood):
                 best = fit
         assert best is not None
