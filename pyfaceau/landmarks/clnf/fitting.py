@@ -711,8 +711,9 @@ def fit_scales(
     params_local : (m,) initial shape parameters.
     params : fitting parameters (``window_sizes`` per scale).
     kde : the model's KDE table cache.
-    executor, parts : threads sharing the patch responses' landmarks (see
-        :meth:`CCNFScale.responses`); the result does not depend on them.
+    executor, parts : threads sharing the patch responses' landmarks on the NumPy path
+        (:meth:`CCNFScale.responses`); the GIL-free path (:data:`pyfaceau.blas.AVAILABLE`)
+        fits each scale in one call on this thread. The result does not depend on them.
 
     Returns
     -------
