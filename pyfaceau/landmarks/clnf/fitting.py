@@ -627,20 +627,15 @@ def nu_rlms(
         computed).
     landmark_likelihoods : (n,) float32 or None.
     """
-    n, m = pdm.n_points, pdm.n_modes
+    n = pdm.n_points
     glob = pdm.global_vec(params_global)
     loc = pdm.local_vec(params_local)
-    visible = experts.visibilities[view] != 0
-
-    if rigid:
-        reg = np.zeros(6, dtype=_F32)
-    else:
-        reg = np.zeros(6 + m, dtype=_F32)
-        reg[6:] = (_F32(params.reg_factor) / pdm.eigen_values).astype(_F32)
+    visible, weights, w_rigid, w_non_rigid, reg_non_rigid = _nu_rlms_constants(
+        pdm, experts, view, params
+    )
+    reg = np.zeros(6, dtype=_F32) if rigid else reg_non_rigid
     reg_mat = np.diag(reg)
-    weights = weight_matrix_diagonal(experts, view, params.weight_factor)
-    if weights is not None and not rigid and pdm.weights_are_identity(weights):
-        weights = None  # ComputeJacobian's trace(W) == 2n shortcut
+    apply_weights = w_rigid if rigid else w_non_rigid
 
     sigma = _F32(params.sigma)
     a = _F32(-0.5 / float(sigma * sigma))
@@ -651,9 +646,6 @@ def nu_rlms(
     img_to_ref = np.asarray(sim_img_to_ref, dtype=_F32).astype(np.float64)
     ref_to_img = np.asarray(sim_ref_to_img, dtype=_F32).astype(np.float64)
 
-    apply_weights = weights is not None
-    if weights is None:
-        weights = np.ones(2 * n, dtype=_F32)
     dxs = np.zeros(n, dtype=_F32)
     dys = np.zeros(n, dtype=_F32)
     if blas.AVAILABLE:
@@ -826,9 +818,11 @@ def _fit_scales_kernels(
 def _nu_rlms_constants(
     pdm: PDM, experts: CCNFScale, view: int, params: FitParameters
 ) -> tuple[np.ndarray, np.ndarray, bool, bool, np.ndarray]:
-    """What :func:`nu_rlms` derives from the model and the parameters, cached: the
-    landmarks' visibility (n,) bool, the weight diagonal (2n,) float32, whether the rigid
-    and the non-rigid pass apply it, and the non-rigid regularisation (6 + m,) float32."""
+    """What a NU-RLMS pass derives from the model and the parameters, cached: the
+    landmarks' visibility (n,) bool, the weight diagonal (2n,) float32 (``GetWeightMatrix``;
+    ones when ``weight_factor <= 0``), whether the rigid and the non-rigid pass apply it
+    (the non-rigid one not when ``trace(W) == 2n``: ``ComputeJacobian``'s shortcut), and
+    the non-rigid regularisation (6 + m,) float32 (``reg_factor / eigenvalue``)."""
     cache = experts.derived_cache("nu_rlms")
     key = (id(pdm), view, params.weight_factor, params.reg_factor)
     cached = cache.get(key)
