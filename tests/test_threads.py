@@ -173,3 +173,52 @@ def test_conv2d_loop_orders_agree():
         _conv2d_pixels(x, wk, kh, kw, 0, k // 2, pixels)
         _conv2d_pixels(x, wk, kh, kw, k // 2, k, pixels)
         assert np.array_equal(rows, pixels)
+
+
+def test_read_ahead_fits_each_frame_once_with_the_same_results(pool):
+    """With the next frame announced (``expect_next``) and the validator on the pool,
+    each frame's fit starts while the previous frame is validated, and is used: as many
+    CLNF fits as without reading ahead, and the same results. An announced frame that is
+    not the one then tracked (another array), and a frame after a failed one (other
+    window sizes), are fitted again, with the same results as frame by frame."""
+    frames = _frames("2015-10-15-15-14.avi", FRONT_END_FRAMES)
+    black = np.zeros_like(frames[0])
+    # frame 6 is black: validation fails, no face is found, frame 7 starts from the
+    # restored fit with the initial window sizes; frame 9 is announced as a copy
+    sequence = frames[:6] + [black] + frames[6:]
+    announced = list(sequence[1:]) + [None]
+    announced[8] = sequence[9].copy()
+
+    def run(front_end, read_ahead):
+        calls = []
+        fit = front_end.fitter.fit
+
+        def counting_fit(*args, **kwargs):
+            calls.append(1)
+            return fit(*args, **kwargs)
+
+        front_end.fitter.fit = counting_fit
+        out = []
+        for frame, upcoming in zip(sequence, announced):
+            if read_ahead and upcoming is not None:
+                front_end.expect_next(upcoming)
+            out.append(front_end.track(frame))
+        return out, len(calls)
+
+    clnf = CLNF(executor=pool, threads=3)
+    validator = load_detection_validator(executor=pool, threads=3)
+    mtcnn = MTCNNDetector(executor=pool, threads=3)
+    plain, n_plain = run(OpenFaceLandmarkFrontEnd(fitter=clnf, detector=mtcnn,
+                                                  validator=load_detection_validator()), False)
+    ahead, n_ahead = run(OpenFaceLandmarkFrontEnd(fitter=CLNF(executor=pool, threads=3),
+                                                  detector=mtcnn, validator=validator), True)
+    assert [r.success for r in plain] == [True] * 6 + [False] + [True] * 6
+    for a, b in zip(plain, ahead):
+        assert (a.success, a.confidence) == (b.success, b.confidence)
+        assert np.array_equal(a.landmarks, b.landmarks)
+        assert np.array_equal(a.params_global, b.params_global)
+        assert np.array_equal(a.params_local, b.params_local)
+    # two fits made ahead and not used: frame 7's, made while the black frame 6 was
+    # validated (small window sizes; the failure asks for the initial ones), and
+    # frame 9's (a copy of it was announced)
+    assert n_ahead == n_plain + 2

@@ -61,6 +61,14 @@ tables, RetinaFace priors per input size) that fill on first use with values tha
 depend on the caller; two threads may compute the same entry once each, with the same
 result. onnxruntime sessions may be run from several threads. A :class:`TrackState`
 belongs to one face and must not be stepped from two threads at once.
+
+Reading ahead: when the caller knows the next frame (:class:`NextFrame`, passed to
+:meth:`LandmarkTracker.step`) and the validator has an executor, the validator checks
+this frame's fit on the executor while the calling thread fits the next frame from this
+frame's parameters, as if the check succeeds (:meth:`CLNFStep.fit_ahead`). The next step
+uses that fit only if it would have fitted the same image from the same parameters and
+window sizes (:meth:`CLNFStep.track`), otherwise it fits again: the results are those
+of tracking frame by frame, and the validator leaves the critical path.
 """
 
 from __future__ import annotations
@@ -88,6 +96,9 @@ __all__ = [
     "FAST_PFLD_POLICY",
     "TrackStats",
     "TrackState",
+    "NextFrame",
+    "ReadAhead",
+    "FitAhead",
     "LandmarkFit",
     "CLNFStep",
     "PFLDStep",
@@ -293,6 +304,8 @@ class TrackState:
     since_verify, since_detect, since_validate : tracked frames since the last region
         verification, detection and validation.
     stats : counters of this track.
+    ahead : the next frame's fit made while this frame was validated, or None
+        (:meth:`CLNFStep.fit_ahead`).
     """
 
     n_modes: int = 34
@@ -312,6 +325,7 @@ class TrackState:
     since_detect: int = 0
     since_validate: int = 0
     stats: TrackStats = field(default_factory=TrackStats)
+    ahead: "FitAhead | None" = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.params_local = np.zeros(self.n_modes, dtype=np.float64)
@@ -410,6 +424,86 @@ def _window_sizes(name: str, sizes: Sequence[int]) -> tuple[int, ...]:
     return ws
 
 
+class NextFrame:
+    """The frame the next :meth:`LandmarkTracker.step` will receive, known in advance
+    (a video read ahead).
+
+    Parameters
+    ----------
+    image : ``(H, W, 3)`` uint8 BGR, the very array the next step will be given.
+    to_gray : the conversion the caller applies to it (``image -> (H, W) uint8``); run
+        at most once, when :attr:`gray` is first needed.
+    """
+
+    def __init__(self, image: np.ndarray, to_gray: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.image = image
+        self._to_gray = to_gray
+        self._gray: np.ndarray | None = None
+
+    @property
+    def gray(self) -> np.ndarray:
+        """``(H, W)`` uint8, the image in grey (computed once)."""
+        if self._gray is None:
+            self._gray = self._to_gray(self.image)
+        return self._gray
+
+
+class ReadAhead:
+    """A front end's frames announced ahead: each becomes a :class:`NextFrame` for the
+    step before it, and its grey image, once computed, serves its own step.
+
+    Parameters
+    ----------
+    to_gray : the front end's grey conversion (``(H, W, 3) uint8 -> (H, W) uint8``).
+    """
+
+    def __init__(self, to_gray: Callable[[np.ndarray], np.ndarray]) -> None:
+        self._to_gray = to_gray
+        self._announced: NextFrame | None = None
+        self._current: NextFrame | None = None
+
+    def announce(self, image: np.ndarray) -> None:
+        """``image`` is the frame after the one the next :meth:`take` receives."""
+        self._announced = NextFrame(image, self._to_gray)
+
+    def take(self, image: np.ndarray) -> tuple[np.ndarray, NextFrame | None]:
+        """This frame's grey image and the next frame, if announced."""
+        current, self._current = self._current, self._announced
+        self._announced = None
+        if current is not None and current.image is image:
+            return current.gray, self._current
+        return self._to_gray(image), self._current
+
+
+@dataclass(frozen=True)
+class FitAhead:
+    """A fit of the next frame made before this frame's rules ran: valid for the step
+    that receives ``image`` with the same parameters and window sizes.
+
+    Attributes
+    ----------
+    image : the next frame (identity is the key: the same array object).
+    params_global, params_local : copies of the parameters the fit started from.
+    window_sizes : the window sizes it used.
+    fit : the fit.
+    """
+
+    image: np.ndarray
+    params_global: np.ndarray
+    params_local: np.ndarray
+    window_sizes: tuple[int, ...]
+    fit: "FitLike"
+
+    def matches(self, image: np.ndarray, state: "TrackState", window_sizes: tuple[int, ...]) -> bool:
+        """Whether a fit of ``image`` from ``state`` at ``window_sizes`` is this one."""
+        return (
+            image is self.image
+            and window_sizes == self.window_sizes
+            and np.array_equal(state.params_global, self.params_global)
+            and np.array_equal(state.params_local, self.params_local)
+        )
+
+
 class CLNFStep:
     """Landmark step: a CLNF fit from the previous frame's parameters.
 
@@ -461,12 +555,29 @@ class CLNFStep:
         return self.fitter.fit(gray, params_global, params_local, window_sizes=window_sizes,
                                **kwargs)
 
+    def window_sizes(self, state: TrackState) -> tuple[int, ...]:
+        """The window sizes of a tracked frame: small after a successful frame."""
+        return self.window_sizes_small if state.detection_success else self.window_sizes_init
+
     def track(
         self, frame: np.ndarray, gray: np.ndarray, state: TrackState, box: np.ndarray | None
     ) -> FitLike:
-        """The next frame's fit from ``state``'s parameters (``box`` is not used)."""
-        ws = self.window_sizes_small if state.detection_success else self.window_sizes_init
+        """The next frame's fit from ``state``'s parameters (``box`` is not used); the fit
+        made ahead (:meth:`fit_ahead`) when it started from the same image, parameters and
+        window sizes."""
+        ws = self.window_sizes(state)
+        ahead, state.ahead = state.ahead, None
+        if ahead is not None and ahead.matches(frame, state, ws):
+            return ahead.fit
         return self.fit(gray, state.params_global, state.params_local, ws, tracking=True)
+
+    def fit_ahead(self, upcoming: NextFrame, state: TrackState) -> FitAhead:
+        """Fit ``upcoming`` from ``state``'s current parameters as :meth:`track` will if
+        this frame succeeds (window sizes after a success)."""
+        pg, pl = state.params_global.copy(), state.params_local.copy()
+        ws = self.window_sizes_small
+        fit = self.fit(upcoming.gray, pg, pl, ws, tracking=True)
+        return FitAhead(upcoming.image, pg, pl, ws, fit)
 
     @property
     def has_eye_models(self) -> bool:
@@ -771,6 +882,7 @@ class LandmarkTracker:
         frame: np.ndarray,
         gray: np.ndarray,
         detections: DetectionsArg = None,
+        upcoming: NextFrame | None = None,
     ) -> LandmarkResult:
         """Track ``state``'s face into the next frame.
 
@@ -785,13 +897,15 @@ class LandmarkTracker:
             the detection assigned to this face), or a callable returning them, called only
             when the rules ask for a detection; None: the tracker's detector runs then. A
             new state's first step detects, so passing one box initialises from it.
+        upcoming : the frame the next step of this state will receive, when known: its
+            fit may then start while this frame is validated (see the module notes).
 
         Returns
         -------
         LandmarkResult : ``success`` is OpenFace's per-frame success; ``state.lost`` tells
         whether the face is still tracked.
         """
-        success = self.advance(state, frame, gray, detections)
+        success = self.advance(state, frame, gray, detections, upcoming)
         return self.result(state, success, frame)
 
     def start(
@@ -821,6 +935,7 @@ class LandmarkTracker:
         frame: np.ndarray,
         gray: np.ndarray,
         detections: DetectionsArg = None,
+        upcoming: NextFrame | None = None,
     ) -> bool:
         """:meth:`step` without building the result; returns the frame's success."""
         s, p = state, self.policy
@@ -832,7 +947,7 @@ class LandmarkTracker:
         initial_detection = not s.tracking_initialised
 
         if s.tracking_initialised:
-            ok = self._track_frame(s, frame, gray)
+            ok = self._track_frame(s, frame, gray, upcoming)
             s.detection_success = ok
             if ok:
                 s.failures_in_a_row = -1
@@ -929,18 +1044,27 @@ class LandmarkTracker:
         s.part_landmarks = dict(getattr(fit, "part_landmarks", None) or {})
         s.part_params = dict(getattr(fit, "part_params", None) or {})
 
-    def _validate(self, s: TrackState, gray: np.ndarray) -> bool:
+    def _validate(
+        self, s: TrackState, gray: np.ndarray, upcoming: NextFrame | None = None
+    ) -> bool:
         """The validator on the state's fit (``CLNF::DetectLandmarks``' last step); its
-        certainty becomes the confidence."""
+        certainty becomes the confidence. With ``upcoming`` and an executor beside the
+        validator, the check runs there while this thread fits ``upcoming`` ahead."""
         s.since_validate = 0
         if self.validator is None:
             if not self.policy.detector_confidence:
                 s.detection_certainty = 1.0
             s.detection_success = True
             return True
-        s.detection_certainty = float(
-            self.validator.check(gray, s.landmarks, s.params_global[1:4])
-        )
+        check = (self.validator.check, (gray, s.landmarks, s.params_global[1:4]))
+        executor = getattr(self.validator, "executor", None)
+        fit_ahead = getattr(self.step_part, "fit_ahead", None)
+        if upcoming is not None and executor is not None and fit_ahead is not None:
+            # the fit first: run_all keeps the first call on this thread
+            s.ahead, certainty = run_all(executor, [(fit_ahead, (upcoming, s)), check])
+        else:
+            certainty = check[0](*check[1])
+        s.detection_certainty = float(certainty)
         s.detection_success = s.detection_certainty > self.policy.validation_boundary
         return s.detection_success
 
@@ -967,7 +1091,9 @@ class LandmarkTracker:
             s.anchor = (np.array(box, dtype=np.float64), s.landmarks)
         return ok
 
-    def _track_frame(self, s: TrackState, frame: np.ndarray, gray: np.ndarray) -> bool:
+    def _track_frame(
+        self, s: TrackState, frame: np.ndarray, gray: np.ndarray, upcoming: NextFrame | None
+    ) -> bool:
         """One tracked frame: anchor checks, landmark step, validation cadence."""
         p = self.policy
         prev = s.landmarks
@@ -987,7 +1113,7 @@ class LandmarkTracker:
             return False
         s.since_validate += 1
         if verified or (p.validate_every and s.since_validate >= p.validate_every):
-            if not self._validate(s, gray):
+            if not self._validate(s, gray, upcoming):
                 return False
         if verified:
             assert box is not None and s.anchor is not None

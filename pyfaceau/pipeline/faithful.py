@@ -25,6 +25,7 @@ from ..landmarks.tracking import (
     CLNFFitter,
     FaceDetector,
     LandmarkValidator,
+    ReadAhead,
     TrackingParameters,
 )
 from .types import LandmarkResult
@@ -102,6 +103,7 @@ class OpenFaceLandmarkFrontEnd:
         self.validator = validator
         self.pdm = self._tracker.initialiser.pdm
         self._state = self._tracker.new_state()
+        self._read_ahead = ReadAhead(to_gray)
 
     @property
     def tracker(self):
@@ -130,8 +132,14 @@ class OpenFaceLandmarkFrontEnd:
         LandmarkResult with OpenFace's ``success``, ``confidence``, landmarks (68, 2)
         and PDM parameters.
         """
-        gray = to_gray(frame_bgr)
-        return self._tracker.step(self._state, frame_bgr, gray)
+        gray, upcoming = self._read_ahead.take(frame_bgr)
+        return self._tracker.step(self._state, frame_bgr, gray, upcoming=upcoming)
+
+    def expect_next(self, frame_bgr: np.ndarray) -> None:
+        """Announce the image the next :meth:`track` call will receive (a video read
+        ahead): with the validator on a second thread, its fit can start while the
+        current frame is validated. The results are the same with or without it."""
+        self._read_ahead.announce(frame_bgr)
 
     def detect_all(self, frame_bgr: np.ndarray) -> list[LandmarkResult]:
         """Every face of a still image, each fitted on its own, in the detector's order

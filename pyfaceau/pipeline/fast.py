@@ -37,6 +37,7 @@ from ..landmarks.tracking import (  # noqa: F401 - the constants' former home
     CLNF_VERIFY_INTERVAL,
     VERIFY_INTERVAL,
     CLNFStep,
+    ReadAhead,
     box_from_anchor,
 )
 from ..refinement.targeted import FAST_SEARCH_WINDOW, TargetedCLNFRefiner
@@ -45,6 +46,9 @@ from .types import LandmarkResult
 
 __all__ = ["FastLandmarkFrontEnd", "box_from_anchor"]
 
+
+def _bgr_to_gray(frame_bgr: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
 
 
 class FastLandmarkFrontEnd:
@@ -168,6 +172,7 @@ class FastLandmarkFrontEnd:
         self.validate_interval = t.policy.validate_every
         self.redetect_interval = t.policy.redetect_every
         self._state = t.new_state()
+        self._read_ahead = ReadAhead(_bgr_to_gray)
 
     @property
     def tracker(self):
@@ -198,8 +203,16 @@ class FastLandmarkFrontEnd:
         None.
         """
         require_bgr8(frame_bgr, "frame_bgr")
-        gray = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY) if self.clnf is not None else None
-        return self._tracker.step(self._state, frame_bgr, gray)
+        if self.clnf is None:
+            return self._tracker.step(self._state, frame_bgr, None)
+        gray, upcoming = self._read_ahead.take(frame_bgr)
+        return self._tracker.step(self._state, frame_bgr, gray, upcoming=upcoming)
+
+    def expect_next(self, frame_bgr: np.ndarray) -> None:
+        """Announce the image the next :meth:`track` call will receive (a video read
+        ahead): with the validator on a second thread, its CLNF fit can start while the
+        current frame is validated. The results are the same with or without it."""
+        self._read_ahead.announce(frame_bgr)
 
     @property
     def has_eye_models(self) -> bool:

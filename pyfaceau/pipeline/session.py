@@ -160,10 +160,13 @@ class InputSession:
                 self._on_result(frame, result)
         return results
 
-    def _landmarks(self, frame: Frame) -> list[tuple[FaceTrack, LandmarkResult]]:
-        """Every face track's landmarks in ``frame``, in ``face_id`` order."""
+    def _landmarks(
+        self, frame: Frame, upcoming: Frame | None = None
+    ) -> list[tuple[FaceTrack, LandmarkResult]]:
+        """Every face track's landmarks in ``frame``, in ``face_id`` order (``upcoming``:
+        the next frame, when already read; see :meth:`FaceTrack.landmarks`)."""
         if self._faces is None:
-            return [(track, track.landmarks(frame)) for track in self.tracks]
+            return [(track, track.landmarks(frame, upcoming)) for track in self.tracks]
         if not frame.decoded:  # an image of a folder that could not be decoded
             return [(track, LandmarkResult.failed()) for track in self.tracks]
         return self._faces.step(frame.index, frame.image)
@@ -252,23 +255,31 @@ class InputSession:
             if on_frame is not None:
                 on_frame(done, total)
 
+        # One face of a file: the next frame is taken from the queue before this one is
+        # tracked, so that its fit may start while this one is validated (a live stream
+        # would wait a frame for it: not there).
+        read_ahead = self._faces is None and self.kind != "stream"
         try:
             with ThreadPoolExecutor(1, thread_name_prefix="pyfaceau-backend") as back:
+                item = decoded.get()
                 while True:
-                    item = decoded.get()
                     if item is end:
                         break
                     if isinstance(item, BaseException):
                         raise item
                     frame: Frame = item  # type: ignore[assignment]
+                    item = decoded.get() if read_ahead else None
+                    upcoming = item if isinstance(item, Frame) else None
                     futures = []
-                    for track, landmarks in self._landmarks(frame):
+                    for track, landmarks in self._landmarks(frame, upcoming):
                         futures.append(back.submit(track.measure, frame, landmarks))
                     pending.append((frame, futures))
                     while pending and (
                         len(pending) > BACKEND_BEHIND or all(f.done() for f in pending[0][1])
                     ):
                         settle(pending.popleft())
+                    if not read_ahead:
+                        item = decoded.get()
                 while pending:
                     settle(pending.popleft())
         finally:

@@ -52,12 +52,19 @@ class FaceTrack:
             return LandmarkResult.failed()
         return self.tracker.track(image)
 
-    def landmarks(self, frame: Frame) -> LandmarkResult:
+    def landmarks(self, frame: Frame, upcoming: Frame | None = None) -> LandmarkResult:
         """:meth:`track` on ``frame``'s image, or, for an image of a folder that could not
         be decoded (``frame.decoded`` False), a ``success = 0`` result without tracking;
         the tracker's ``skip_frame``, if it has one, keeps it in step (a landmark CSV's
-        rows)."""
+        rows).
+
+        ``upcoming``: the frame the next call will receive, when already read; announced
+        to a tracker that can start on it early (``expect_next``), with the same results.
+        """
         if frame.decoded:
+            expect_next = getattr(self.tracker, "expect_next", None)
+            if upcoming is not None and upcoming.decoded and expect_next is not None:
+                expect_next(upcoming.image)
             return self.track(frame.image)
         skip = getattr(self.tracker, "skip_frame", None)
         if callable(skip):
