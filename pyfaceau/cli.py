@@ -170,14 +170,9 @@ def process_cmd(
             bar.update(1)
 
         t0 = time.perf_counter()
-        writers = None
-        if aligned_dir or hog_path or tracked_path:
-            from .output.writers import FrameWriters
-            from .pipeline.sources import open_source
+        from .pipeline.pipeline import side_writers
 
-            source = open_source(input_path)
-            writers = FrameWriters(aligned_dir, hog_path, tracked_path,
-                                   fps=source.fps or 30.0, sequence=source.kind != "image")
+        writers = side_writers(input_path, aligned_dir, hog_path, tracked_path)
         try:
             with Pipeline(options) as pipe:
                 table = pipe.process(input_path, output_csv=None if split else out,
@@ -187,15 +182,10 @@ def process_cmd(
             if writers is not None:
                 writers.close()
         written = [Path(out)]
-        if split:  # several faces: the table is a DataFrame
-            from .output.table import write_csv
+        if split:
+            from .output.table import write_split_csvs
 
-            base = Path(out)
-            written = []
-            for face_id, rows in table.groupby("face_id", sort=True):
-                path = base.with_name(f"{base.stem}_face{int(face_id)}{base.suffix or '.csv'}")
-                write_csv(rows.reset_index(drop=True), path)
-                written.append(path)
+            written = write_split_csvs(table, out)
         elapsed = time.perf_counter() - t0
         if bar is not None:
             bar.close()  # as far as it got: a short video is not drawn as complete

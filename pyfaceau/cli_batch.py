@@ -90,6 +90,16 @@ class _Bar:
                    "be on a filesystem the workers share.")
 @click.option("--force", is_flag=True, help="Process every input, even up-to-date ones.")
 @pipeline_options
+@click.option("--aligned", is_flag=True,
+              help="Also write each input's 112x112 aligned faces to OUT_aligned/ beside its "
+                   "CSV (as 'pyfaceau INPUT --aligned DIR').")
+@click.option("--hog", is_flag=True,
+              help="Also write each input's HOG features to OUT.hog beside its CSV.")
+@click.option("--tracked", is_flag=True,
+              help="Also write each input's tracked video to OUT_tracked.avi beside its CSV.")
+@click.option("--split", is_flag=True,
+              help="Also write one CSV per person, OUT_face0.csv, OUT_face1.csv, ... (with "
+                   "--max-faces), beside the CSV of all of them.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--strict", is_flag=True,
               help="An input part of which cannot be read (a truncated video, an undecodable "
@@ -101,6 +111,10 @@ def batch_cmd(
     pattern: str | None,
     scheduler: str | None,
     force: bool,
+    aligned: bool,
+    hog: bool,
+    tracked: bool,
+    split: bool,
     no_progress: bool,
     strict: bool,
     **flags: Any,
@@ -123,12 +137,14 @@ def batch_cmd(
     except (click.UsageError, PyFaceAUError) as exc:
         _fail(exc)
         return
-    from .batch import run_batch
+    from .batch import SideOutputs, run_batch
 
+    side = SideOutputs(aligned=aligned, hog=hog, tracked=tracked, split=split)
     bar = _Bar(enabled=not no_progress)
     try:
         report = run_batch(inputs, out_dir, options, jobs=jobs, pattern=pattern,
-                           scheduler=scheduler, force=force, progress=bar)  # type: ignore[arg-type]
+                           scheduler=scheduler, force=force, progress=bar,  # type: ignore[arg-type]
+                           side=side)
     except PyFaceAUError as exc:
         bar.close()
         _fail(exc)

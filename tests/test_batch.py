@@ -391,9 +391,55 @@ def test_stale_temp_files_of_a_killed_run(tmp_path):
     old_record = tmp_path / ".clip.csv.pyfaceau.json.x8y7.part"
     young = tmp_path / ".clip.csv.a1b2c3.part"
     other = tmp_path / ".clip2.csv.zzzz.part"
+    old_side = tmp_path / ".clip.csv.q9w8.part"  # a side outputs' folder (batch.outputs)
     for p in (old, old_record, young, other):
         p.write_text("half")
+    old_side.mkdir()
+    (old_side / "clip.hog").write_bytes(b"half")
     t = time.time() - STALE_TEMP_SECONDS - 5
-    for p in (old, old_record, other):
+    for p in (old, old_record, other, old_side):
         os.utime(p, (t, t))
-    assert sorted(stale_temp_files(out)) == sorted([old, old_record])
+    assert sorted(stale_temp_files(out)) == sorted([old, old_record, old_side])
+
+
+def test_batch_side_outputs_equal_single_runs(study, tmp_path):
+    """--aligned, --hog, --tracked and --split: each input's files beside its CSV are
+    byte-identical to a single run's --aligned DIR, --hog FILE, --tracked FILE and
+    --split; a rerun skips, and makes the input again when one of them is missing or
+    other side outputs are asked for; a failing input leaves none of them."""
+    inputs = tmp_path / "in"
+    cut_clip(study / "a" / "clip.avi", inputs / "clip.avi", 8)
+    (inputs / "bad.avi").write_bytes((study / "bad.avi").read_bytes())
+    out = tmp_path / "out"
+    side = ["--aligned", "--hog", "--tracked", "--split"]
+    args = ["batch", str(inputs), "--out-dir", str(out), "--jobs", "1", "--no-progress"]
+    r = CliRunner().invoke(main, [*args, *side])
+    assert r.exit_code == 1, r.output  # bad.avi failed
+    single = tmp_path / "single"
+    single_run(inputs / "clip.avi", single / "clip.csv", "--aligned", str(single / "al"),
+               "--hog", str(single / "x.hog"), "--tracked", str(single / "t.avi"))
+    r = CliRunner().invoke(main, ["process", str(inputs / "clip.avi"), "-o",
+                                  str(single / "s.csv"), "--split", "--no-progress"])
+    assert r.exit_code == 0, r.output  # one face: s_face0.csv only
+    assert not (single / "s.csv").exists()
+    assert (out / "clip.csv").read_bytes() == (single / "clip.csv").read_bytes()
+    assert (out / "clip.hog").read_bytes() == (single / "x.hog").read_bytes()
+    assert (out / "clip_tracked.avi").read_bytes() == (single / "t.avi").read_bytes()
+    assert (out / "clip_face0.csv").read_bytes() == (single / "s_face0.csv").read_bytes()
+    aligned = sorted(p.name for p in (out / "clip_aligned").iterdir())
+    assert len(aligned) == 8 and aligned == sorted(p.name for p in (single / "al").iterdir())
+    for name in aligned:
+        assert (out / "clip_aligned" / name).read_bytes() == (single / "al" / name).read_bytes()
+    assert not [p for p in out.iterdir() if p.name.startswith(("bad", "."))]  # nothing of bad.avi
+    assert not leftovers(out)
+
+    def statuses(extra):
+        r = CliRunner().invoke(main, [*args, *extra])
+        assert r.exit_code == 1, r.output
+        return summary_rows(out, inputs)["clip.avi"]["status"]
+
+    assert statuses(side) == "skipped"
+    (out / "clip.hog").unlink()
+    assert statuses(side) == "done" and (out / "clip.hog").exists()
+    assert statuses(["--hog"]) == "done"  # other side outputs asked for
+    assert statuses(["--hog"]) == "skipped"

@@ -16,6 +16,7 @@ from pyfaceau.output.table import (
     format_csv,
     iter_csv_chunks,
     write_csv,
+    write_split_csvs,
 )
 
 
@@ -116,3 +117,27 @@ def test_chunks_join_to_the_whole():
 
 def test_empty_table():
     assert format_csv(FrameTable(["frame", "AU01_r"])) == b"frame,AU01_r\n"
+
+
+def test_split_csvs_one_per_person(tmp_path):
+    """``--split``: OpenFace's multi-face output (FaceLandmarkVidMulti) as one CSV per
+    ``face_id``, each what write_csv writes for that person's rows; one face's FrameTable
+    gives ``_face0``; an empty table nothing."""
+    import pandas as pd
+
+    from conftest import REFERENCE
+
+    ref = pd.read_csv(REFERENCE / "multi" / "multi_face.csv", skipinitialspace=True)
+    df = ref[[c for c in OPENFACE_COLUMNS if c in ref.columns]].astype(float)
+    ids = sorted(int(i) for i in df["face_id"].unique())
+    assert len(ids) >= 3
+    paths = write_split_csvs(df, tmp_path / "out.csv")
+    assert [p.name for p in paths] == [f"out_face{i}.csv" for i in ids]
+    for i, path in zip(ids, paths):
+        rows = df[df["face_id"] == i].reset_index(drop=True)
+        assert path.read_bytes() == format_csv(rows)
+    table = FrameTable(["frame", "face_id", "AU01_r"])
+    assert write_split_csvs(table, tmp_path / "none.csv") == []
+    table.add({"frame": 1, "face_id": 0, "AU01_r": 0.5})
+    (one,) = write_split_csvs(table, tmp_path / "one")
+    assert one.name == "one_face0.csv" and one.read_bytes() == format_csv(table)

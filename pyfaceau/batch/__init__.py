@@ -5,12 +5,15 @@
   (:mod:`pyfaceau.batch.inputs` has the rules).
 - :func:`plan_workers`: worker processes and threads per input.
 - :mod:`pyfaceau.batch.records`: the record beside each output, and the run summary.
+- :class:`SideOutputs`: the aligned faces, HOG file, tracked video and per-person CSVs
+  written beside each CSV (:mod:`pyfaceau.batch.outputs`).
 - :func:`run_task`: one input, as a worker runs it.
 """
 
 from __future__ import annotations
 
 from .inputs import VIDEO_SUFFIXES, BatchInput, discover_inputs
+from .outputs import SideOutputs
 from .records import SUMMARY_NAME, Status, SummaryRow
 from .runner import BatchProgress, BatchReport, plan_workers, run_batch
 from .worker import BatchTask, TaskResult, run_task
@@ -21,6 +24,7 @@ __all__ = [
     "BatchProgress",
     "BatchReport",
     "BatchTask",
+    "SideOutputs",
     "SUMMARY_NAME",
     "Status",
     "SummaryRow",

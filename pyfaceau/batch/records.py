@@ -2,9 +2,10 @@
 
 The **record** (``OUT.csv.pyfaceau.json``) is written after the CSV is in place. It holds
 the input's size and modification time, the options that change the output, pyfaceau's
-version and the CSV's own size and time. A later run skips the input only if all of them
-still match, so a CSV that was replaced, cut short, or made from another input or with
-other options is made again.
+version, the CSV's own size and time, and the outputs written beside it
+(:mod:`pyfaceau.batch.outputs`). A later run skips the input only if all of them still
+match and those outputs still exist, so a CSV that was replaced, cut short, or made from
+another input or with other options is made again.
 
 The **summary** (``OUT_DIR/pyfaceau-batch.csv``) has one row per input of the run
 (input, output, status, frames, faces, seconds, error) and is rewritten, atomically, each
@@ -26,6 +27,7 @@ from typing import Any, Iterable
 from .._version import __version__
 from ..options import Options
 from ..output.atomic import atomic_output
+from .outputs import SideOutputs
 
 __all__ = [
     "RECORD_SUFFIX",
@@ -123,9 +125,11 @@ def write_record(
     options: Options,
     frames: int,
     faces: int,
+    side: SideOutputs = SideOutputs(),
+    side_files: Iterable[str | os.PathLike] = (),
 ) -> None:
-    """Record, beside the finished ``output``, what made it (call after the CSV is in
-    place)."""
+    """Record, beside the finished ``output``, what made it (call after the CSV and the
+    ``side`` outputs, ``side_files``, are in place)."""
     out = Path(output)
     st = out.stat()
     record = {
@@ -133,6 +137,8 @@ def write_record(
         "input": os.fspath(input_path),
         "input_signature": input_signature,
         "options": options_fingerprint(options),
+        "side_outputs": side.fingerprint(),
+        "side_files": sorted(Path(p).name for p in side_files),
         "output_size": st.st_size,
         "output_mtime_ns": st.st_mtime_ns,
         "frames": frames,
@@ -146,9 +152,10 @@ def read_valid_record(
     *,
     input_signature: dict[str, int],
     options: Options,
+    side: SideOutputs = SideOutputs(),
 ) -> dict[str, Any] | None:
-    """The record of ``output`` if the output is complete and up to date for this input
-    and these options, else None."""
+    """The record of ``output`` if the output, and the ``side`` outputs it lists, are
+    complete and up to date for this input and these options, else None."""
     out = Path(output)
     try:
         record = json.loads(record_path(out).read_text(encoding="utf-8"))
@@ -165,6 +172,11 @@ def read_valid_record(
         "output_mtime_ns": st.st_mtime_ns,
     }
     if any(record.get(key) != value for key, value in expected.items()):
+        return None
+    if record.get("side_outputs", []) != side.fingerprint():
+        return None
+    files = record.get("side_files", [])
+    if not isinstance(files, list) or not all(out.with_name(str(f)).exists() for f in files):
         return None
     return record
 

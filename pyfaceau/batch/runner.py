@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shutil
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Sequence
 from ..errors import InputError, ModelFileError
 from ..options import Options, available_cores
 from .inputs import BatchInput, discover_inputs, input_signature
+from .outputs import SideOutputs
 from .records import SUMMARY_NAME, Status, SummaryRow, read_valid_record, write_summary
 from .worker import BatchTask, TaskResult, stale_temp_files
 
@@ -143,6 +145,7 @@ def run_batch(
     scheduler: str | None = None,
     force: bool = False,
     progress: BatchProgress | None = None,
+    side: SideOutputs = SideOutputs(),
 ) -> BatchReport:
     """Measure AUs on many inputs: each output as ``pyfaceau INPUT -o OUT`` would write it.
 
@@ -157,6 +160,8 @@ def run_batch(
     scheduler : a Dask scheduler's address (``tcp://HOST:PORT``): run on that cluster.
     force : process every input, even those whose output is up to date.
     progress : hooks for a progress display.
+    side : outputs written beside each CSV (:class:`~pyfaceau.batch.outputs.SideOutputs`:
+        aligned faces, HOG file, tracked video, per-person CSVs).
 
     Returns
     -------
@@ -181,7 +186,7 @@ def run_batch(
     if not os.access(out_root, os.W_OK):
         raise InputError(f"{out_dir}: the output folder is not writable")
 
-    rows, tasks = _plan(found, out_root, options, force)
+    rows, tasks = _plan(found, out_root, options, force, side)
     if scheduler is None:
         jobs, threads = plan_workers(len(tasks), jobs, options.threads)
     else:
@@ -260,7 +265,7 @@ def run_batch(
 
 
 def _plan(
-    found: list[BatchInput], out_root: Path, options: Options, force: bool
+    found: list[BatchInput], out_root: Path, options: Options, force: bool, side: SideOutputs
 ) -> tuple[list[SummaryRow], list[BatchTask]]:
     """Summary rows for every input (up-to-date ones skipped) and the tasks to run."""
     rows: list[SummaryRow] = []
@@ -273,7 +278,8 @@ def _plan(
         if not force:
             try:
                 record = read_valid_record(
-                    output, input_signature=input_signature(item.path), options=options
+                    output, input_signature=input_signature(item.path), options=options,
+                    side=side,
                 )
             except OSError:
                 record = None  # unreadable input: the worker reports why
@@ -281,8 +287,11 @@ def _plan(
             row.status, row.frames, row.faces = Status.SKIPPED, record.get("frames"), record.get("faces")
             continue
         for part in stale_temp_files(output):  # left by a killed run
-            part.unlink(missing_ok=True)
-        tasks.append(BatchTask(index, str(item.path), str(output), options))
+            if part.is_dir():
+                shutil.rmtree(part, ignore_errors=True)
+            else:
+                part.unlink(missing_ok=True)
+        tasks.append(BatchTask(index, str(item.path), str(output), options, side))
     return rows, tasks
 
 

@@ -24,6 +24,7 @@ from ..errors import IncompleteInputWarning, ModelFileError, PyFaceAUError
 from ..options import Options
 from ..output.atomic import temp_glob
 from .inputs import input_signature
+from .outputs import SideOutputs, Staged
 from .records import Status, record_path, write_record
 
 __all__ = ["BatchTask", "TaskResult", "StopRequested", "pipeline_for", "run_task", "stale_temp_files"]
@@ -52,12 +53,15 @@ class BatchTask:
     input : the input's path.
     output : the CSV to write.
     options : what to compute.
+    side : the outputs written beside the CSV (aligned faces, HOG, tracked video,
+        per-person CSVs).
     """
 
     index: int
     input: str
     output: str
     options: Options
+    side: SideOutputs = SideOutputs()
 
 
 @dataclass(frozen=True)
@@ -121,18 +125,27 @@ def run_task(
 
     if should_stop is not None and should_stop():
         return TaskResult(task.index, Status.INTERRUPTED)
+    staged: Staged | None = None
     try:
         signature = input_signature(task.input)  # before reading: a later change re-runs it
         Path(task.output).parent.mkdir(parents=True, exist_ok=True)
+        staged = Staged(task.side, task.output)
+        writers = staged.writers(task.input)
         # Part of the input unreadable: an error under Options.strict (as the CLI's
         # --strict), else a note in the summary. The filters are process-wide: one task
         # at a time per worker process (Dask: --nthreads 1) keeps notes with their input.
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("error" if task.options.strict else "always",
                                   IncompleteInputWarning)
-            table = pipeline_for(task.options).process(
-                task.input, task.output, on_frame=frame_done, as_dataframe=False
-            )  # the table as the CLI keeps it: no DataFrame copy of a long video
+            try:
+                table = pipeline_for(task.options).process(
+                    task.input, task.output, on_frame=frame_done, as_dataframe=False,
+                    on_result=writers.add if writers is not None else None,
+                )  # the table as the CLI keeps it: no DataFrame copy of a long video
+            finally:
+                if writers is not None:
+                    writers.close()
+        side_files = staged.commit(table)
         notes = []
         for w in caught:
             if issubclass(w.category, IncompleteInputWarning):
@@ -150,6 +163,8 @@ def run_task(
             options=task.options,
             frames=frames,
             faces=faces,
+            side=task.side,
+            side_files=side_files,
         )
     except StopRequested:
         return TaskResult(task.index, Status.INTERRUPTED, seconds=time.perf_counter() - t0)
@@ -168,6 +183,9 @@ def run_task(
             error=" ".join(error.split()),  # one line in the summary
             model_error=isinstance(exc, ModelFileError),
         )
+    finally:
+        if staged is not None:
+            staged.discard()  # what a failure or a stop left; nothing after commit
     return TaskResult(
         task.index, Status.DONE, frames, faces, time.perf_counter() - t0,
         warning=" ".join("; ".join(dict.fromkeys(notes)).split()),
@@ -175,8 +193,9 @@ def run_task(
 
 
 def stale_temp_files(output: str | os.PathLike, older_than: float = STALE_TEMP_SECONDS) -> list[Path]:
-    """Temporary files of ``output`` and its record that a killed writer left behind
-    (:func:`~pyfaceau.output.atomic.atomic_output` names them ``.NAME.RANDOM.part``), not
+    """Temporary files of ``output`` and its record, and temporary folders of its side
+    outputs, that a killed writer left behind (:func:`~pyfaceau.output.atomic.atomic_output`
+    and :func:`~pyfaceau.output.atomic.temp_dir` name them ``.NAME.RANDOM.part``), not
     modified for ``older_than`` seconds (a younger one may belong to a run still writing)."""
     out = Path(output)
     if not out.parent.is_dir():
@@ -185,8 +204,8 @@ def stale_temp_files(output: str | os.PathLike, older_than: float = STALE_TEMP_S
     found = []
     for target in (out, record_path(out)):
         for p in out.parent.glob(temp_glob(target)):
-            try:
-                if p.is_file() and now - p.stat().st_mtime > older_than:
+            try:  # files, and the folders of the side outputs (batch.outputs.Staged)
+                if now - p.stat().st_mtime > older_than:
                     found.append(p)
             except OSError:
                 continue

@@ -28,6 +28,7 @@ __all__ = [
     "Terminated",
     "atomic_output",
     "check_output_path",
+    "temp_dir",
     "temp_glob",
     "terminate_on_sigterm",
 ]
@@ -51,6 +52,13 @@ def temp_glob(output: str | os.PathLike) -> str:
     """The glob pattern, in ``output``'s folder, of the temporary files that
     :func:`atomic_output` makes for ``output`` (to find those a killed process left)."""
     return glob.escape(_temp_prefix(Path(output))) + "*" + TEMP_SUFFIX
+
+
+def temp_dir(output: str | os.PathLike) -> Path:
+    """A new temporary folder beside ``output``, named as :func:`atomic_output` names
+    ``output``'s temporary files (so :func:`temp_glob` finds it too)."""
+    out = Path(output)
+    return Path(tempfile.mkdtemp(prefix=_temp_prefix(out), suffix=TEMP_SUFFIX, dir=out.parent))
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -31,7 +31,9 @@ __all__ = [
     "format_csv",
     "iter_csv_chunks",
     "openface_columns",
+    "split_csv_paths",
     "write_csv",
+    "write_split_csvs",
 ]
 
 #: AUs with an intensity model (``AU_all_best.txt``), in OpenFace's column order.
@@ -448,3 +450,23 @@ def write_csv(table: TableLike, path: str | os.PathLike) -> Path:
         for chunk in iter_csv_chunks(table):
             f.write(chunk)
     return out
+
+
+def split_csv_paths(base: str | os.PathLike, face_ids: Iterable[int]) -> list[Path]:
+    """The per-person CSVs of ``--split``: ``BASE_face0.csv``, ``BASE_face1.csv``, ...
+    (``base``'s folder, stem and suffix; ``.csv`` when it has none)."""
+    b = Path(base)
+    return [b.with_name(f"{b.stem}_face{int(i)}{b.suffix or '.csv'}") for i in face_ids]
+
+
+def write_split_csvs(table: TableLike, base: str | os.PathLike) -> list[Path]:
+    """Write one CSV per person (``face_id``) of ``table``, each as :func:`write_csv`
+    writes it, named by :func:`split_csv_paths`; returns the paths in ``face_id`` order
+    (none for an empty table)."""
+    if isinstance(table, FrameTable):  # one face: every row is face 0's
+        return [write_csv(table, p) for p in split_csv_paths(base, [0])] if len(table) else []
+    groups = list(table.groupby("face_id", sort=True))
+    paths = split_csv_paths(base, [face_id for face_id, _ in groups])
+    for (_, rows), path in zip(groups, paths):
+        write_csv(rows.reset_index(drop=True), path)
+    return paths

@@ -27,9 +27,10 @@ from .session import InputSession, ProgressCallback, ResultCallback, single_thre
 from .sources import Frame, open_source, to_bgr8
 
 if TYPE_CHECKING:
+    from ..output.writers import FrameWriters
     import pandas as pd
 
-__all__ = ["LiveResults", "Pipeline", "StreamSession"]
+__all__ = ["LiveResults", "Pipeline", "StreamSession", "side_writers"]
 
 log = logging.getLogger(__name__)
 
@@ -273,3 +274,23 @@ class StreamSession:
         self._next_index += 1
         with single_threaded_blas():
             return self._session.add(frame)
+
+
+def side_writers(
+    input_path: str | os.PathLike,
+    aligned_dir: str | os.PathLike | None = None,
+    hog_path: str | os.PathLike | None = None,
+    tracked_path: str | os.PathLike | None = None,
+) -> "FrameWriters | None":
+    """The outputs beside the CSV for one input (OpenFace's ``-simalign``, ``-hogalign``,
+    ``-tracked``), set up for it (the tracked video at the input's frame rate, 30 when it
+    has none; aligned faces named as for a sequence or a still), or None when none is
+    asked for. Pass its ``add`` as :meth:`Pipeline.process`'s ``on_result``, then close it.
+    """
+    if aligned_dir is None and hog_path is None and tracked_path is None:
+        return None
+    from ..output.writers import FrameWriters
+
+    source = open_source(input_path)
+    return FrameWriters(aligned_dir, hog_path, tracked_path,
+                        fps=source.fps or 30.0, sequence=source.kind != "image")
