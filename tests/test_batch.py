@@ -293,6 +293,61 @@ def test_stopped_batch_resumes(study, tmp_path, sig):
     assert (out / "3.csv").read_bytes() == single
 
 
+@pytest.mark.slow
+def test_a_worker_killed_mid_input_is_replaced(study, tmp_path):
+    """A worker process that dies (here: SIGKILL while it processes 2.avi) breaks the
+    pool: a new one is started, the input that was running is run again alone, the
+    others go on, and every output is as a single run's."""
+    inputs = _slow_study(tmp_path, study)
+    out = tmp_path / "out"
+    proc = _start_batch(inputs, out)
+    _wait_for(record_path(out / "1.csv"), proc)  # the one worker is now on 2.avi
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
+    workers = [int(p) for p in children.stdout.split()
+               if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    assert len(workers) == 1
+    os.kill(workers[0], signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr
+    assert "a batch worker died" in stderr
+    rows = {Path(r["input"]).name: r["status"] for r in csv.DictReader(open(out / SUMMARY_NAME))}
+    assert rows == {"1.avi": "done", "2.avi": "done", "3.avi": "done"}
+    assert (out / "2.csv").read_bytes() == single_run(inputs / "2.avi", tmp_path / "s2.csv", "--fast")
+    assert not leftovers(out)
+
+
+class WorkerBomb(os.PathLike):
+    """An input that kills the worker process opening it, as a crash inside a decoder
+    would (pickled by reference: the spawned worker imports this module)."""
+
+    def __fspath__(self) -> str:
+        os._exit(3)
+
+
+def test_an_input_that_kills_its_worker_fails_alone(study, tmp_path):
+    """Run on two workers, the input that kills its worker fails with the worker's death
+    as its error; the inputs beside it, lost with the broken pool, are done."""
+    import threading
+
+    from pyfaceau.batch.local import WORKER_DIED, run_local
+    from pyfaceau.batch.records import Status
+    from pyfaceau.batch.worker import BatchTask
+
+    clip = cut_clip(study / "a" / "clip.avi", tmp_path / "ok.avi", 3)
+    options = Options(threads=1)
+    tasks = [
+        BatchTask(i, WorkerBomb() if i == 1 else str(clip), str(tmp_path / f"{i}.csv"), options)
+        for i in range(4)
+    ]
+    results = {r.index: r for r in run_local(tasks, 2, on_frames=lambda *a: None,
+                                             stop=threading.Event())}
+    assert sorted(results) == [0, 1, 2, 3]
+    assert results[1].status is Status.FAILED and results[1].error == WORKER_DIED
+    assert [results[i].status for i in (0, 2, 3)] == [Status.DONE] * 3
+    made = {(tmp_path / f"{i}.csv").read_bytes() for i in (0, 2, 3)}
+    assert len(made) == 1 and not (tmp_path / "1.csv").exists()
+
+
 # -- a real Dask cluster -------------------------------------------------------------------
 def _free_port() -> int:
     with socket.socket() as s:

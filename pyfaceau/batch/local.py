@@ -7,6 +7,14 @@ progress, a few times a second, through one queue the parent reads. Ctrl-C reach
 workers as a shared *stop* event, not as a signal: a worker finishes the frame it is on
 and drops the input without writing anything, and an output being written is finished.
 A worker whose parent dies stops the same way.
+
+A worker that dies (killed, out of memory, a crash inside a library) breaks the pool: the
+parent starts a new one. The inputs that were running then (each worker says, before it
+starts an input, through a queue written synchronously) are each run again alone, so that
+an input which kills its worker again is the one that fails ("the worker process died"),
+and the others finish; the inputs not started yet are simply run again. Pools that die
+``MAX_BARREN_POOLS`` times before starting any input (a worker that cannot start) fail the
+rest.
 """
 
 from __future__ import annotations
@@ -14,27 +22,31 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
-import queue
 import signal
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from typing import Callable, Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
+from typing import Callable, Generator, Iterator, Sequence
 
 from ..options import Options
 from ..startup import skip_numba_blas_probe
 from .records import Status
 from .worker import BatchTask, TaskResult, pipeline_for, run_task
 
-__all__ = ["run_local", "PROGRESS_INTERVAL"]
+__all__ = ["run_local", "PROGRESS_INTERVAL", "MAX_BARREN_POOLS"]
 
 #: Seconds between a worker's progress messages (and its checks for a dead parent).
 PROGRESS_INTERVAL = 0.25
+#: Pools dying this many times before any input started: the remaining inputs fail.
+MAX_BARREN_POOLS = 3
+#: The error of an input whose worker died under it.
+WORKER_DIED = "the worker process died on this input (killed, out of memory, or a crash in a library)"
 
 log = logging.getLogger(__name__)
 
 # -- in the worker process -----------------------------------------------------------------
-_progress: "mp.Queue | None" = None
+_progress: "mp.SimpleQueue | None" = None
 _stop: "threading.Event | None" = None  # an mp.Event
 _parent_gone = threading.Event()
 _busy = threading.Lock()  # held while a task runs
@@ -48,7 +60,7 @@ def _watch_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _init_worker(progress: "mp.Queue", stop: object, options: Options | None) -> None:
+def _init_worker(progress: "mp.SimpleQueue", stop: object, options: Options | None) -> None:
     """Worker initialiser: Ctrl-C is the parent's to handle (it sets ``stop``); the
     models of ``options`` are loaded now, before the first input's clock starts."""
     global _progress, _stop
@@ -79,6 +91,8 @@ def _run_in_worker(task: BatchTask) -> TaskResult:
             sent[0], sent[1] = done, now
 
     with _busy:
+        if _progress is not None:  # the parent learns which inputs a dying pool had started
+            _progress.put((task.index, None, None))
         result = run_task(task, on_frame, _stopping)
         if _parent_gone.is_set():  # nobody will read the result
             os._exit(1)
@@ -114,35 +128,81 @@ def run_local(
     if not tasks:
         return
     ctx = mp.get_context("spawn")
-    progress: mp.Queue = ctx.Queue()
+    # a SimpleQueue writes on put (no feeder thread): a worker's "started" is in the pipe
+    # before it starts the input, even if it dies right after
+    progress: mp.SimpleQueue = ctx.SimpleQueue()
     worker_stop = ctx.Event()
-    reading = threading.Event()
-    reading.set()
+    started: set[int] = set()
 
     def read_progress() -> None:
-        while reading.is_set():
+        while True:
             try:
-                index, frames, total = progress.get(timeout=0.2)
-            except queue.Empty:
-                continue
+                message = progress.get()
             except (EOFError, OSError):
                 return
-            on_frames(index, frames, total)
+            if message is None:  # the parent's end
+                return
+            index, frames, total = message
+            if frames is None:
+                started.add(index)
+            else:
+                on_frames(index, frames, total)
 
     reader = threading.Thread(target=read_progress, name="pyfaceau-progress", daemon=True)
     reader.start()
+    barren = 0
+    todo = list(tasks)
+    try:
+        while todo and not stop.is_set():
+            started.clear()
+            lost = yield from _pool_round(todo, jobs, ctx, progress, worker_stop, stop)
+            if not lost:
+                break
+            time.sleep(2 * PROGRESS_INTERVAL)  # the reader takes the dead pool's messages
+            suspects = [t for t in lost if t.index in started]
+            todo = [t for t in lost if t.index not in started]
+            log.warning("a batch worker died; the %d input(s) it had started run again alone",
+                        len(suspects))
+            for task in suspects:  # alone: a worker dying now died on this input
+                if stop.is_set():
+                    break
+                if (yield from _pool_round([task], 1, ctx, progress, worker_stop, stop)):
+                    yield TaskResult(task.index, Status.FAILED, error=WORKER_DIED)
+            barren = 0 if suspects else barren + 1
+            if barren >= MAX_BARREN_POOLS:  # workers die before any input: give up
+                for task in todo:
+                    yield TaskResult(task.index, Status.FAILED, error=WORKER_DIED)
+                break
+    finally:
+        worker_stop.set()
+        progress.put(None)
+        reader.join(timeout=2)
+        progress.close()
+
+
+def _pool_round(
+    tasks: Sequence[BatchTask],
+    jobs: int,
+    ctx: object,
+    progress: "mp.SimpleQueue",
+    worker_stop: object,
+    stop: threading.Event,
+) -> Generator[TaskResult, None, list[BatchTask]]:
+    """Run ``tasks`` on a new pool of ``jobs`` workers, yielding each result; returns the
+    tasks lost because a worker died (the pool is then broken)."""
     pool = ProcessPoolExecutor(
         max_workers=min(jobs, len(tasks)),
-        mp_context=ctx,
+        mp_context=ctx,  # type: ignore[arg-type]
         initializer=_init_worker,
         initargs=(progress, worker_stop, _common_options(tasks)),
     )
     futures: dict[Future, BatchTask] = {pool.submit(_run_in_worker, t): t for t in tasks}
     pending = set(futures)
+    lost: list[BatchTask] = []
     try:
         while pending:
-            if stop.is_set() and not worker_stop.is_set():
-                worker_stop.set()
+            if stop.is_set() and not worker_stop.is_set():  # type: ignore[attr-defined]
+                worker_stop.set()  # type: ignore[attr-defined]
                 for f in pending:
                     f.cancel()
             done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
@@ -153,15 +213,14 @@ def run_local(
                 exc = f.exception()
                 if exc is not None and stop.is_set():  # e.g. Ctrl-C while workers started
                     yield TaskResult(task.index, Status.INTERRUPTED)
-                elif exc is not None:  # the worker process died (killed, out of memory)
-                    yield TaskResult(task.index, Status.FAILED, error=f"worker died: {exc}")
+                elif isinstance(exc, BrokenProcessPool):  # a worker died (killed, OOM, crash)
+                    lost.append(task)
+                elif exc is not None:
+                    yield TaskResult(task.index, Status.FAILED, error=f"{WORKER_DIED}: {exc}")
                 else:
                     yield f.result()
     finally:
-        worker_stop.set()
         for f in pending:
             f.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
-        reading.clear()
-        reader.join(timeout=2)
-        progress.close()
+    return sorted(lost, key=lambda t: t.index)
