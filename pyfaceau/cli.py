@@ -46,7 +46,6 @@ def main() -> None:
     pyfaceau models download --accept-license
     """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    skip_numba_blas_probe()
 
 
 def _stdin_is_interactive() -> bool:
@@ -140,6 +139,7 @@ def process_cmd(
     **flags: Any,
 ) -> None:
     """Measure Action Units in a video, an image folder or an image."""
+    skip_numba_blas_probe()  # here, not for every command: batch's parent runs no kernel
     try:
         options = options_from_flags(**flags)
     except (click.UsageError, PyFaceAUError) as exc:
@@ -243,6 +243,7 @@ def stream_cmd(source: str, output: str, fast: bool, threads: int | None, models
     as if live. Frames that arrive while one is being processed are skipped, so the
     output keeps up with the source; how many is said at the end.
     """
+    skip_numba_blas_probe()
     from .options import Options
     from .pipeline.pipeline import Pipeline
 

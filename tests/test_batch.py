@@ -393,15 +393,18 @@ def dask_cluster(tmp_path):
 @pytest.mark.slow
 def test_batch_on_a_dask_cluster(study, tmp_path, dask_cluster):
     out = tmp_path / "out"
-    args = ["batch", str(study), "--out-dir", str(out), "--scheduler", dask_cluster, "--no-progress"]
+    args = ["batch", str(study), "--out-dir", str(out), "--scheduler", dask_cluster,
+            "--hog", "--no-progress"]
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 1, r.output
     rows = summary_rows(out, study)
     assert rows["bad.avi"]["status"] == "failed" and "cannot be decoded" in rows["bad.avi"]["error"]
     for rel, out_rel in (("a/clip.avi", "a/clip.csv"), ("b/clip.avi", "b/clip.csv"), ("seq", "seq.csv")):
         assert rows[rel]["status"] == "done"
-        single = single_run(study / rel, tmp_path / "single" / out_rel)
+        hog = (tmp_path / "single" / out_rel).with_suffix(".hog")
+        single = single_run(study / rel, tmp_path / "single" / out_rel, "--hog", str(hog))
         assert (out / out_rel).read_bytes() == single, rel
+        assert (out / out_rel).with_suffix(".hog").read_bytes() == hog.read_bytes(), rel
     # the same resume rules
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 1 and "3 input(s) skipped" in r.output

@@ -100,8 +100,8 @@ class Staged:
             return []
         moves: list[tuple[Path, Path]] = []
         for name, final in self.final.items():
-            staged = self.folder / final.name
-            if staged.exists():  # an empty input writes no HOG file or video
+            staged = self.staged(name)
+            if staged is not None and staged.exists():  # an empty input writes no HOG file
                 moves.append((staged, final))
         if self.outputs.split:
             from ..output.table import write_split_csvs
