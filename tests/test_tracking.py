@@ -289,3 +289,36 @@ def test_front_end_redetects_after_tracking_failure(mtcnn) -> None:
     assert det.calls == [0, 244]
     exact = np.abs(np.array(conf) - ref.confidence[:n].to_numpy()) <= 1 / 300 + 1e-6
     assert exact.mean() >= 0.99
+
+
+def test_hypotheses_run_the_part_models_on_the_chosen_one_only() -> None:
+    """The rotation hypotheses are chosen by the main model's likelihood, which the part
+    models do not change: fitting every hypothesis in full (OpenFace's
+    DetectLandmarksInImageMultiHypBasic) and fitting the main model of each, then the
+    parts of the chosen one, give the same fit (default.wmv: a large face, parts used)."""
+    from pyfaceau.landmarks.clnf.model import CLNF
+    from pyfaceau.landmarks.tracking import CLNFStep, RotationHypotheses
+
+    clnf = CLNF()
+    step, pdm = CLNFStep(clnf), clnf.pdm
+    (_, frame), = _frames("default.wmv", 0, 1)
+    gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    lm = reference_landmarks(load_reference("default"))[0]
+    (x, y), (x2, y2) = lm.min(axis=0), lm.max(axis=0)
+    xywh = (x, y, x2 - x, y2 - y)
+    zeros = np.zeros(pdm.n_modes)
+    full = [clnf.fit(gray, np.asarray(pdm.calc_params_from_bbox(xywh, zeros, r)), zeros,
+                     step.window_sizes_init) for r in ROTATION_HYPOTHESES]
+    want = full[0]
+    for fit in full[1:]:
+        if want.model_likelihood < fit.model_likelihood:
+            want = fit
+    assert len({f.model_likelihood for f in full}) > 1 and want.parts_used
+    got = RotationHypotheses(step, pdm).fit_xywh(gray, xywh)
+    assert got.model_likelihood == want.model_likelihood
+    np.testing.assert_array_equal(got.landmarks, want.landmarks)
+    np.testing.assert_array_equal(got.params_global, want.params_global)
+    np.testing.assert_array_equal(got.params_local, want.params_local)
+    assert got.part_landmarks.keys() == want.part_landmarks.keys()
+    for name in want.part_landmarks:
+        np.testing.assert_array_equal(got.part_landmarks[name], want.part_landmarks[name])

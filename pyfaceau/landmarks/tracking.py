@@ -555,6 +555,25 @@ class CLNFStep:
         return self.fitter.fit(gray, params_global, params_local, window_sizes=window_sizes,
                                **kwargs)
 
+    def fit_main(
+        self,
+        gray: np.ndarray,
+        params_global: np.ndarray,
+        params_local: np.ndarray,
+        window_sizes: Sequence[int],
+    ) -> object:
+        """The main model's part of :meth:`fit` (untracked parameters): the fitter's
+        ``fit_main``; finish it with :meth:`refine`."""
+        return self.fitter.fit_main(gray, params_global, params_local,  # type: ignore[attr-defined]
+                                    window_sizes=window_sizes)
+
+    def refine(self, main_fit: object) -> FitLike:
+        """:meth:`fit_main`'s result finished as :meth:`fit` finishes it (part models)."""
+        kwargs: dict[str, object] = {}
+        if self.refine_hierarchical is not None:
+            kwargs["refine_hierarchical"] = self.refine_hierarchical
+        return self.fitter.refine(main_fit, **kwargs)  # type: ignore[attr-defined]
+
     def window_sizes(self, state: TrackState) -> tuple[int, ...]:
         """The window sizes of a tracked frame: small after a successful frame."""
         return self.window_sizes_small if state.detection_success else self.window_sizes_init
@@ -707,21 +726,27 @@ class RotationHypotheses:
         n_modes = int(self.pdm.n_modes)
         zeros = np.zeros(n_modes, dtype=np.float64)
 
+        fitter = self.step.fitter
+        # The choice is by the main model's likelihood, which the part models do not
+        # change: a fitter that can stop before them (CLNF.fit_main) runs them on the
+        # chosen hypothesis only, with the same result.
+        in_two = hasattr(fitter, "fit_main") and hasattr(fitter, "refine")
+        fit = self.step.fit_main if in_two else self.step.fit
+
         def fit_one(rotation: tuple[float, ...]) -> FitLike:
             glob = np.asarray(self.pdm.calc_params_from_bbox(xywh, zeros, rotation),
                               dtype=np.float64)
-            return self.step.fit(gray, glob, zeros.copy(), self.step.window_sizes_init)
+            return fit(gray, glob, zeros.copy(), self.step.window_sizes_init)
 
         # The hypotheses are independent fits: side by side when the fitter has threads
         # (each fit alone, kept in hypothesis order: the same choice as one by one).
-        fitter = self.step.fitter
         executor = getattr(fitter, "executor", None) if getattr(fitter, "threads", 1) > 1 else None
-        best: FitLike | None = None
-        for fit in run_all(executor, [(fit_one, (r,)) for r in self.rotations]):
-            if best is None or float(best.model_likelihood) < float(fit.model_likelihood):
-                best = fit
+        best = None
+        for candidate in run_all(executor, [(fit_one, (r,)) for r in self.rotations]):
+            if best is None or float(best.model_likelihood) < float(candidate.model_likelihood):
+                best = candidate
         assert best is not None
-        return best
+        return self.step.refine(best) if in_two else best
 
 
 class PFLDInitialiser:

@@ -56,6 +56,7 @@ __all__ = [
     "PART_DEFAULT_PARAMETERS",
     "PART_SCALE_RATIO",
     "FitResult",
+    "MainFit",
     "PartModel",
     "CLNF",
 ]
@@ -137,6 +138,26 @@ class FitResult:
     parts_used: bool = False
     part_landmarks: dict[str, np.ndarray] = field(default_factory=dict)
     part_params: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MainFit:
+    """The main model's fit before the part models (:meth:`CLNF.fit_main`); finished by
+    :meth:`CLNF.refine`.
+
+    Attributes
+    ----------
+    image : (H, W) float32 the grey image fitted.
+    fit : the main model's result (its ``model_likelihood`` is the fit's: the part
+        models do not change it).
+    """
+
+    image: np.ndarray
+    fit: ScaleFitResult
+
+    @property
+    def model_likelihood(self) -> float:
+        return float(self.fit.model_likelihood)
 
 
 @dataclass
@@ -340,6 +361,23 @@ class CLNF:
         InputError
             If ``gray`` is not a 2D uint8 image or a parameter vector has the wrong size.
         """
+        return self.refine(
+            self.fit_main(gray, params_global, params_local, window_sizes, parameters=parameters),
+            refine_hierarchical=refine_hierarchical,
+        )
+
+    def fit_main(
+        self,
+        gray: np.ndarray,
+        params_global: np.ndarray,
+        params_local: np.ndarray | None,
+        window_sizes: Sequence[int] = WINDOW_SIZES_SMALL,
+        *,
+        parameters: FitParameters | None = None,
+    ) -> MainFit:
+        """The first half of :meth:`fit` (same arguments): the main model only. Its
+        likelihood is the whole fit's, so the best of several starts can be chosen before
+        the part models run on it alone (:meth:`refine`)."""
         image = _as_f32_image(gray)
         windows = tuple(int(w) for w in window_sizes)
         if any(w < 0 for w in windows):
@@ -349,8 +387,13 @@ class CLNF:
         pdm = self.pdm
         glob = pdm.global_vec(params_global).astype(np.float64)
         loc = pdm.local_vec(params_local).astype(np.float64)
+        return MainFit(image, self._main.fit(image, glob, loc, params, self.executor, self.threads))
 
-        main = self._main.fit(image, glob, loc, params, self.executor, self.threads)
+    def refine(self, main_fit: MainFit, refine_hierarchical: bool = True) -> FitResult:
+        """The second half of :meth:`fit`: the part models on ``main_fit`` (when
+        ``refine_hierarchical``) and the whole fit's result."""
+        image, main = main_fit.image, main_fit.fit
+        pdm = self.pdm
         glob, loc = main.params_global, main.params_local
         shape = pdm.calc_shape_2d(glob, loc)  # (2n,) float32, column layout
         n = pdm.n_points
