@@ -449,13 +449,16 @@ def test_stale_temp_files_of_a_killed_run(tmp_path):
     old_record = tmp_path / ".clip.csv.pyfaceau.json.x8y7.part"
     young = tmp_path / ".clip.csv.a1b2c3.part"
     other = tmp_path / ".clip2.csv.zzzz.part"
-    old_side = tmp_path / ".clip.csv.q9w8.part"  # a side outputs' folder (batch.outputs)
+    # side outputs' folders (batch.outputs.Staged): one untouched, one whose own time is
+    # old but whose HOG file is still being written (a folder's time stops changing)
+    old_side, live_side = tmp_path / ".clip.csv.q9w8.part", tmp_path / ".clip.csv.r5t6.part"
     for p in (old, old_record, young, other):
         p.write_text("half")
-    old_side.mkdir()
-    (old_side / "clip.hog").write_bytes(b"half")
+    for folder in (old_side, live_side):
+        folder.mkdir()
+        (folder / "clip.hog").write_bytes(b"half")
     t = time.time() - STALE_TEMP_SECONDS - 5
-    for p in (old, old_record, other, old_side):
+    for p in (old, old_record, other, old_side, old_side / "clip.hog", live_side):
         os.utime(p, (t, t))
     assert sorted(stale_temp_files(out)) == sorted([old, old_record, old_side])
 
@@ -501,3 +504,18 @@ def test_batch_side_outputs_equal_single_runs(study, tmp_path):
     assert statuses(side) == "done" and (out / "clip.hog").exists()
     assert statuses(["--hog"]) == "done"  # other side outputs asked for
     assert statuses(["--hog"]) == "skipped"
+
+
+def test_side_outputs_in_the_input_folder_are_not_inputs(study, tmp_path):
+    """With the output folder the inputs' own, the tracked video and the folder of aligned
+    faces written beside a CSV are not taken as new inputs by the next run."""
+    folder = tmp_path / "in"
+    cut_clip(study / "a" / "clip.avi", folder / "clip.avi", 4)
+    args = ["batch", str(folder), "--out-dir", str(folder), "--tracked", "--aligned",
+            "--jobs", "1", "--no-progress"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert (folder / "clip_tracked.avi").exists() and (folder / "clip_aligned").is_dir()
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0 and "1 input(s) skipped" in r.output, r.output
+    assert list(summary_rows(folder, folder)) == ["clip.avi"]

@@ -9,8 +9,10 @@ Rules (also in ``docs/batch.md``):
   (:data:`~pyfaceau.pipeline.sources.IMAGE_SUFFIXES`) and no video is one image-sequence
   input (as ``pyfaceau FOLDER``). With ``pattern`` (a glob such as ``"*.mp4"`` or
   ``"session*/*.avi"``): exactly the files whose path relative to the searched folder
-  matches it, each one an input on its own. Hidden files and folders (``.name``) and the
-  output folder are not searched.
+  matches it, each one an input on its own. Hidden files and folders (``.name``), the
+  output folder, and the outputs a batch wrote beside its CSVs (a tracked video, a
+  folder of aligned faces: the ``side_files`` of the records in the same folder) are not
+  searched.
 - ``@list.txt``: a text file with one path per line (blank lines and lines starting with
   ``#`` ignored); relative paths are relative to the list file's folder; each entry is
   treated as if named on the command line.
@@ -27,6 +29,7 @@ suffix: ``clip.avi.csv``, ``clip.mp4.csv``.
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -35,6 +38,7 @@ from typing import Iterable, Sequence
 
 from ..errors import InputError
 from ..pipeline.sources import IMAGE_SUFFIXES
+from .records import RECORD_SUFFIX
 
 __all__ = ["VIDEO_SUFFIXES", "BatchInput", "discover_inputs", "input_signature"]
 
@@ -81,6 +85,24 @@ def _holds_images_only(folder: Path) -> bool:
     return has_image
 
 
+def _side_outputs_in(folder: Path) -> set[str]:
+    """Names of the outputs a batch wrote beside its CSVs in ``folder`` (the ``side_files``
+    of the records there): a tracked video or a folder of aligned faces is not an input."""
+    names: set[str] = set()
+    try:
+        records = [e.path for e in os.scandir(folder) if e.name.endswith(RECORD_SUFFIX)]
+    except OSError:
+        return names
+    for path in records:
+        try:
+            files = json.loads(Path(path).read_text(encoding="utf-8")).get("side_files", [])
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(files, list):
+            names.update(str(f) for f in files)
+    return names
+
+
 def _walk(folder: Path, pattern: str | None, exclude: Path | None) -> list[Path]:
     """The inputs below ``folder`` (see the module's rules), sorted."""
     found: list[Path] = []
@@ -88,15 +110,16 @@ def _walk(folder: Path, pattern: str | None, exclude: Path | None) -> list[Path]
         found.append(folder)
     for dirpath, dirnames, filenames in os.walk(folder):
         here = Path(dirpath)
+        outputs = _side_outputs_in(here)
         dirnames[:] = sorted(
             d for d in dirnames
-            if not _is_hidden(d) and (exclude is None or here / d != exclude)
+            if not _is_hidden(d) and d not in outputs and (exclude is None or here / d != exclude)
         )  # fmt: skip
         for d in dirnames if pattern is None else ():
             if _holds_images_only(here / d):
                 found.append(here / d)
         for name in sorted(filenames):
-            if _is_hidden(name):
+            if _is_hidden(name) or name in outputs:
                 continue
             path = here / name
             if pattern is None:

@@ -9,25 +9,27 @@ and drops the input without writing anything, and an output being written is fin
 A worker whose parent dies stops the same way.
 
 A worker that dies (killed, out of memory, a crash inside a library) breaks the pool: the
-parent starts a new one. The inputs that were running then (each worker says, before it
-starts an input, through a queue written synchronously) are each run again alone, so that
-an input which kills its worker again is the one that fails ("the worker process died"),
-and the others finish; the inputs not started yet are simply run again. Pools that die
-``MAX_BARREN_POOLS`` times before starting any input (a worker that cannot start) fail the
-rest.
+parent starts a new one. The inputs that were running then (a worker marks an input in a
+shared array before it starts it, so the mark survives its death) are each run again
+alone, so that an input which kills its worker again is the one that fails ("the worker
+process died"), and the others finish; the inputs not started yet are simply run again.
+Pools that die ``MAX_BARREN_POOLS`` times before starting any input (a worker that cannot
+start) fail the rest.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing as mp
 import os
+import queue
 import signal
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Callable, Generator, Iterator, Sequence
+from typing import Any, Callable, Generator, Iterator, Sequence
 
 from ..options import Options
 from ..startup import skip_numba_blas_probe
@@ -46,8 +48,9 @@ WORKER_DIED = "the worker process died on this input (killed, out of memory, or 
 log = logging.getLogger(__name__)
 
 # -- in the worker process -----------------------------------------------------------------
-_progress: "mp.SimpleQueue | None" = None
+_progress: "mp.Queue | None" = None
 _stop: "threading.Event | None" = None  # an mp.Event
+_started: "Any" = None  # a shared array of bytes, one per task index
 _parent_gone = threading.Event()
 _busy = threading.Lock()  # held while a task runs
 
@@ -60,12 +63,14 @@ def _watch_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _init_worker(progress: "mp.SimpleQueue", stop: object, options: Options | None) -> None:
+def _init_worker(
+    progress: "mp.Queue", stop: object, started: Any, options: Options | None
+) -> None:
     """Worker initialiser: Ctrl-C is the parent's to handle (it sets ``stop``); the
     models of ``options`` are loaded now, before the first input's clock starts."""
-    global _progress, _stop
+    global _progress, _stop, _started
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _progress, _stop = progress, stop  # type: ignore[assignment]
+    _progress, _stop, _started = progress, stop, started  # type: ignore[assignment]
     threading.Thread(
         target=_watch_parent, args=(os.getppid(),), name="pyfaceau-parent", daemon=True
     ).start()
@@ -91,8 +96,8 @@ def _run_in_worker(task: BatchTask) -> TaskResult:
             sent[0], sent[1] = done, now
 
     with _busy:
-        if _progress is not None:  # the parent learns which inputs a dying pool had started
-            _progress.put((task.index, None, None))
+        if _started is not None:  # read by the parent if this process dies
+            _started[task.index] = 1
         result = run_task(task, on_frame, _stopping)
         if _parent_gone.is_set():  # nobody will read the result
             os._exit(1)
@@ -128,54 +133,60 @@ def run_local(
     if not tasks:
         return
     ctx = mp.get_context("spawn")
-    # a SimpleQueue writes on put (no feeder thread): a worker's "started" is in the pipe
-    # before it starts the input, even if it dies right after
-    progress: mp.SimpleQueue = ctx.SimpleQueue()
+    progress: mp.Queue = ctx.Queue()
     worker_stop = ctx.Event()
-    started: set[int] = set()
+    started = ctx.Array("b", max(t.index for t in tasks) + 1, lock=False)
+    reading = threading.Event()
+    reading.set()
 
     def read_progress() -> None:
-        while True:
+        while reading.is_set():
             try:
-                message = progress.get()
+                index, frames, total = progress.get(timeout=0.2)
+            except queue.Empty:
+                continue
             except (EOFError, OSError):
                 return
-            if message is None:  # the parent's end
-                return
-            index, frames, total = message
-            if frames is None:
-                started.add(index)
-            else:
+            try:
                 on_frames(index, frames, total)
+            except Exception:  # noqa: BLE001 - a display error must not stop the reading
+                log.debug("progress callback failed", exc_info=True)
 
     reader = threading.Thread(target=read_progress, name="pyfaceau-progress", daemon=True)
     reader.start()
+    pool = functools.partial(_pool_round, ctx=ctx, progress=progress, worker_stop=worker_stop,
+                             started=started, stop=stop)
     barren = 0
     todo = list(tasks)
     try:
         while todo and not stop.is_set():
-            started.clear()
-            lost = yield from _pool_round(todo, jobs, ctx, progress, worker_stop, stop)
+            lost = yield from pool(todo, jobs)
             if not lost:
                 break
-            time.sleep(2 * PROGRESS_INTERVAL)  # the reader takes the dead pool's messages
-            suspects = [t for t in lost if t.index in started]
-            todo = [t for t in lost if t.index not in started]
+            suspects = [t for t in lost if started[t.index]]
+            todo = [t for t in lost if not started[t.index]]
+            if not suspects:  # the pool died before it started anything
+                barren += 1
+                if barren >= MAX_BARREN_POOLS:
+                    for task in todo:
+                        yield TaskResult(task.index, Status.FAILED, error=WORKER_DIED)
+                    break
+                continue
+            barren = 0
             log.warning("a batch worker died; the %d input(s) it had started run again alone",
                         len(suspects))
             for task in suspects:  # alone: a worker dying now died on this input
                 if stop.is_set():
                     break
-                if (yield from _pool_round([task], 1, ctx, progress, worker_stop, stop)):
-                    yield TaskResult(task.index, Status.FAILED, error=WORKER_DIED)
-            barren = 0 if suspects else barren + 1
-            if barren >= MAX_BARREN_POOLS:  # workers die before any input: give up
-                for task in todo:
-                    yield TaskResult(task.index, Status.FAILED, error=WORKER_DIED)
-                break
+                started[task.index] = 0
+                if (yield from pool([task], 1)):
+                    if started[task.index]:
+                        yield TaskResult(task.index, Status.FAILED, error=WORKER_DIED)
+                    else:  # that pool died before it started the input: run it again
+                        todo.append(task)
     finally:
         worker_stop.set()
-        progress.put(None)
+        reading.clear()
         reader.join(timeout=2)
         progress.close()
 
@@ -183,26 +194,32 @@ def run_local(
 def _pool_round(
     tasks: Sequence[BatchTask],
     jobs: int,
-    ctx: object,
-    progress: "mp.SimpleQueue",
-    worker_stop: object,
+    *,
+    ctx: Any,
+    progress: "mp.Queue",
+    worker_stop: Any,
+    started: Any,
     stop: threading.Event,
 ) -> Generator[TaskResult, None, list[BatchTask]]:
     """Run ``tasks`` on a new pool of ``jobs`` workers, yielding each result; returns the
-    tasks lost because a worker died (the pool is then broken)."""
+    tasks lost because a worker died (the pool is then broken). ``started`` marks, by
+    task index, the inputs a worker began."""
+    for t in tasks:
+        started[t.index] = 0
     pool = ProcessPoolExecutor(
         max_workers=min(jobs, len(tasks)),
-        mp_context=ctx,  # type: ignore[arg-type]
+        mp_context=ctx,
         initializer=_init_worker,
-        initargs=(progress, worker_stop, _common_options(tasks)),
+        initargs=(progress, worker_stop, started, _common_options(tasks)),
     )
     futures: dict[Future, BatchTask] = {pool.submit(_run_in_worker, t): t for t in tasks}
     pending = set(futures)
     lost: list[BatchTask] = []
+    finished = False
     try:
         while pending:
-            if stop.is_set() and not worker_stop.is_set():  # type: ignore[attr-defined]
-                worker_stop.set()  # type: ignore[attr-defined]
+            if stop.is_set() and not worker_stop.is_set():
+                worker_stop.set()
                 for f in pending:
                     f.cancel()
             done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
@@ -216,10 +233,13 @@ def _pool_round(
                 elif isinstance(exc, BrokenProcessPool):  # a worker died (killed, OOM, crash)
                     lost.append(task)
                 elif exc is not None:
-                    yield TaskResult(task.index, Status.FAILED, error=f"{WORKER_DIED}: {exc}")
+                    yield TaskResult(task.index, Status.FAILED, error=f"the worker failed: {exc}")
                 else:
                     yield f.result()
+        finished = True
     finally:
+        if not finished:  # the caller stopped reading (an error): running inputs stop
+            worker_stop.set()
         for f in pending:
             f.cancel()
         pool.shutdown(wait=True, cancel_futures=True)

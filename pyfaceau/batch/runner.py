@@ -274,6 +274,11 @@ def _plan(
         output = out_root / item.relative
         row = SummaryRow(str(item.path), str(output))
         rows.append(row)
+        for part in stale_temp_files(output):  # left by a killed run, even if now skipped
+            if part.is_dir():
+                shutil.rmtree(part, ignore_errors=True)
+            else:
+                part.unlink(missing_ok=True)
         record = None
         if not force:
             try:
@@ -286,11 +291,6 @@ def _plan(
         if record is not None:
             row.status, row.frames, row.faces = Status.SKIPPED, record.get("frames"), record.get("faces")
             continue
-        for part in stale_temp_files(output):  # left by a killed run
-            if part.is_dir():
-                shutil.rmtree(part, ignore_errors=True)
-            else:
-                part.unlink(missing_ok=True)
         tasks.append(BatchTask(index, str(item.path), str(output), options, side))
     return rows, tasks
 

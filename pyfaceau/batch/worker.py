@@ -205,8 +205,22 @@ def stale_temp_files(output: str | os.PathLike, older_than: float = STALE_TEMP_S
     for target in (out, record_path(out)):
         for p in out.parent.glob(temp_glob(target)):
             try:  # files, and the folders of the side outputs (batch.outputs.Staged)
-                if now - p.stat().st_mtime > older_than:
+                if now - _newest_mtime(p) > older_than:
                     found.append(p)
             except OSError:
                 continue
     return list(dict.fromkeys(found))  # the CSV's pattern also matches the record's files
+
+
+def _newest_mtime(path: Path) -> float:
+    """The latest modification time of ``path`` and, for a folder, of everything in it
+    (a folder's own time stops changing once its entries exist)."""
+    newest = path.stat().st_mtime
+    if path.is_dir():
+        for dirpath, dirnames, filenames in os.walk(path):
+            for name in (*dirnames, *filenames):
+                try:
+                    newest = max(newest, os.stat(os.path.join(dirpath, name)).st_mtime)
+                except OSError:
+                    continue
+    return newest

@@ -482,22 +482,28 @@ class FitAhead:
 
     Attributes
     ----------
-    image : the next frame (identity is the key: the same array object).
+    image, gray : the next frame and the grey image fitted (identity is the key: the same
+        array objects).
     params_global, params_local : copies of the parameters the fit started from.
     window_sizes : the window sizes it used.
     fit : the fit.
     """
 
     image: np.ndarray
+    gray: np.ndarray
     params_global: np.ndarray
     params_local: np.ndarray
     window_sizes: tuple[int, ...]
     fit: "FitLike"
 
-    def matches(self, image: np.ndarray, state: "TrackState", window_sizes: tuple[int, ...]) -> bool:
-        """Whether a fit of ``image`` from ``state`` at ``window_sizes`` is this one."""
+    def matches(
+        self, image: np.ndarray, gray: np.ndarray, state: "TrackState", window_sizes: tuple[int, ...]
+    ) -> bool:
+        """Whether a fit of ``gray`` (``image``'s) from ``state`` at ``window_sizes`` is
+        this one."""
         return (
             image is self.image
+            and gray is self.gray
             and window_sizes == self.window_sizes
             and np.array_equal(state.params_global, self.params_global)
             and np.array_equal(state.params_local, self.params_local)
@@ -547,9 +553,7 @@ class CLNFStep:
         tracking: bool = False,
     ) -> FitLike:
         """One CLNF fit (``tracking``: with :attr:`tracking_parameters`)."""
-        kwargs: dict[str, object] = {}
-        if self.refine_hierarchical is not None:
-            kwargs["refine_hierarchical"] = self.refine_hierarchical
+        kwargs = self._parts_kwargs()
         if tracking and self.tracking_parameters is not None:
             kwargs["parameters"] = self.tracking_parameters
         return self.fitter.fit(gray, params_global, params_local, window_sizes=window_sizes,
@@ -569,10 +573,13 @@ class CLNFStep:
 
     def refine(self, main_fit: object) -> FitLike:
         """:meth:`fit_main`'s result finished as :meth:`fit` finishes it (part models)."""
-        kwargs: dict[str, object] = {}
-        if self.refine_hierarchical is not None:
-            kwargs["refine_hierarchical"] = self.refine_hierarchical
-        return self.fitter.refine(main_fit, **kwargs)  # type: ignore[attr-defined]
+        return self.fitter.refine(main_fit, **self._parts_kwargs())  # type: ignore[attr-defined]
+
+    def _parts_kwargs(self) -> dict[str, object]:
+        """The fitter's part-model switch when set (None: the fitter's default)."""
+        if self.refine_hierarchical is None:
+            return {}
+        return {"refine_hierarchical": self.refine_hierarchical}
 
     def window_sizes(self, state: TrackState) -> tuple[int, ...]:
         """The window sizes of a tracked frame: small after a successful frame."""
@@ -586,7 +593,7 @@ class CLNFStep:
         window sizes."""
         ws = self.window_sizes(state)
         ahead, state.ahead = state.ahead, None
-        if ahead is not None and ahead.matches(frame, state, ws):
+        if ahead is not None and ahead.matches(frame, gray, state, ws):
             return ahead.fit
         return self.fit(gray, state.params_global, state.params_local, ws, tracking=True)
 
@@ -595,8 +602,9 @@ class CLNFStep:
         this frame succeeds (window sizes after a success)."""
         pg, pl = state.params_global.copy(), state.params_local.copy()
         ws = self.window_sizes_small
-        fit = self.fit(upcoming.gray, pg, pl, ws, tracking=True)
-        return FitAhead(upcoming.image, pg, pl, ws, fit)
+        gray = upcoming.gray
+        fit = self.fit(gray, pg, pl, ws, tracking=True)
+        return FitAhead(upcoming.image, gray, pg, pl, ws, fit)
 
     @property
     def has_eye_models(self) -> bool:
@@ -970,6 +978,8 @@ class LandmarkTracker:
             if s.since_detect >= p.redetect_every:
                 s.reset()  # a scheduled detection, not a lost face
         initial_detection = not s.tracking_initialised
+        if not s.tracking_initialised:
+            s.ahead = None  # only a tracked frame uses a fit made ahead
 
         if s.tracking_initialised:
             ok = self._track_frame(s, frame, gray, upcoming)
@@ -1085,8 +1095,18 @@ class LandmarkTracker:
         executor = getattr(self.validator, "executor", None)
         fit_ahead = getattr(self.step_part, "fit_ahead", None)
         if upcoming is not None and executor is not None and fit_ahead is not None:
+
+            def ahead() -> FitAhead | None:
+                # A fit the next step may never need must not fail this one: on an error
+                # the next step fits again (and meets the error then, if it is real).
+                try:
+                    return fit_ahead(upcoming, s)
+                except Exception:  # noqa: BLE001
+                    log.debug("fit ahead failed", exc_info=True)
+                    return None
+
             # the fit first: run_all keeps the first call on this thread
-            s.ahead, certainty = run_all(executor, [(fit_ahead, (upcoming, s)), check])
+            s.ahead, certainty = run_all(executor, [(ahead, ()), check])
         else:
             certainty = check[0](*check[1])
         s.detection_certainty = float(certainty)
