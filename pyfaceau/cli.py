@@ -123,6 +123,10 @@ def _guarded_run(strict: bool) -> Iterator[None]:
 @click.option("--tracked", "tracked_path", type=click.Path(path_type=Path), default=None,
               help="Also write the video with landmarks, head-pose box and gaze drawn as "
                    "OpenFace draws them (OpenFace's -tracked), with face ids.")
+@click.option("--openface-img", "openface_img", is_flag=True,
+              help="For a still image: write OpenFace FaceLandmarkImg's CSV layout (face, "
+                   "confidence, then the video layout's columns from gaze_0_x; 711 columns) "
+                   "instead of the video layout with face_id.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--strict", is_flag=True,
               help="Fail (exit 3) instead of warning when part of the input cannot be read "
@@ -131,6 +135,7 @@ def process_cmd(
     input_path: Path,
     output: str | None,  # kept as typed: a trailing slash means a folder
     split: bool,
+    openface_img: bool,
     aligned_dir: Path | None,
     hog_path: Path | None,
     tracked_path: Path | None,
@@ -145,6 +150,13 @@ def process_cmd(
     except (click.UsageError, PyFaceAUError) as exc:
         _fail(exc)
         return
+    if openface_img:
+        from .pipeline.sources import IMAGE_SUFFIXES
+
+        if input_path.is_dir() or input_path.suffix.lower() not in IMAGE_SUFFIXES:
+            _fail(click.UsageError("--openface-img is for a still image (FaceLandmarkImg's layout)"))
+        if split:
+            _fail(click.UsageError("--openface-img and --split exclude each other"))
     out = output if output is not None else Path(input_path.stem + ".csv")
     # Fail before hours of processing, not after.
     from .output.atomic import check_output_path
@@ -175,13 +187,18 @@ def process_cmd(
         writers = side_writers(input_path, aligned_dir, hog_path, tracked_path)
         try:
             with Pipeline(options) as pipe:
-                table = pipe.process(input_path, output_csv=None if split else out,
+                table = pipe.process(input_path,
+                                     output_csv=None if split or openface_img else out,
                                      on_frame=on_frame, as_dataframe=False,
                                      on_result=writers.add if writers is not None else None)
         finally:
             if writers is not None:
                 writers.close()
         written = [Path(out)]
+        if openface_img:
+            from .output.table import FACE_LANDMARK_IMG_FORMATS, face_landmark_img_table, write_csv
+
+            write_csv(face_landmark_img_table(table), out, formats=FACE_LANDMARK_IMG_FORMATS)
         if split:
             from .output.table import write_split_csvs
 

@@ -319,3 +319,47 @@ def test_cli_writes_aligned_hog_and_tracked(tmp_path):
     np.testing.assert_allclose(features[0], fhog(cv2.imread(str(faces[0]))), atol=1e-6)
     cap = cv2.VideoCapture(str(tmp_path / "s.avi"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 30
+
+
+@pytest.mark.parametrize("stem", ["Obama", "261068_1"])
+def test_openface_img_layout_is_face_landmark_imgs(tmp_path, stem):
+    """``--openface-img`` on a still: FaceLandmarkImg's header (711 columns), its number of
+    rows (one per face), every cell printed with its precision (``face``, confidence with
+    3 decimals, AU presence with 1), and the values of the default layout's row."""
+    from click.testing import CliRunner
+
+    from pyfaceau.cli import main
+
+    still = SAMPLES / "images" / f"{stem}.jpg"
+    img, video = tmp_path / "img.csv", tmp_path / "video.csv"
+    for out, flags in ((img, ["--openface-img"]), (video, [])):
+        r = CliRunner().invoke(main, [str(still), "-o", str(out), "--no-progress", *flags])
+        assert r.exit_code == 0, r.output
+    ref_lines = (REFERENCE / "images" / f"{stem}.csv").read_text().splitlines()
+    ours_lines = img.read_text().splitlines()
+    ref_header = [c.strip() for c in ref_lines[0].split(",")]
+    assert ours_lines[0].split(",") == ref_header and len(ref_header) == 711
+    assert len(ours_lines) == len(ref_lines)
+
+    def decimals(cell: str) -> int:
+        return len(cell.split(".")[1]) if "." in cell else -1
+
+    for ref_row, row in zip(ref_lines[1:], ours_lines[1:]):
+        ref_cells, cells = [c.strip() for c in ref_row.split(",")], row.split(",")
+        assert [decimals(c) for c in cells] == [decimals(c) for c in ref_cells]
+    ours = pd.read_csv(img)
+    default = pd.read_csv(video)
+    np.testing.assert_array_equal(ours["face"], default["face_id"])
+    np.testing.assert_allclose(ours["confidence"], default["confidence"], atol=0.005)
+    for column in ("x_0", "y_67", "pose_Rx", "AU12_r", "AU45_c", "gaze_angle_x"):
+        np.testing.assert_array_equal(ours[column], default[column])
+
+
+def test_openface_img_is_for_stills(tmp_path):
+    from click.testing import CliRunner
+
+    from pyfaceau.cli import main
+
+    r = CliRunner().invoke(main, [str(SAMPLES / "image_sequence"), "-o", str(tmp_path / "x.csv"),
+                                  "--openface-img"])
+    assert r.exit_code == 2 and "still image" in r.output

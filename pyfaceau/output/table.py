@@ -31,6 +31,8 @@ __all__ = [
     "format_csv",
     "iter_csv_chunks",
     "openface_columns",
+    "FACE_LANDMARK_IMG_FORMATS",
+    "face_landmark_img_table",
     "split_csv_paths",
     "write_csv",
     "write_split_csvs",
@@ -402,7 +404,11 @@ def _columns_and_blocks(table: TableLike) -> tuple[list[str], Iterator[np.ndarra
     return [str(c) for c in table.columns], iter([table.to_numpy(dtype=float)])
 
 
-def iter_csv_chunks(table: TableLike, chunk_rows: int = CSV_CHUNK_ROWS) -> Iterator[bytes]:
+def iter_csv_chunks(
+    table: TableLike,
+    chunk_rows: int = CSV_CHUNK_ROWS,
+    formats: dict[str, str] | None = None,
+) -> Iterator[bytes]:
     """The CSV of ``table`` as OpenFace writes it, in pieces of ``chunk_rows`` rows
     (the header first).
 
@@ -410,6 +416,8 @@ def iter_csv_chunks(table: TableLike, chunk_rows: int = CSV_CHUNK_ROWS) -> Itera
     ----------
     table : a :class:`FrameTable` or a DataFrame with OpenFace's column names.
     chunk_rows : rows formatted at a time.
+    formats : printf formats of some columns instead of ``FeatureExtraction``'s (e.g.
+        :data:`FACE_LANDMARK_IMG_FORMATS`).
 
     Yields
     ------
@@ -425,19 +433,21 @@ def iter_csv_chunks(table: TableLike, chunk_rows: int = CSV_CHUNK_ROWS) -> Itera
     yield (",".join(columns) + "\n").encode()
     by_format: dict[str, list[int]] = {}
     for j, c in enumerate(columns):
-        by_format.setdefault(_format_of(c), []).append(j)
+        by_format.setdefault((formats or {}).get(c) or _format_of(c), []).append(j)
     groups = [(np.array(cols, dtype=np.intp), *_spec_of(fmt), fmt) for fmt, cols in by_format.items()]
     for values in blocks:
         for start in range(0, values.shape[0], chunk_rows):
             yield _format_rows(values[start : start + chunk_rows], groups)
 
 
-def format_csv(table: TableLike) -> bytes:
+def format_csv(table: TableLike, formats: dict[str, str] | None = None) -> bytes:
     """The whole CSV of ``table`` (see :func:`iter_csv_chunks`)."""
-    return b"".join(iter_csv_chunks(table))
+    return b"".join(iter_csv_chunks(table, formats=formats))
 
 
-def write_csv(table: TableLike, path: str | os.PathLike) -> Path:
+def write_csv(
+    table: TableLike, path: str | os.PathLike, formats: dict[str, str] | None = None
+) -> Path:
     """Write ``table`` (a :class:`FrameTable` or a DataFrame) as OpenFace writes its CSV
     (same names, order and precision).
 
@@ -447,7 +457,7 @@ def write_csv(table: TableLike, path: str | os.PathLike) -> Path:
     """
     out = Path(path)
     with atomic_output(out, "wb") as f:
-        for chunk in iter_csv_chunks(table):
+        for chunk in iter_csv_chunks(table, formats=formats):
             f.write(chunk)
     return out
 
@@ -470,3 +480,28 @@ def write_split_csvs(table: TableLike, base: str | os.PathLike) -> list[Path]:
     for (_, rows), path in zip(groups, paths):
         write_csv(rows.reset_index(drop=True), path)
     return paths
+
+
+#: printf formats where OpenFace's ``FaceLandmarkImg`` writes a column otherwise than
+#: ``FeatureExtraction`` (its ``RecorderCSV`` for images): the face index, the confidence
+#: with 3 decimals, AU presence with 1.
+FACE_LANDMARK_IMG_FORMATS = {"face": "%d", "confidence": "%.3f"} | {
+    f"{au}_c": "%.1f" for au in AU_PRESENCE_NAMES
+}
+
+
+def face_landmark_img_table(table: TableLike) -> "pd.DataFrame":
+    """A still's table in OpenFace ``FaceLandmarkImg``'s layout (711 columns with the eye
+    models): ``face`` (the face's index), ``confidence``, then every column from
+    ``gaze_0_x`` on as in the video layout; one row per detected face (the ``success = 0``
+    row written when no face is found is left out, as ``FaceLandmarkImg`` writes none).
+    Write it with ``formats=FACE_LANDMARK_IMG_FORMATS``.
+    """
+    import pandas as pd
+
+    df = table.to_dataframe() if isinstance(table, FrameTable) else table
+    rest = list(df.columns[list(df.columns).index("success") + 1 :])
+    found = (df["success"] == 1) | (df["x_0"] != 0) if "x_0" in df else df["success"] == 1
+    rows = df[found.to_numpy()]
+    out = pd.DataFrame({"face": rows["face_id"].to_numpy(), "confidence": rows["confidence"].to_numpy()})
+    return pd.concat([out, rows[rest].reset_index(drop=True)], axis=1)
