@@ -89,6 +89,7 @@ from .types import EYE_PART_NAMES, LandmarkResult, eye_fits
 
 __all__ = [
     "ROTATION_HYPOTHESES",
+    "STILL_ROTATION_HYPOTHESES",
     "VALIDATION_BOUNDARY",
     "TrackingPolicy",
     "OPENFACE_POLICY",
@@ -132,6 +133,11 @@ ROTATION_HYPOTHESES: tuple[tuple[float, float, float], ...] = (
     (0.0, -1.22, 0.698),
     (0.0, 1.22, -0.698),
 )
+
+#: The one hypothesis of a still: ``FaceLandmarkImg`` keeps ``multi_view`` at its default,
+#: off (``FaceModelParameters::init``), so ``DetectLandmarksInImage`` tries the frontal
+#: rotation only; only ``DetectLandmarksInVideo`` turns the 11 hypotheses on.
+STILL_ROTATION_HYPOTHESES: tuple[tuple[float, float, float], ...] = ((0.0, 0.0, 0.0),)
 
 #: Validator confidence above which a fit is a success (``validation_boundary``,
 #: ``LandmarkDetectorParameters.cpp``).
@@ -1034,7 +1040,12 @@ class LandmarkTracker:
         return self.step_part.report(frame, state, success)
 
     def fit_box(
-        self, frame: np.ndarray, gray: np.ndarray, detections: FaceDetections, index: int
+        self,
+        frame: np.ndarray,
+        gray: np.ndarray,
+        detections: FaceDetections,
+        index: int,
+        initialiser: Callable[[np.ndarray, np.ndarray, np.ndarray], FitLike | None] | None = None,
     ) -> LandmarkResult:
         """One face of a still image, fitted from its box with a fresh state and validated
         (OpenFace's ``DetectLandmarksInImage`` with a box; ``FaceLandmarkImg``).
@@ -1043,11 +1054,15 @@ class LandmarkTracker:
         ----------
         frame, gray : the image, BGR and grey.
         detections : the image's detections; ``index`` selects the face.
+        initialiser : fits the box instead of the tracker's (a still's: the frontal
+            hypothesis only, :data:`STILL_ROTATION_HYPOTHESES`).
         """
         s = self.new_state()
         if self.policy.detector_confidence:
             s.detection_certainty = float(detections.scores[index])
-        ok = self._initialise(s, frame, gray, detections.boxes[index].copy())
+        box = detections.boxes[index].copy()
+        fit = (initialiser or self.initialiser)(frame, gray, box)
+        ok = self._accept(s, gray, fit, box)
         return self.result(s, ok, frame)
 
     # ------------------------------------------------------------------ the rules

@@ -26,6 +26,8 @@ from ..landmarks.tracking import (
     FaceDetector,
     LandmarkValidator,
     ReadAhead,
+    RotationHypotheses,
+    STILL_ROTATION_HYPOTHESES,
     TrackingParameters,
 )
 from .types import LandmarkResult
@@ -157,7 +159,9 @@ class OpenFaceLandmarkFrontEnd:
         gray = to_gray(frame_bgr)
         detections = self.detector.detect(frame_bgr)
         self.reset()
-        return [self._tracker.fit_box(frame_bgr, gray, detections, i)
+        # FaceLandmarkImg fits a still from the frontal hypothesis only (multi_view off)
+        frontal = RotationHypotheses(self._tracker.step_part, self.pdm, STILL_ROTATION_HYPOTHESES)
+        return [self._tracker.fit_box(frame_bgr, gray, detections, i, initialiser=frontal)
                 for i in range(len(detections))]
 
     @property
