@@ -1375,10 +1375,12 @@ class SequenceTracker:
 
     def fit_box(self, gray: np.ndarray, box: tuple[float, float, float, float]) -> LandmarkResult:
         """One face of a still image (OpenFace's ``DetectLandmarksInImage`` with a box
-        ``(x, y, w, h)``): fitted under every rotation hypothesis and validated, from a
-        fresh state. The tracker is left holding this face."""
+        ``(x, y, w, h)``, as ``FaceLandmarkImg`` calls it: from the frontal rotation,
+        :data:`STILL_ROTATION_HYPOTHESES`) and validated, from a fresh state. The tracker
+        is left holding this face."""
         self.reset()
         init = self.tracker.initialiser
         assert isinstance(init, RotationHypotheses)
-        ok = self.tracker._accept(self.state, gray, init.fit_xywh(gray, box), None)
+        frontal = RotationHypotheses(init.step, init.pdm, STILL_ROTATION_HYPOTHESES)
+        ok = self.tracker._accept(self.state, gray, frontal.fit_xywh(gray, box), None)
         return self.result(ok)
