@@ -85,17 +85,14 @@ def _holds_images_only(folder: Path) -> bool:
     return has_image
 
 
-def _side_outputs_in(folder: Path) -> set[str]:
+def _side_outputs_in(folder: Path, filenames: Iterable[str]) -> set[str]:
     """Names of the outputs a batch wrote beside its CSVs in ``folder`` (the ``side_files``
-    of the records there): a tracked video or a folder of aligned faces is not an input."""
+    of the records among ``filenames``, the folder's files as listed by the walk): a
+    tracked video or a folder of aligned faces is not an input."""
     names: set[str] = set()
-    try:
-        records = [e.path for e in os.scandir(folder) if e.name.endswith(RECORD_SUFFIX)]
-    except OSError:
-        return names
-    for path in records:
+    for record in (f for f in filenames if f.endswith(RECORD_SUFFIX)):
         try:
-            files = json.loads(Path(path).read_text(encoding="utf-8")).get("side_files", [])
+            files = json.loads((folder / record).read_text(encoding="utf-8")).get("side_files", [])
         except (OSError, ValueError, AttributeError):
             continue
         if isinstance(files, list):
@@ -110,7 +107,7 @@ def _walk(folder: Path, pattern: str | None, exclude: Path | None) -> list[Path]
         found.append(folder)
     for dirpath, dirnames, filenames in os.walk(folder):
         here = Path(dirpath)
-        outputs = _side_outputs_in(here)
+        outputs = _side_outputs_in(here, filenames)
         dirnames[:] = sorted(
             d for d in dirnames
             if not _is_hidden(d) and d not in outputs and (exclude is None or here / d != exclude)
