@@ -33,7 +33,7 @@ from pyfaceau.pipeline.sources import FRAME_COUNT_SLACK, open_source, read_image
 from pyfaceau.validation import require_landmarks
 
 MODELS = os.pathsep.join([str(OPENFACE_DIR), str(ONNX_DIR)])
-CLI = "from pyfaceau.cli import main; main()"
+CLI = "from pyfaceau.cli import run; run()"  # the console command
 
 
 def run_cli(args: list, timeout: float = 300, **kw) -> subprocess.CompletedProcess:

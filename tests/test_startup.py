@@ -1,4 +1,6 @@
-"""Start-up of pyfaceau's own processes (issue 8): numba's BLAS probe is skipped safely."""
+"""Start-up and exit of pyfaceau's own processes (issue 8): numba's BLAS probe is skipped
+safely, and the console command leaves without the interpreter's teardown but with its
+exit code, its output and the exit handlers."""
 
 from __future__ import annotations
 
@@ -48,3 +50,27 @@ def test_skip_numba_blas_probe_leaves_scipy_importable() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def _console(args: list[str]) -> subprocess.CompletedProcess:
+    code = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('exit handler ran', flush=True))\n"
+        "from pyfaceau.cli import run\n"
+        f"sys.argv = ['pyfaceau', *{args!r}]\n"
+        "run()\n"
+        "print('not reached')\n"
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_console_command_keeps_exit_code_output_and_exit_handlers(tmp_path) -> None:
+    ok = _console(["--version"])
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.splitlines() == [f"pyfaceau, version {pyfaceau.__version__}",
+                                      "exit handler ran"]
+    bad = _console([str(tmp_path / "missing.avi"), "-o", str(tmp_path / "x.csv")])
+    assert bad.returncode == 2
+    assert bad.stderr.strip().startswith("pyfaceau: error:") and "missing.avi" in bad.stderr
+    assert bad.stdout.splitlines() == ["exit handler ran"]
