@@ -31,9 +31,8 @@ os.environ.setdefault(
 )
 
 from pyfaceau.evaluation import au_agreement, common_success, landmark_distances  # noqa: E402
+from pyfaceau import Options, Pipeline  # noqa: E402
 from pyfaceau.output.table import AU_INTENSITY_NAMES  # noqa: E402
-from pyfaceau.pipeline.backend import AUBackend  # noqa: E402
-from pyfaceau.pipeline.session import make_front_end, process  # noqa: E402
 
 #: Every sample with an OpenFace reference: reference stem -> input in samples/.
 _INPUTS = {p.stem if p.is_file() else p.name: p.name for p in SAMPLES.iterdir()}
@@ -83,21 +82,21 @@ def main() -> None:
     ap.add_argument("--save", type=Path, default=None)
     args = ap.parse_args()
 
-    backend = AUBackend()
+    if args.mode == "fast":
+        shared = Pipeline(Options.fast("none" if args.no_refine else args.refine))
+    elif args.mode == "faithful":
+        shared = Pipeline(Options.faithful())
     per_video, ours_all, ref_all = [], [], []
     gaze_rows: list[dict] = []
     for stem in args.videos:
         ref = load_reference(stem)
-        if args.mode == "fast" and args.refine == "clnf-parts":
-            from pyfaceau.pipeline.fast import FastLandmarkFrontEnd
-
-            fe = FastLandmarkFrontEnd(refine="clnf", clnf_hierarchical=True)
-        else:
-            refine = False if args.no_refine else ("clnf" if args.refine == "clnf" else True)
-            fe = make_front_end(args.mode, landmarks_csv=REFERENCE / f"{stem}.csv", refine=refine)
+        pipeline = (Pipeline(Options.openface_csv(REFERENCE / f"{stem}.csv"))
+                    if args.mode == "csv" else shared)
         t0 = time.perf_counter()
-        ours = process(SAMPLES / VIDEOS[stem], fe, backend=backend)
+        ours = pipeline.process(SAMPLES / VIDEOS[stem])
         fps = len(ours) / (time.perf_counter() - t0)
+        if args.mode == "csv":
+            pipeline.close()
         if args.save:
             args.save.mkdir(parents=True, exist_ok=True)
             ours.to_csv(args.save / f"{stem}.csv", index=False)

@@ -34,10 +34,13 @@ def pipeline_options(command: Callable) -> Callable:
                      help="Fast path: RetinaFace + PFLD, refined by tracking with OpenFace's CLNF."),
         click.option("--no-refine", is_flag=True,
                      help="With --fast: PFLD landmarks without refinement."),
-        click.option("--refine", "refine_mode", type=click.Choice(["clnf", "svr"]), default=None,
+        click.option("--refine", "refine_mode", type=click.Choice(["clnf", "clnf-parts", "svr"]),
+                     default=None,
                      help="With --fast: clnf = track all 68 landmarks with OpenFace's CLNF "
-                          "(default; AUs close to OpenFace's); svr = targeted SVR refinement "
-                          "of 9 landmarks (faster, far less accurate)."),
+                          "(default; AUs close to OpenFace's); clnf-parts = the same with "
+                          "OpenFace's part models (gaze and eye landmarks, OpenFace's 714 "
+                          "columns; slower); svr = targeted SVR refinement of 9 landmarks "
+                          "(faster, far less accurate)."),
         click.option("--landmarks-csv", type=click.Path(path_type=Path), default=None,
                      help="Take landmarks and success from an OpenFace CSV instead of "
                           "detecting them."),

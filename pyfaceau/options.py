@@ -48,6 +48,10 @@ class Refinement(str, Enum):
     """What follows PFLD's landmarks (``LandmarkMethod.PFLD`` only)."""
 
     CLNF = "clnf"  #: OpenFace's CLNF tracks all 68 landmarks (default of the fast path)
+    #: ... with OpenFace's part models (inner face, both eyes) where OpenFace runs them:
+    #: OpenFace's 714 columns with gaze and eye landmarks, and large faces as close to
+    #: OpenFace's as small ones, for about 2x the landmark time (docs/accuracy.md)
+    CLNF_PARTS = "clnf-parts"
     SVR = "svr"  #: OpenFace's SVR patch experts refine the 9 AU-critical landmarks
     NONE = "none"  #: PFLD's landmarks as they are
 
@@ -86,8 +90,8 @@ class Options:
     ----------
     detector : :class:`Detector` (``"mtcnn"`` or ``"retinaface"``).
     landmarks : :class:`LandmarkMethod` (``"clnf"``, ``"pfld"`` or ``"csv"``).
-    refinement : :class:`Refinement` after PFLD (``"clnf"``, ``"svr"``, ``"none"``); must be
-        ``"none"`` with the other landmark methods.
+    refinement : :class:`Refinement` after PFLD (``"clnf"``, ``"clnf-parts"``, ``"svr"``,
+        ``"none"``); must be ``"none"`` with the other landmark methods.
     au_models : :class:`AUModelSet` (``"auto"``, ``"dynamic"``, ``"static"``).
     au_model_list : one of OpenFace's main AU files, to use another of its AU model lists
         (e.g. ``AU_predictors/DISFA_dynamic_svms.txt``, DISFA's 12 AUs); the output columns

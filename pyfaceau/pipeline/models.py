@@ -134,7 +134,7 @@ class Models:
             self._clnf(), self._validator(), self._mtcnn()
         elif o.landmarks is LandmarkMethod.PFLD:
             self._retinaface(), self._pfld()
-            if o.refinement is Refinement.CLNF:
+            if o.refinement in (Refinement.CLNF, Refinement.CLNF_PARTS):
                 self._clnf(), self._validator()
             elif o.refinement is Refinement.SVR:
                 self._svr_refiner()
@@ -175,13 +175,14 @@ class Models:
 
         if detector is None:
             detector = self._retinaface()
-        if o.refinement is Refinement.CLNF:
+        if o.refinement in (Refinement.CLNF, Refinement.CLNF_PARTS):
             return FastLandmarkFrontEnd(
                 detector=detector,
                 landmarker=self._pfld(),
                 refine="clnf",
                 clnf=self._clnf(),
                 validator=self._validator(),
+                clnf_hierarchical=o.refinement is Refinement.CLNF_PARTS,
             )
         return FastLandmarkFrontEnd(
             detector=detector,
