@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import REFERENCE, SAMPLES, load_reference, samples_with_reference
+from pyfaceau import Options, Pipeline
 from pyfaceau.cli import main
 from pyfaceau.evaluation import au_agreement
 from pyfaceau.output.table import AU_INTENSITY_NAMES, AU_PRESENCE_NAMES
@@ -62,11 +63,11 @@ def test_exact_given_openface_aligned_faces(backend):
         assert (ours[f"{name}_c"].to_numpy() == ref[f"{name}_c"].to_numpy()).all(), name
 
 
-def _check_video(stem: str, backend: AUBackend) -> tuple[pd.DataFrame, list[str]]:
+def _check_video(stem: str) -> tuple[pd.DataFrame, list[str]]:
     """Our AUs from OpenFace's landmarks against OpenFace's: (agreement table, failures)."""
     ref = load_reference(stem)
-    ours = process(SAMPLES / VIDEOS[stem], CsvLandmarkFrontEnd(REFERENCE / f"{stem}.csv"),
-                   backend=backend)
+    with Pipeline(Options.openface_csv(REFERENCE / f"{stem}.csv")) as pipeline:
+        ours = pipeline.process(SAMPLES / VIDEOS[stem])
     assert len(ours) == len(ref)
     assert (ours["frame"].to_numpy() == ref["frame"].to_numpy()).all()
     assert (ours["success"].to_numpy() == ref["success"].to_numpy()).all()
@@ -97,7 +98,7 @@ def _check_video(stem: str, backend: AUBackend) -> tuple[pd.DataFrame, list[str]
     return table, failures
 
 
-def test_aus_match_openface_given_its_landmarks(backend):
+def test_aus_match_openface_given_its_landmarks():
     """Every sample video, per AU and video, then per AU pooled over all videos.
 
     One test rather than one per video because the pooled check needs them all.
@@ -105,7 +106,7 @@ def test_aus_match_openface_given_its_landmarks(backend):
     assert len(VIDEOS) == 12, VIDEOS  # 11 videos and the image sequence
     tables, failures = [], []
     for stem in sorted(VIDEOS):
-        table, video_failures = _check_video(stem, backend)
+        table, video_failures = _check_video(stem)
         tables.append(table)
         failures += video_failures
     n = sum(t["n"] for t in tables)

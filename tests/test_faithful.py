@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import SAMPLES, load_reference
+from pyfaceau import Options, Pipeline
 from pyfaceau.evaluation import au_agreement, common_success, landmark_distances
-from pyfaceau.pipeline.backend import AUBackend
-from pyfaceau.pipeline.session import make_front_end, process
 
 MIN_SUCCESS_AGREEMENT = 0.99
 MAX_LANDMARK_MEDIAN_PX = 0.5
@@ -39,14 +38,15 @@ MAX_MAE = 0.05
 
 
 @pytest.fixture(scope="module")
-def backend():
-    return AUBackend()
+def pipeline():
+    with Pipeline(Options.faithful()) as p:
+        yield p
 
 
 @pytest.mark.parametrize("stem", sorted(CASES))
-def test_faithful_path_matches_openface(stem, backend):
+def test_faithful_path_matches_openface(stem, pipeline):
     ref = load_reference(stem)
-    ours = process(SAMPLES / CASES[stem], make_front_end("faithful"), backend=backend)
+    ours = pipeline.process(SAMPLES / CASES[stem])
     assert len(ours) == len(ref)
     agree = np.mean(ours["success"].to_numpy() == ref["success"].to_numpy())
     assert agree >= MIN_SUCCESS_AGREEMENT
@@ -95,7 +95,7 @@ def _check_gaze_and_eyes(ours, ref, both):
             name, np.median(d), np.percentile(d, 95))
 
 
-def test_no_face_frames_are_success_zero_rows(tmp_path, backend):
+def test_no_face_frames_are_success_zero_rows(tmp_path, pipeline):
     import cv2
 
     folder = tmp_path / "seq"
@@ -105,7 +105,7 @@ def test_no_face_frames_are_success_zero_rows(tmp_path, backend):
         if i == 1:
             img[:] = 0  # no face
         cv2.imwrite(str(folder / name), img)
-    ours = process(folder, make_front_end("faithful"), backend=backend)
+    ours = pipeline.process(folder)
     assert ours["success"].tolist() == [1, 0, 1]
     # OpenFace writes zero gaze on a failed frame, and the model's eye landmarks
     gaze = [c for c in ours.columns if c.startswith("gaze_")]
