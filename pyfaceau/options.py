@@ -50,10 +50,16 @@ class Refinement(str, Enum):
     CLNF = "clnf"  #: OpenFace's CLNF tracks all 68 landmarks (default of the fast path)
     #: ... with OpenFace's part models (inner face, both eyes) where OpenFace runs them:
     #: OpenFace's 714 columns with gaze and eye landmarks, and large faces as close to
-    #: OpenFace's as small ones, for about 2x the landmark time (docs/accuracy.md)
+    #: OpenFace's as small ones; about 1.6x the time on large faces, nothing more on small
+    #: ones (docs/accuracy.md, section 3b)
     CLNF_PARTS = "clnf-parts"
     SVR = "svr"  #: OpenFace's SVR patch experts refine the 9 AU-critical landmarks
     NONE = "none"  #: PFLD's landmarks as they are
+
+    @property
+    def tracks_with_clnf(self) -> bool:
+        """Whether OpenFace's CLNF tracks the landmarks (with or without its part models)."""
+        return self in (Refinement.CLNF, Refinement.CLNF_PARTS)
 
 
 class AUModelSet(str, Enum):

@@ -134,7 +134,7 @@ class Models:
             self._clnf(), self._validator(), self._mtcnn()
         elif o.landmarks is LandmarkMethod.PFLD:
             self._retinaface(), self._pfld()
-            if o.refinement in (Refinement.CLNF, Refinement.CLNF_PARTS):
+            if o.refinement.tracks_with_clnf:
                 self._clnf(), self._validator()
             elif o.refinement is Refinement.SVR:
                 self._svr_refiner()
@@ -175,7 +175,7 @@ class Models:
 
         if detector is None:
             detector = self._retinaface()
-        if o.refinement in (Refinement.CLNF, Refinement.CLNF_PARTS):
+        if o.refinement.tracks_with_clnf:
             return FastLandmarkFrontEnd(
                 detector=detector,
                 landmarker=self._pfld(),
