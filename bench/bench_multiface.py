@@ -14,6 +14,13 @@ videos, one after the other. Prints the median wall and CPU
 (m) / (s): the cost of n faces in one video against n single-face runs of the same faces
 (at most 1: an extra face costs no more than a single-face run of it). One thread
 (``threads=1``) so CPU and wall time measure the same work on a shared machine.
+
+The video of n faces is n tiles wide, so its new-face scan (a full-image detection every
+4th frame while a slot is free) grows with n as well. A second table therefore keeps the
+frame size: the three tiles side by side with the tiles after the n-th black (n = 0..3),
+``max_faces = 3``, and gives each extra face's cost, CPU(n) - CPU(n - 1), beside the CPU of
+a single-face run of that face's tile (the scan and the decoding of the wide frame are
+the same in both terms, so they cancel).
 """
 
 from __future__ import annotations
@@ -65,6 +72,10 @@ def main() -> None:
     for n in (1, 2, 3):
         videos[n] = tmp / f"faces{n}.avi"
         write_lossless(videos[n], [f[:, : n * width] for f in frames])
+    fixed = {}
+    for n in range(4):  # the same 3-tile frame, tiles n.. black
+        fixed[n] = tmp / f"fixed{n}.avi"
+        write_lossless(fixed[n], [_black_from(f, n * width) for f in frames])
     for t in range(3):
         tiles.append(tmp / f"tile{t}.avi")
         write_lossless(tiles[-1], [f[:, t * width : (t + 1) * width] for f in frames])
@@ -103,6 +114,33 @@ def main() -> None:
             )
         print("(n faces: max_faces=3 on n tiles side by side; singles: max_faces=1 on each "
               "of the n tiles; ratio = n faces / singles)")
+
+        print(f"\nmode {mode}, the same {len(CLIPS)}-tile frame, tiles after the n-th black")
+        print(f"{'faces':>5} {'cpu ms':>8} {'extra face cpu ms':>18} {'its single run cpu ms':>22}"
+              f" {'ratio':>6}")
+        previous = None
+        for n in range(4):
+            mc, sc = [], []
+            for _ in range(args.repeat):
+                mc.append(timed(multi, fixed[n])[1])
+                if n:
+                    sc.append(timed(single, tiles[n - 1])[1])
+            c = 1e3 * statistics.median(mc) / n_frames
+            if previous is None:
+                print(f"{n:>5} {c:>8.2f}")
+            else:
+                s_c = 1e3 * statistics.median(sc) / n_frames
+                extra = c - previous
+                print(f"{n:>5} {c:>8.2f} {extra:>18.2f} {s_c:>22.2f} {extra / s_c:>6.3f}")
+            previous = c
+        print("(extra face cpu = cpu(n) - cpu(n - 1); ratio = extra face / its single run)")
+
+
+def _black_from(frame, x: int):
+    """``frame`` with every column from ``x`` on black."""
+    out = frame.copy()
+    out[:, x:] = 0
+    return out
 
 
 if __name__ == "__main__":

@@ -392,3 +392,26 @@ def test_bad_inputs(detector):
     with pytest.raises(InputError, match="min_face_size"):
         MTCNNDetector(data=detector.data, min_face_size=0)
     assert len(detector.detect(np.zeros((30, 40, 3), np.uint8))) == 0  # below min face
+
+
+def test_ignore_leaves_the_other_faces_exactly_as_they_are():
+    """``detect(image, ignore=boxes)`` (the multi-face scan: the tracked faces) sends fewer
+    of PNet's proposals on to RNet and ONet; every face outside the ignored boxes keeps the
+    very box, score and points it gets without them (an ignored face may still come back
+    from its larger proposals, with another box: the scan takes it for the tracked face it
+    is)."""
+    image = cv2.imread(str(SAMPLES / "images" / "24795717_1.jpg"))
+    detector = MTCNNDetector()
+    full = detector.detect(image)
+    assert len(full) == 3
+    for ignored in ([0], [1], [0, 2], [0, 1, 2]):
+        part = detector.detect(image, ignore=full.boxes[ignored])
+        found = [int(np.argmin(np.abs(full.boxes - b).sum(axis=1))) for b in part.boxes]
+        for k in set(range(3)) - set(ignored):
+            j = found.index(k)
+            np.testing.assert_array_equal(part.boxes[j], full.boxes[k])
+            np.testing.assert_array_equal(part.scores[j], full.scores[k])
+            np.testing.assert_array_equal(part.landmarks[j], full.landmarks[k])
+        assert len(part) <= len(full)
+    empty = detector.detect(image, ignore=np.zeros((0, 4)))
+    np.testing.assert_array_equal(empty.boxes, full.boxes)

@@ -465,12 +465,20 @@ class MTCNNDetector:
         keep = nms(boxes, scores, NMS_PNET_SCALE, minimum=False)
         return boxes[keep], scores[keep], corr[keep]
 
-    def detect(self, image: np.ndarray) -> FaceDetections:
+    def detect(self, image: np.ndarray, ignore: np.ndarray | None = None) -> FaceDetections:
         """Faces in an image, as OpenFace's MTCNN reports them.
 
         Parameters
         ----------
         image : ``(H, W, 3)`` uint8 BGR or ``(H, W)`` uint8 grey.
+        ignore : ``(k, 4)`` ``(x1, y1, x2, y2)`` boxes of faces the caller already has (a
+            new-face scan: the tracked faces). PNet's proposals that lie mostly inside one
+            (:data:`IGNORE_INSIDE` of their area) do not go on to RNet and ONet, where
+            most of a detection's work is spent on the faces present. A face elsewhere
+            keeps its proposals, and NMS joins only proposals that overlap far more than
+            one mostly inside an ignored box and one mostly outside it: its box is the one
+            it gets without ``ignore``. An ignored face may still be found from its larger
+            proposals.
 
         Returns
         -------
@@ -480,12 +488,14 @@ class MTCNNDetector:
             probabilities, ``landmarks`` ``(n, 5, 2)`` ONet's five points. In OpenFace's
             output order (ONet NMS order: highest score first).
         """
-        rects, scores, points = self.detect_rects(image)
+        rects, scores, points = self.detect_rects(image, ignore)
         boxes = np.column_stack([rects[:, 0], rects[:, 1], rects[:, 0] + rects[:, 2],
                                  rects[:, 1] + rects[:, 3]]) if len(rects) else np.zeros((0, 4))
         return FaceDetections(boxes=boxes, scores=scores.astype(np.float64), landmarks=points)
 
-    def detect_rects(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def detect_rects(
+        self, image: np.ndarray, ignore: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """As :meth:`detect`, with OpenFace's own ``cv::Rect_<float>`` layout.
 
         Returns
@@ -521,6 +531,8 @@ class MTCNNDetector:
         keep = nms(boxes, scores, NMS_PNET_ALL, minimum=False)
         boxes = rectify(apply_correction(boxes[keep], corr[keep], add1=False))
         log.debug("MTCNN: %d PNet proposals over %d scales", boxes.shape[0], num_scales)
+        if ignore is not None and len(ignore) and boxes.shape[0]:
+            boxes = boxes[~_mostly_inside(boxes, np.asarray(ignore, dtype=np.float64))]
 
         # ---- RNet ----
         crops, valid = _crop_batch(img, boxes, RNET_SIZE)
@@ -556,6 +568,22 @@ class MTCNNDetector:
         h = (CORRECTION_SH * b[:, 3]).astype(_F32)
         rects = np.stack([x, y, w, h], axis=1).astype(np.float64)
         return rects, scores, _onet_points(onet_in, pts)
+
+
+#: A PNet proposal lies in an ignored face when this fraction of its area is inside it.
+IGNORE_INSIDE = 0.5
+
+
+def _mostly_inside(rects: np.ndarray, ignore: np.ndarray) -> np.ndarray:
+    """``(n,)`` bool: which ``(x, y, w, h)`` proposals have at least :data:`IGNORE_INSIDE`
+    of their area inside one of the ``(x1, y1, x2, y2)`` boxes ``ignore``."""
+    r = rects.astype(np.float64)
+    x1, y1 = r[:, 0:1], r[:, 1:2]
+    x2, y2 = x1 + r[:, 2:3], y1 + r[:, 3:4]
+    iw = np.clip(np.minimum(x2, ignore[:, 2]) - np.maximum(x1, ignore[:, 0]), 0, None)
+    ih = np.clip(np.minimum(y2, ignore[:, 3]) - np.maximum(y1, ignore[:, 1]), 0, None)
+    area = np.maximum(r[:, 2:3] * r[:, 3:4], 1e-9)
+    return (iw * ih / area >= IGNORE_INSIDE).any(axis=1)
 
 
 def _onet_points(boxes: np.ndarray, pts: np.ndarray) -> np.ndarray:

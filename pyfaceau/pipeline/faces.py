@@ -102,6 +102,7 @@ class FrameDetections:
 
     def __init__(self, detector: FaceDetector) -> None:
         self.detector = detector
+        self._takes_ignore = _takes_ignore(detector)
         self.runs = 0
         self._image: np.ndarray | None = None
         self._dets: FaceDetections | None = None
@@ -123,6 +124,27 @@ class FrameDetections:
             self._dets = self.detector.detect(self._image)
             self.runs += 1
         return self._dets
+
+    def scan(self, tracked: list[np.ndarray]) -> FaceDetections:
+        """The frame's detections for the new-face scan: :meth:`all` when a tracker
+        already asked for them; otherwise the detector told to skip the ``tracked`` face
+        boxes ``(x1, y1, x2, y2)`` where it can (MTCNN's ``ignore``: the faces there are not
+        new, and its later stages cost most where faces are), and those stand as the
+        frame's detections."""
+        if self._dets is None and tracked and self._takes_ignore:
+            assert self._image is not None
+            self._dets = self.detector.detect(self._image, ignore=np.array(tracked))
+            self.runs += 1
+        return self.all()
+
+
+def _takes_ignore(detector: object) -> bool:
+    import inspect
+
+    try:
+        return "ignore" in inspect.signature(detector.detect).parameters  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        return False
 
 
 class TrackDetections:
@@ -257,8 +279,8 @@ class MultiFaceTracker:
                 p.view.region = landmark_box(r.landmarks)
 
     def _scan(self, index: int, image: np.ndarray, results: dict[int, LandmarkResult]) -> None:
-        dets = self.detections.all()
         regions = [p.view.region for p in self.people if p.view is not None]
+        dets = self.detections.scan(regions)
         order = np.argsort(-(dets.boxes[:, 2] - dets.boxes[:, 0]), kind="stable")  # widest first
         for k in order:
             k = int(k)
