@@ -1,28 +1,39 @@
 """Process start-up for pyfaceau's own processes (the CLI and batch workers).
 
-numba, the first time it loads a kernel, imports ``scipy.linalg.cython_blas`` only to learn
-whether ``np.dot`` and ``np.linalg`` may be used inside jitted code (``numba.np.arraymath``
-at import). With SciPy installed that import alone takes about 0.4 s, a large part of
-pyfaceau's start-up, and pyfaceau's kernels never use ``np.dot`` or ``np.linalg`` in
-jitted code (``tests/test_startup.py`` checks it). In a process pyfaceau owns, the probe is
-answered "no" without importing SciPy; the library never does this in someone else's
-process, where other jitted code may need numba's BLAS.
+Two costs of numba's that pyfaceau's cached kernels do not need, removed in processes
+pyfaceau owns (:func:`start_numba_quickly`); the library never does this in someone else's
+process, where other jitted code may need them.
+
+- **The context refresh before every cached load.** numba's ``Cache.load_overload`` calls
+  ``target_context.refresh()`` first, which imports and installs all of numba's lowering
+  for Python and NumPy (``CPUContext.load_additional_registries``: 0.2-0.4 s the first
+  time, about a sixth of pyfaceau's start-up). Loading a cached kernel needs only numba's
+  runtime (NRT) set up; the lowering is needed to *compile* one, and numba's compiler
+  refreshes the contexts itself before compiling (``CompilerBase.__init__``). So a cached
+  load sets up the runtime only; a kernel missing from the cache (the first run, an
+  edited file) still compiles exactly as before.
+- **The BLAS probe.** The first refresh imports ``numba.np.arraymath``, which imports
+  ``scipy.linalg.cython_blas`` only to learn whether ``np.dot`` and ``np.linalg`` may be
+  used in jitted code (about 0.13 s with SciPy installed). pyfaceau's kernels never do
+  (``tests/test_startup.py`` checks), so when that refresh comes the probe is answered "no"
+  without importing SciPy. SciPy itself stays importable.
 """
 
 from __future__ import annotations
 
 import sys
 
-__all__ = ["skip_numba_blas_probe"]
+__all__ = ["skip_numba_blas_probe", "start_numba_quickly"]
 
 _PROBED_MODULE = "scipy.linalg.cython_blas"
+_started = False
 
 
 def skip_numba_blas_probe() -> None:
     """Make numba's BLAS probe fail fast (no SciPy import) in this process.
 
-    Call before any numba kernel is loaded; later calls, or calls after numba already
-    probed, change nothing. SciPy itself stays importable afterwards.
+    Imports ``numba.np.arraymath`` now. Call before any numba kernel is compiled; later
+    calls, or calls after numba already probed, change nothing.
     """
     if "numba.np.arraymath" in sys.modules or _PROBED_MODULE in sys.modules:
         return
@@ -32,3 +43,30 @@ def skip_numba_blas_probe() -> None:
     finally:
         if sys.modules.get(_PROBED_MODULE, 0) is None:
             del sys.modules[_PROBED_MODULE]
+
+
+def start_numba_quickly() -> None:
+    """Cached kernels load without numba's context refresh; the BLAS probe, when a compile
+    needs the refresh, is skipped (see the module docstring). Idempotent; call before the
+    first kernel runs."""
+    global _started
+    if _started:
+        return
+    _started = True
+    from numba.core import caching, cpu
+    from numba.core.runtime import rtsys
+
+    def load_overload(self, sig, target_context):  # noqa: ANN001, ANN202 - numba's method
+        rtsys.initialize(target_context)  # what a cached kernel needs of the refresh
+        with self._guard_against_spurious_io_errors():
+            return self._load_overload(sig, target_context)
+        # None when the guard swallowed an I/O error, as numba's own method
+
+    load_registries = cpu.CPUContext.load_additional_registries
+
+    def load_additional_registries(self):  # noqa: ANN001, ANN202 - numba's method
+        skip_numba_blas_probe()
+        load_registries(self)
+
+    caching.Cache.load_overload = load_overload
+    cpu.CPUContext.load_additional_registries = load_additional_registries

@@ -1,6 +1,8 @@
-"""Start-up and exit of pyfaceau's own processes (issue 8): numba's BLAS probe is skipped
-safely, and the console command leaves without the interpreter's teardown but with its
-exit code, its output and the exit handlers."""
+"""Start-up and exit of pyfaceau's own processes (issue 8): cached numba kernels load
+without numba's context refresh and give the same values, a kernel missing from the cache
+still compiles, numba's BLAS probe is skipped safely, and the console command leaves
+without the interpreter's teardown but with its exit code, its output and the exit
+handlers."""
 
 from __future__ import annotations
 
@@ -50,6 +52,46 @@ def test_skip_numba_blas_probe_leaves_scipy_importable() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+_KERNEL_RUN = (
+    "import sys\n"
+    "from pyfaceau.startup import start_numba_quickly\n"
+    "start_numba_quickly()\n"
+    "from pyfaceau.pdm.rotation import _euler_to_rotation_kernel\n"
+    "import numpy as np\n"
+    "r = _euler_to_rotation_kernel(np.float32(0.1), np.float32(-0.2), np.float32(0.3))\n"
+    "print(np.asarray(r).tobytes().hex())\n"
+    "print('numba.np.arraymath' in sys.modules, 'scipy.linalg' in sys.modules)\n"
+)
+
+
+def _kernel_run(env: dict[str, str] | None = None) -> list[str]:
+    out = subprocess.run([sys.executable, "-c", _KERNEL_RUN], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()
+
+
+def test_cached_kernels_load_without_the_refresh_and_missing_ones_compile(tmp_path) -> None:
+    """With the kernel in numba's cache, start_numba_quickly loads it without numba's
+    lowering (``numba.np.arraymath`` never imported); with an empty cache the kernel
+    compiles (the refresh happens, the BLAS probe is answered without SciPy). Both give
+    the plain process's values."""
+    import os
+
+    import numpy as np
+
+    from pyfaceau.pdm.rotation import _euler_to_rotation_kernel
+
+    expected = np.asarray(
+        _euler_to_rotation_kernel(np.float32(0.1), np.float32(-0.2), np.float32(0.3))
+    ).tobytes().hex()
+    cached = _kernel_run()  # this process's call above filled the cache
+    assert cached == [expected, "False", "False"]
+    compiled = _kernel_run({**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "empty")})
+    assert compiled == [expected, "True", "False"]
+    assert any((tmp_path / "empty").rglob("*.nbi"))  # it was compiled and saved
 
 
 def _console(args: list[str]) -> subprocess.CompletedProcess:
