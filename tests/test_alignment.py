@@ -93,6 +93,51 @@ def test_face_mask_triangle() -> None:
     assert m.sum() == 28  # 7 + 6 + ... + 1 pixels
 
 
+def _paw_mask_reference(pts: np.ndarray, tris: np.ndarray, w: int, h: int) -> np.ndarray:
+    """PAW's per-pixel rule written plainly (every pixel, every triangle, float32): a pixel
+    centre inside a triangle's bounding box and on the inner side of its three edges."""
+    f = np.float32
+    ys, xs = np.mgrid[0:h, 0:w].astype(f)
+    mask = np.zeros((h, w), dtype=np.uint8)
+
+    def same_side(x0, y0, x1, y1, x2, y2, x3, y3):
+        a = (x3 - x2) * (y0 - y2) - (x0 - x2) * (y3 - y2)
+        b = (x3 - x2) * (y1 - y2) - (x1 - x2) * (y3 - y2)
+        return (a * b) >= f(0)
+
+    with np.errstate(invalid="ignore", over="ignore"):
+        for a, b, c in tris:
+            (x1, y1), (x2, y2), (x3, y3) = pts[a], pts[b], pts[c]
+            box = ((ys >= min(y1, y2, y3)) & (ys <= max(y1, y2, y3))
+                   & (xs >= min(x1, x2, x3)) & (xs <= max(x1, x2, x3)))
+            inside = (same_side(xs, ys, x1, y1, x2, y2, x3, y3)
+                      & same_side(xs, ys, x2, y2, x1, y1, x3, y3)
+                      & same_side(xs, ys, x3, y3, x1, y1, x2, y2))
+            mask[box & inside] = 1
+    return mask
+
+
+def test_face_mask_equals_the_per_pixel_rule() -> None:
+    """The kernel visits only each triangle's bounding box and skips pixels already set;
+    the mask is the per-pixel rule's, bit for bit: vertices on pixel centres (edges
+    included), off-image and infinite vertices, degenerate triangles, a NaN vertex."""
+    rng = np.random.default_rng(7)
+    tris = rng.integers(0, 68, size=(111, 3))
+    for case in range(60):
+        pts = rng.uniform(-8, 40, size=(68, 2)).astype(np.float32)
+        if case % 3 == 0:
+            pts = np.round(pts)  # vertices on pixel centres: edge pixels decide
+        if case % 5 == 1:
+            pts[rng.integers(0, 68, 4)] = np.float32(np.inf) * rng.choice([-1, 1], (4, 2))
+        if case % 7 == 2:
+            pts[rng.integers(0, 68)] = np.nan
+        w, h = int(rng.integers(5, 36)), int(rng.integers(5, 36))
+        expected = _paw_mask_reference(pts, tris, w, h)
+        got = face_mask(pts, tris, w, h)
+        assert np.array_equal(got, expected), case
+        assert 0 < expected.sum() or case % 5 == 1 or case % 7 == 2
+
+
 def test_align_shapes_with_scale_recovers_similarity() -> None:
     rng = np.random.default_rng(0)
     src = rng.uniform(0, 100, size=(24, 2))
