@@ -30,13 +30,14 @@ os.environ.setdefault(
     "PYFACEAU_MODELS", os.pathsep.join([str(SHARED / "openface-2.2"), str(SHARED / "models")])
 )
 
+from pyfaceau import Pipeline  # noqa: E402
 from pyfaceau.evaluation import au_agreement  # noqa: E402
 from pyfaceau.modelstore import resolve  # noqa: E402
+from pyfaceau.output.table import FrameTable  # noqa: E402
 from pyfaceau.pdm import load_pdm  # noqa: E402
 from pyfaceau.pdm.dequantise import dequantise_landmarks  # noqa: E402
-from pyfaceau.pipeline.backend import AUBackend  # noqa: E402
-from pyfaceau.pipeline.faithful import OpenFaceLandmarkFrontEnd  # noqa: E402
-from pyfaceau.pipeline.session import process  # noqa: E402
+from pyfaceau.pipeline.session import InputSession  # noqa: E402
+from pyfaceau.pipeline.sources import open_source  # noqa: E402
 from pyfaceau.pipeline.types import LandmarkResult  # noqa: E402
 
 PARAM_COLUMNS = ["p_scale", "p_rx", "p_ry", "p_rz", "p_tx", "p_ty"] + [f"p_{i}" for i in range(34)]
@@ -59,6 +60,21 @@ class ReplayFrontEnd:
         return LandmarkResult(success=True, confidence=1.0, landmarks=self.landmarks[i].copy())
 
 
+def replay(pipe: Pipeline, path: Path, landmarks: np.ndarray, success: np.ndarray) -> pd.DataFrame:
+    """``pipe``'s back end on ``path``'s frames with the given landmarks (one input
+    session, as :meth:`Pipeline.process` runs it, with a replaying landmark tracker)."""
+    source = open_source(path)
+    session = InputSession(
+        source.kind, source.width, source.height,
+        new_tracker=lambda: ReplayFrontEnd(landmarks, success),
+        backend=pipe.models.backend(pipe.options.dynamic_for(source.kind)),
+        batched=True,
+    )
+    session.run(source, threads=1, total=len(source))
+    table = session.finish_table()
+    return table.to_dataframe() if isinstance(table, FrameTable) else table
+
+
 def landmarks_of(df: pd.DataFrame) -> np.ndarray:
     xs = df[[f"x_{i}" for i in range(68)]].to_numpy(np.float64)
     ys = df[[f"y_{i}" for i in range(68)]].to_numpy(np.float64)
@@ -69,12 +85,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("videos", nargs="*", default=DEFAULT_VIDEOS, help="file names in ../shared/samples")
     args = parser.parse_args()
-    backend = AUBackend()
+    pipe = Pipeline()  # the OpenFace-faithful path
     pdm = load_pdm(resolve("model/pdms/In-the-wild_aligned_PDM_68.txt"))
     rows = []
     for name in args.videos:
         path = SAMPLES / name
-        faithful = process(path, OpenFaceLandmarkFrontEnd(), backend=backend)
+        faithful = pipe.process(path)
         success = faithful["success"].to_numpy() > 0
         truth = landmarks_of(faithful)
         params = np.round(faithful[PARAM_COLUMNS].to_numpy(np.float64), 3)
@@ -82,7 +98,7 @@ def main() -> int:
         recovered = printed.copy()
         for i in np.flatnonzero(success):
             recovered[i] = dequantise_landmarks(pdm, printed[i], params[i, :6], params[i, 6:])
-        exact = process(path, ReplayFrontEnd(truth, success), backend=backend)
+        exact = replay(pipe, path, truth, success)
         # the recovered landmarks' error shrunk tenfold: how presence behaves as the input
         # approaches the exact landmarks
         closer = truth + 0.1 * (recovered - truth)
@@ -91,7 +107,7 @@ def main() -> int:
             ("recovered", recovered),
             ("recovered, error / 10", closer),
         ]:
-            ours = process(path, ReplayFrontEnd(lms, success), backend=backend)
+            ours = replay(pipe, path, lms, success)
             table = au_agreement(ours, exact)
             worst = table["presence_agree"].idxmin()
             rows.append({
@@ -104,6 +120,7 @@ def main() -> int:
                 "AUs below 0.98": int((table["presence_agree"] < 0.98).sum()),
             })
         print(f"{name}: done", file=sys.stderr, flush=True)
+    pipe.close()
     print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4f"))
     return 0
 
