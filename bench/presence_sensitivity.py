@@ -60,7 +60,9 @@ class ReplayFrontEnd:
         return LandmarkResult(success=True, confidence=1.0, landmarks=self.landmarks[i].copy())
 
 
-def replay(pipe: Pipeline, path: Path, landmarks: np.ndarray, success: np.ndarray) -> pd.DataFrame:
+def replay(
+    pipe: Pipeline, path: Path, landmarks: np.ndarray, success: np.ndarray
+) -> pd.DataFrame:
     """``pipe``'s back end on ``path``'s frames with the given landmarks (one input
     session, as :meth:`Pipeline.process` runs it, with a replaying landmark tracker)."""
     source = open_source(path)

@@ -56,6 +56,16 @@ def start_numba_quickly() -> None:
     from numba.core import caching, cpu
     from numba.core.runtime import rtsys
 
+    needed = [
+        (caching.Cache, "_load_overload"),
+        (caching.Cache, "_guard_against_spurious_io_errors"),
+        (cpu.CPUContext, "load_additional_registries"),
+        (rtsys, "initialize"),
+    ]
+    if not all(hasattr(owner, name) for owner, name in needed):
+        skip_numba_blas_probe()  # another numba layout: its own loading, the probe skipped
+        return
+
     def load_overload(self, sig, target_context):  # noqa: ANN001, ANN202 - numba's method
         rtsys.initialize(target_context)  # what a cached kernel needs of the refresh
         with self._guard_against_spurious_io_errors():
