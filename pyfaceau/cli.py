@@ -410,14 +410,34 @@ def models_download(accept_license: bool, dest: Path | None, mirror: str | None)
     onnx_missing = [r for r in report.failed if r.endswith(".onnx")]
     if onnx_missing:
         click.echo(
-            "The fast path's networks could not be fetched: get retinaface_mobilenet025.onnx "
-            "(RetinaFace MobileNet-0.25 exported to ONNX) and pfld.onnx "
-            "(cunjian/pytorch_face_landmark, onnx/pfld.onnx) and run "
-            "'pyfaceau models install DIR'.",
+            "The fast path's networks could not be fetched: get pfld.onnx "
+            "(cunjian/pytorch_face_landmark, onnx/pfld.onnx) and run 'pyfaceau models "
+            "install DIR'; get mobilenet0.25_Final.pth (the RetinaFace weights, same "
+            "repository, Retinaface/weights/) and run 'pyfaceau models convert-retinaface "
+            "FILE'.",
             err=True,
         )
     if any(not r.endswith(".onnx") for r in report.failed):
         sys.exit(1)
+
+
+@models_group.command("convert-retinaface")
+@click.argument("pth", type=click.Path(path_type=Path))
+@click.option("--dest", type=click.Path(path_type=Path), default=None,
+              help="Folder to put the model in (default: the user data folder).")
+def models_convert_retinaface(pth: Path, dest: Path | None) -> None:
+    """Make the fast path's face detector from PTH, the public RetinaFace weights
+    (mobilenet0.25_Final.pth), without PyTorch."""
+    from .modelstore.retinaface_convert import convert_retinaface
+    from .modelstore.store import default_data_dir
+
+    target = (dest or default_data_dir()) / "retinaface_mobilenet025.onnx"
+    try:
+        convert_retinaface(pth, target)
+    except PyFaceAUError as exc:
+        _fail(exc)
+        return
+    click.echo(f"wrote {target} (its outputs checked against the reference export's)")
 
 
 @models_group.command("install")

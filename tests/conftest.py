@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import os
+import threading
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -74,3 +78,27 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.name in PARITY_MODULES:
             item.add_marker(pytest.mark.parity)
+
+
+@contextlib.contextmanager
+def loopback_http(file_for: Callable[[str], Path]) -> Iterator[tuple[str, dict[str, int]]]:
+    """A real HTTP server on 127.0.0.1 for download tests: ``file_for(relative URL path)``
+    names the file served. Yields ``(base URL ending in '/', {"count": requests})``."""
+    served = {"count": 0}
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def translate_path(self, path: str) -> str:
+            served["count"] += 1
+            return str(file_for(path.split("?", 1)[0].lstrip("/")))
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/", served
+    finally:
+        server.shutdown()
+        server.server_close()

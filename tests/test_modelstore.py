@@ -4,16 +4,14 @@ against a loopback HTTP server that serves ../shared/openface-2.2."""
 from __future__ import annotations
 
 import functools
-import http.server
 import os
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from conftest import ONNX_DIR, OPENFACE_DIR
+from conftest import ONNX_DIR, OPENFACE_DIR, loopback_http
 from pyfaceau.cli import main
 from pyfaceau.errors import ModelFileError
 from pyfaceau.modelstore import MANIFEST, resolve, search_dirs
@@ -103,28 +101,11 @@ def test_install_verifies_and_copies(tmp_path):
 @pytest.fixture()
 def loopback_server():
     """An HTTP server on 127.0.0.1 serving ../shared/openface-2.2 and the ONNX files."""
-    root = Path(__file__).parent  # replaced per request below
-    served = {"count": 0}
+    def file_for(rel: str) -> Path:
+        return (ONNX_DIR if rel.endswith(".onnx") else OPENFACE_DIR) / rel
 
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def translate_path(self, path):
-            rel = path.split("?", 1)[0].lstrip("/")
-            served["count"] += 1
-            base = ONNX_DIR if rel.endswith(".onnx") else OPENFACE_DIR
-            return str(base / rel)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/", served
-    finally:
-        server.shutdown()
-        server.server_close()
-    del root
+    with loopback_http(file_for) as (url, served):
+        yield url, served
 
 
 def test_download_from_mirror_all_files(loopback_server, tmp_path):
@@ -203,19 +184,23 @@ def test_cli_install_exit_codes(tmp_path):
 
 def test_onnx_files_come_from_their_pinned_public_sources(loopback_server, tmp_path, monkeypatch):
     """Without a mirror the ONNX files are fetched from ``ONNX_SOURCES`` (here served by the
-    loopback server) and checked against the manifest; RetinaFace has no public file."""
+    loopback server) and checked against the manifest; RetinaFace has no public ONNX file,
+    so its weights are fetched to be converted (``tests/test_retinaface_convert.py``; here
+    the server has none)."""
     url, served = loopback_server
     import pyfaceau.modelstore.download as dl
+    import pyfaceau.modelstore.retinaface_convert as rc
 
+    monkeypatch.setattr(rc, "PTH_URL", url + "no/mobilenet0.25_Final.pth")
     assert dl.ONNX_SOURCES["pfld.onnx"].startswith(
         "https://raw.githubusercontent.com/cunjian/pytorch_face_landmark/"
     ) and dl.ONNX_SOURCES["pfld.onnx"].endswith("/onnx/pfld.onnx")
     assert dl.ONNX_SOURCES["retinaface_mobilenet025.onnx"] is None
     monkeypatch.setitem(dl.ONNX_SOURCES, "pfld.onnx", url + "pfld.onnx")
     report = download_models(tmp_path, accept_license=True, groups=("onnx",))
-    assert report.added == ["pfld.onnx"] and served["count"] == 1
+    assert report.added == ["pfld.onnx"] and served["count"] == 2  # pfld, RetinaFace's weights
     assert (tmp_path / "pfld.onnx").read_bytes() == (ONNX_DIR / "pfld.onnx").read_bytes()
-    assert "no public download" in report.failed["retinaface_mobilenet025.onnx"]
+    assert "404" in report.failed["retinaface_mobilenet025.onnx"]
     # a source whose file changed is refused and leaves nothing behind
     (tmp_path / "pfld.onnx").unlink()
     monkeypatch.setitem(dl.ONNX_SOURCES, "pfld.onnx", url + "retinaface_mobilenet025.onnx")

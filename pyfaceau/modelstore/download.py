@@ -1,8 +1,10 @@
 """Fetching and installing model files into the user data folder.
 
 ``download`` fetches OpenFace 2.2.0's files from OpenFace's official repository (or a
-mirror with the release layout) with :mod:`pooch`, every file checked against its SHA-256;
-``install`` verifies and copies from a local folder. Neither overwrites a good copy.
+mirror with the release layout) with :mod:`pooch`, every file checked against its SHA-256,
+and the fast path's two networks (RetinaFace made from its pinned PyTorch weights, see
+:data:`ONNX_SOURCES`); ``install`` verifies and copies from a local folder. Neither
+overwrites a good copy.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Callable, Iterable
 import pooch
 
 from ..errors import ModelFileError
-from .store import MANIFEST, ModelEntry, default_data_dir, verify_file
+from .store import MADE_RECORD_SUFFIX, MANIFEST, ModelEntry, default_data_dir, verify_file
 
 __all__ = [
     "OPENFACE_LICENSE_NOTICE",
@@ -55,9 +57,11 @@ OPENFACE_LICENSE_NOTICE = (
 #:   ``mobilenet0.25_Final.pth`` (SHA-256 5f88f795...c4df; published with
 #:   biubug6/Pytorch_Retinaface, also in cunjian/pytorch_face_landmark ``Retinaface/weights/``
 #:   and pinned with that SHA-256 by py-feat's ``py-feat/retinaface`` model repository).
-#:   No public ONNX file with the manifest's SHA-256 is known, and pyfaceau cannot yet
-#:   convert the ``.pth`` without PyTorch: it is installed from a local copy
-#:   (``pyfaceau models install DIR``) or a ``--mirror``.
+#:   No public ONNX file with the manifest's SHA-256 is known, so the weights are fetched
+#:   (pinned by their SHA-256, :data:`~pyfaceau.modelstore.retinaface_convert.PTH_URL`)
+#:   and converted on the user's machine without PyTorch
+#:   (:func:`~pyfaceau.modelstore.retinaface_convert.convert_retinaface`, checked against
+#:   the reference export's outputs); a ``--mirror`` holding the ONNX file is used first.
 ONNX_SOURCES = {
     "pfld.onnx": (
         "https://raw.githubusercontent.com/cunjian/pytorch_face_landmark/"
@@ -147,6 +151,13 @@ def download_models(
             url = mirror.rstrip("/") + "/" + entry.path if mirror else ONNX_SOURCES.get(entry.path)
         else:
             url = openface_url(entry, mirror)
+        if url is None and entry.path == "retinaface_mobilenet025.onnx":
+            error = _fetch_and_convert_retinaface(target)
+            if error is None:
+                report.added.append(entry.path)
+            else:
+                report.failed[entry.path] = error
+            continue
         if url is None:
             report.failed[entry.path] = "no public download; install it from a local copy"
             continue
@@ -165,6 +176,28 @@ def download_models(
             continue
         report.added.append(entry.path)
     return report
+
+
+def _fetch_and_convert_retinaface(target: Path) -> str | None:
+    """Fetch ``mobilenet0.25_Final.pth`` (pinned SHA-256) and convert it to ``target``;
+    None when done, else the one-line reason."""
+    import tempfile
+
+    from . import retinaface_convert as rc
+
+    with tempfile.TemporaryDirectory(prefix="pyfaceau-retinaface-") as tmp:
+        try:
+            pth = pooch.retrieve(
+                rc.PTH_URL,
+                known_hash=f"sha256:{rc.PTH_SHA256}",
+                fname="mobilenet0.25_Final.pth",
+                path=tmp,
+                progressbar=False,
+            )
+            rc.convert_retinaface(pth, target)
+        except Exception as exc:  # network errors, HTTP errors, hash mismatch, conversion
+            return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    return None
 
 
 def install_models(
@@ -199,6 +232,9 @@ def install_models(
             report.failed[entry.path] = str(exc)
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
+        record = candidate.with_name(candidate.name + MADE_RECORD_SUFFIX)
+        if record.is_file():  # a file pyfaceau made: its record travels with it
+            shutil.copyfile(record, target.with_name(target.name + MADE_RECORD_SUFFIX))
         tmp = target.with_name(target.name + ".part")
         shutil.copyfile(candidate, tmp)
         os.replace(tmp, target)

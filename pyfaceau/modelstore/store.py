@@ -91,14 +91,47 @@ def search_dirs(models: ModelsArg = None) -> list[Path]:
     return seen
 
 
+#: Suffix of the record written beside a model file made on the user's machine (the fast
+#: path's RetinaFace, converted from its public PyTorch weights): JSON with the made file's
+#: ``sha256`` and ``size``, its source's SHA-256 and the largest difference of its outputs
+#: from the reference export's on the check image.
+MADE_RECORD_SUFFIX = ".made.json"
+
+
+def _made_copy(p: Path, entry: ModelEntry, size: int) -> bool:
+    """Whether ``p`` is a file pyfaceau made and checked against the reference outputs, as
+    its record says, unchanged since (:mod:`pyfaceau.modelstore.retinaface_convert`)."""
+    if entry.path != "retinaface_mobilenet025.onnx":
+        return False
+    from . import retinaface_convert
+
+    try:
+        made = json.loads(p.with_name(p.name + MADE_RECORD_SUFFIX).read_text())
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(made, dict)
+        and isinstance(made.get("check_max_abs_difference"), (int, float))
+        and made["check_max_abs_difference"] <= retinaface_convert.CHECK_TOLERANCE
+        and made.get("size") == size
+        and made.get("sha256") == file_sha256(p)
+    )
+
+
 def verify_file(path: str | os.PathLike, entry: ModelEntry) -> None:
     """Check ``path`` against its manifest entry; raise :class:`ModelFileError` if it differs.
 
     The SHA-256 is computed once per file and remembered while the file's status (size,
-    mtime, ctime, inode) is unchanged (:func:`pyfaceau.modelstore.cache.file_sha256`).
+    mtime, ctime, inode) is unchanged (:func:`pyfaceau.modelstore.cache.file_sha256`). The
+    fast path's RetinaFace may instead be the file pyfaceau made from its pinned PyTorch
+    weights (``pyfaceau models download``), checked against the record written beside it.
     """
     p = Path(path)
     st = p.stat()
+    if (st.st_size != entry.size or file_sha256(p) != entry.sha256) and _made_copy(
+        p, entry, st.st_size
+    ):
+        return
     if st.st_size != entry.size:
         what = "truncated" if st.st_size < entry.size else "larger than expected"
         raise ModelFileError(
