@@ -66,7 +66,8 @@ def _state_dict_from_reference() -> OrderedDict:
             continue
         if prefix.endswith((".dw", ".pw")):  # conv_dw: conv 0 / bn 1, conv 3 / bn 4
             block, part = prefix.rsplit(".", 1)
-            conv, bn = (f"{block}.0", f"{block}.1") if part == "dw" else (f"{block}.3", f"{block}.4")
+            first = part == "dw"
+            conv, bn = (f"{block}.0", f"{block}.1") if first else (f"{block}.3", f"{block}.4")
         else:
             conv, bn = f"{prefix}.0", f"{prefix}.1"
         c = w.shape[0]
@@ -158,7 +159,8 @@ def write_zip_checkpoint(path: Path, state: OrderedDict) -> None:
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
         z.writestr("archive/data.pkl", buf.getvalue())
         for s in storages:
-            z.writestr(f"archive/data/{s.key}", s.values.astype(s.values.dtype.newbyteorder("<")).tobytes())
+            z.writestr(f"archive/data/{s.key}", s.values.astype(s.values.dtype.newbyteorder("<"))
+                       .tobytes())
         z.writestr("archive/version", "3\n")
 
 
@@ -263,7 +265,9 @@ def weights_server(tmp_path, reference_state):
         yield url + "mobilenet0.25_Final.pth", root
 
 
-def test_download_fetches_the_weights_and_converts_them(tmp_path, weights_server, monkeypatch) -> None:
+def test_download_fetches_the_weights_and_converts_them(
+    tmp_path, weights_server, monkeypatch
+) -> None:
     from pyfaceau.modelstore import download
     from pyfaceau.modelstore.cache import file_sha256
     from pyfaceau.modelstore.store import resolve

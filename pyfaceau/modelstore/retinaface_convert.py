@@ -208,7 +208,9 @@ def retinaface_onnx_bytes(state: dict[str, np.ndarray]) -> bytes:
     graph = helper.make_graph(
         nodes,
         "retinaface_mobilenet025",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
+        [helper.make_tensor_value_info(
+            "input", TensorProto.FLOAT, ["batch", 3, "height", "width"]
+        )],
         [
             helper.make_tensor_value_info("loc", TensorProto.FLOAT, ["batch", "priors", 4]),
             helper.make_tensor_value_info("conf", TensorProto.FLOAT, ["batch", "priors", 2]),
@@ -254,7 +256,9 @@ def check_retinaface_onnx(model: bytes | str | os.PathLike) -> float:
     try:
         outputs = dict(zip(names, session.run(None, {"input": x})))
     except Exception as exc:  # e.g. a weight of another shape than the network's
-        raise ModelFileError(f"RetinaFace weights do not fit the network: {str(exc)[:200]}") from None
+        raise ModelFileError(
+            f"RetinaFace weights do not fit the network: {str(exc)[:200]}"
+        ) from None
     worst = 0.0
     for key in ("loc", "conf", "landms"):
         got = outputs.get(key)
