@@ -61,7 +61,7 @@ OPENFACE_LICENSE_NOTICE = (
 #:   (pinned by their SHA-256, :data:`~pyfaceau.modelstore.retinaface_convert.PTH_URL`)
 #:   and converted on the user's machine without PyTorch
 #:   (:func:`~pyfaceau.modelstore.retinaface_convert.convert_retinaface`, checked against
-#:   the reference export's outputs); a ``--mirror`` holding the ONNX file is used first.
+#:   the reference export's outputs); with a ``--mirror``, the ONNX file is taken from it instead.
 ONNX_SOURCES = {
     "pfld.onnx": (
         "https://raw.githubusercontent.com/cunjian/pytorch_face_landmark/"
