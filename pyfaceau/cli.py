@@ -7,6 +7,7 @@ errors (exit code 2 for bad input or model files).
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import os
 import sys
@@ -22,9 +23,12 @@ from ._version import __version__
 from .cli_batch import batch_cmd
 from .cli_options import MODELS_HELP, options_from_flags, pipeline_options
 from .errors import PyFaceAUError
-from .startup import start_numba_quickly
+from .startup import pause_gc, resume_gc, start_numba_quickly
 
 __all__ = ["main", "run"]
+
+#: Whether this process is the ``pyfaceau`` console command (:func:`run`), which owns it.
+_console = False
 
 
 class _DefaultToProcess(click.Group):
@@ -58,6 +62,8 @@ def run() -> None:
     closed. The exit handlers still run (temporary folders, multiprocessing's clean-up);
     only the freeing of memory the system reclaims anyway is skipped.
     """
+    global _console
+    _console = True
     try:
         main()
     except SystemExit as exc:
@@ -134,6 +140,24 @@ def _guarded_run(strict: bool) -> Iterator[None]:
             _fail(PyFaceAUError(f"internal error ({type(exc).__name__}: {exc}); please report it"), 1)
 
 
+def _gc_paused_until_loaded(command):  # noqa: ANN001, ANN202 - a click callback
+    """In the console command (:func:`run`), run ``command`` with the garbage collector
+    paused until it calls :func:`resume_gc` (once its models are loaded;
+    pyfaceau/startup.py), and resumed however it ends. Called from Python (``main()``,
+    click's test runner), the collector is left alone."""
+
+    @functools.wraps(command)
+    def paused(*args: Any, **kwargs: Any) -> Any:
+        if _console:
+            pause_gc()
+        try:
+            return command(*args, **kwargs)
+        finally:
+            resume_gc()
+
+    return paused
+
+
 @main.command("process")
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(), default=None,
@@ -159,6 +183,7 @@ def _guarded_run(strict: bool) -> Iterator[None]:
 @click.option("--strict", is_flag=True,
               help="Fail (exit 3) instead of warning when part of the input cannot be read "
                    "(a truncated video, an undecodable image of a folder).")
+@_gc_paused_until_loaded
 def process_cmd(
     input_path: Path,
     output: str | None,  # kept as typed: a trailing slash means a folder
@@ -215,6 +240,8 @@ def process_cmd(
         writers = side_writers(input_path, aligned_dir, hog_path, tracked_path)
         try:
             with Pipeline(options) as pipe:
+                pipe.load()
+                resume_gc()
                 table = pipe.process(input_path,
                                      output_csv=None if split or openface_img else out,
                                      on_frame=on_frame, as_dataframe=False,
@@ -281,6 +308,7 @@ def _result_json(result) -> str:
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Cores to use (default: every core this process may use).")
 @click.option("--models", "models", default=None, help=MODELS_HELP)
+@_gc_paused_until_loaded
 def stream_cmd(source: str, output: str, fast: bool, threads: int | None, models: str | None) -> None:
     """Per-frame AUs of a live SOURCE as JSON lines, written as each frame is done.
 
@@ -300,6 +328,7 @@ def stream_cmd(source: str, output: str, fast: bool, threads: int | None, models
         sink = sys.stdout if output == "-" else open(output, "w", encoding="utf-8")
         with Pipeline(options) as pipe:
             pipe.load()
+            resume_gc()
             results = pipe.live(source)
             for result in results:
                 sink.write(_result_json(result) + "\n")

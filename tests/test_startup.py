@@ -7,6 +7,7 @@ handlers."""
 from __future__ import annotations
 
 import ast
+import gc
 import subprocess
 import sys
 from pathlib import Path
@@ -116,3 +117,39 @@ def test_console_command_keeps_exit_code_output_and_exit_handlers(tmp_path) -> N
     assert bad.returncode == 2
     assert bad.stderr.strip().startswith("pyfaceau: error:") and "missing.avi" in bad.stderr
     assert bad.stdout.splitlines() == ["exit handler ran"]
+
+
+def test_console_pauses_the_collector_until_the_models_are_loaded(tmp_path) -> None:
+    """The console command pauses the garbage collector for its start-up, then freezes the
+    start-up objects and collects again (pyfaceau/startup.py); from Python (``main()``, as
+    click's test runner calls it) the collector is left alone."""
+    from click.testing import CliRunner
+
+    from conftest import SAMPLES
+    from pyfaceau.cli import main
+
+    code = (
+        "import atexit, gc, sys\n"
+        "from pyfaceau.pipeline.pipeline import Pipeline\n"
+        "seen = []\n"
+        "load = Pipeline.load\n"
+        "def spy(self):\n"
+        "    seen.append(gc.isenabled())\n"
+        "    return load(self)\n"
+        "Pipeline.load = spy\n"
+        "atexit.register(lambda: print(seen, gc.isenabled(), gc.get_freeze_count() > 0))\n"
+        "from pyfaceau.cli import run\n"
+        f"sys.argv = ['pyfaceau', {str(SAMPLES / 'image_sequence')!r}, '-o',"
+        f" {str(tmp_path / 'x.csv')!r}, '--fast', '--no-progress']\n"
+        "run()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "[False] True True"  # paused while loading
+    frozen = gc.get_freeze_count()
+    result = CliRunner().invoke(main, [str(SAMPLES / "image_sequence"), "-o",
+                                       str(tmp_path / "y.csv"), "--fast", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
+    assert (tmp_path / "x.csv").read_bytes() == (tmp_path / "y.csv").read_bytes()
