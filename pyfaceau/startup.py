@@ -34,6 +34,7 @@ __all__ = ["pause_gc", "resume_gc", "skip_numba_blas_probe", "start_numba_quickl
 
 _PROBED_MODULE = "scipy.linalg.cython_blas"
 _started = False
+_gc_paused = False  # set by pause_gc: the collector is off because of it
 
 
 def skip_numba_blas_probe() -> None:
@@ -91,13 +92,19 @@ def start_numba_quickly() -> None:
 
 def pause_gc() -> None:
     """Pause Python's cyclic garbage collector for the start-up of a process pyfaceau owns;
-    :func:`resume_gc` once the models are loaded."""
-    gc.disable()
+    :func:`resume_gc` once the models are loaded. Does nothing if it is already off."""
+    global _gc_paused
+    if gc.isenabled():
+        gc.disable()
+        _gc_paused = True
 
 
 def resume_gc() -> None:
     """After start-up: the objects made so far are frozen (later collections skip them) and
-    the collector runs again. Does nothing if it was not paused."""
-    if not gc.isenabled():
+    the collector runs again. Does nothing unless :func:`pause_gc` paused it (a collector
+    someone else turned off stays off)."""
+    global _gc_paused
+    if _gc_paused:
+        _gc_paused = False
         gc.freeze()
         gc.enable()

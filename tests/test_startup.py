@@ -153,3 +153,11 @@ def test_console_pauses_the_collector_until_the_models_are_loaded(tmp_path) -> N
     assert result.exit_code == 0, result.output
     assert gc.isenabled() and gc.get_freeze_count() == frozen
     assert (tmp_path / "x.csv").read_bytes() == (tmp_path / "y.csv").read_bytes()
+    gc.disable()  # a host that turned the collector off keeps it off
+    try:
+        result = CliRunner().invoke(main, [str(SAMPLES / "image_sequence"), "-o",
+                                           str(tmp_path / "z.csv"), "--fast", "--no-progress"])
+        assert result.exit_code == 0, result.output
+        assert not gc.isenabled() and gc.get_freeze_count() == frozen
+    finally:
+        gc.enable()
