@@ -125,10 +125,10 @@ class _Graph:
         return y
 
 
-def _conv_bn(g: _Graph, state: dict, x: str, prefix: str, stride: int = 1, group: int = 1,
+def _conv_bn(g: _Graph, state: dict, x: str, prefix: str, stride: int = 1,
              act: str | None = "leaky") -> str:
     w, b = _fold(state, f"{prefix}.0", f"{prefix}.1")
-    return g.conv(x, prefix, w, b, stride, group, act)
+    return g.conv(x, prefix, w, b, stride, act=act)
 
 
 def _depthwise_block(g: _Graph, state: dict, x: str, prefix: str, stride: int) -> str:
