@@ -23,7 +23,7 @@ from ._version import __version__
 from .cli_batch import batch_cmd
 from .cli_options import MODELS_HELP, options_from_flags, pipeline_options
 from .errors import PyFaceAUError
-from .startup import pause_gc, resume_gc, start_numba_quickly
+from .startup import pause_gc, resume_gc, start_process
 
 __all__ = ["main", "run"]
 
@@ -197,7 +197,7 @@ def process_cmd(
     **flags: Any,
 ) -> None:
     """Measure Action Units in a video, an image folder or an image."""
-    start_numba_quickly()  # here, not for every command: batch's parent runs no kernel
+    start_process()  # here, not for every command: batch's parent runs no kernel
     try:
         options = options_from_flags(**flags)
     except (click.UsageError, PyFaceAUError) as exc:
@@ -316,7 +316,7 @@ def stream_cmd(source: str, output: str, fast: bool, threads: int | None, models
     as if live. Frames that arrive while one is being processed are skipped, so the
     output keeps up with the source; how many is said at the end.
     """
-    start_numba_quickly()
+    start_process()
     from .options import Options
     from .pipeline.pipeline import Pipeline
 

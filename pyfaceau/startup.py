@@ -1,9 +1,11 @@
 """Process start-up for pyfaceau's own processes (the CLI and batch workers).
 
-Two costs of numba's that pyfaceau's cached kernels do not need, removed in processes
-pyfaceau owns (:func:`start_numba_quickly`); the library never does this in someone else's
-process, where other jitted code may need them. And Python's cyclic garbage collector,
-paused while the process starts (:func:`pause_gc`, :func:`resume_gc`).
+:func:`start_process` does what such a process needs before its first frame: two costs of
+numba's that pyfaceau's cached kernels do not need removed (:func:`start_numba_quickly`),
+and OpenCV's own thread pool turned off (:func:`single_threaded_opencv`). The library
+never does either in someone else's process, where other code may need them. And Python's
+cyclic garbage collector, paused while the process starts (:func:`pause_gc`,
+:func:`resume_gc`).
 
 - **The context refresh before every cached load.** numba's ``Cache.load_overload`` calls
   ``target_context.refresh()`` first, which imports and installs all of numba's lowering
@@ -13,6 +15,11 @@ paused while the process starts (:func:`pause_gc`, :func:`resume_gc`).
   refreshes the contexts itself before compiling (``CompilerBase.__init__``). So a cached
   load sets up the runtime only; a kernel missing from the cache (the first run, an
   edited file) still compiles exactly as before.
+- **SciPy and PyYAML at numba's import.** ``import numba`` imports SciPy only to check
+  its version, and PyYAML only to read a ``.numba_config.yaml`` in the working directory:
+  0.06-0.08 s here, neither needed by pyfaceau. When numba is not imported yet, it is
+  imported with both hidden (PyYAML not when such a file is there); both stay importable
+  afterwards.
 - **The BLAS probe.** The first refresh imports ``numba.np.arraymath``, which imports
   ``scipy.linalg.cython_blas`` only to learn whether ``np.dot`` and ``np.linalg`` may be
   used in jitted code (about 0.13 s with SciPy installed). pyfaceau's kernels never do
@@ -23,14 +30,28 @@ paused while the process starts (:func:`pause_gc`, :func:`resume_gc`).
   (0.07-0.1 s here, one full collection 0.03-0.04 s). Start-up makes almost no garbage
   cycles, so the CLI pauses the collector until the models are loaded, then freezes what
   start-up made (``gc.freeze``: later collections skip it) and collects normally again.
+- **OpenCV's thread pool.** OpenCV splits calls on whole frames (the grey conversion,
+  resizing) over a pool of its own, one thread per core, whose threads spin a while after
+  each call. pyfaceau's own threads already keep every core busy with other stages, so
+  the pool only adds spinning and waiting: on ``2015-10-15-15-14.avi`` with ``--fast``,
+  0.6 s of CPU in the pool's threads, 0.7 s more on the calling threads, and 3% of the
+  wall time (``docs/speed.md``). OpenCV's results do not depend on its thread count.
 """
 
 from __future__ import annotations
 
 import gc
+import os
 import sys
 
-__all__ = ["pause_gc", "resume_gc", "skip_numba_blas_probe", "start_numba_quickly"]
+__all__ = [
+    "pause_gc",
+    "resume_gc",
+    "single_threaded_opencv",
+    "skip_numba_blas_probe",
+    "start_numba_quickly",
+    "start_process",
+]
 
 _PROBED_MODULE = "scipy.linalg.cython_blas"
 _started = False
@@ -53,6 +74,23 @@ def skip_numba_blas_probe() -> None:
             del sys.modules[_PROBED_MODULE]
 
 
+def _import_numba_lean() -> None:
+    """``import numba`` without its SciPy and PyYAML imports (see the module docstring)."""
+    if "numba" in sys.modules:
+        return
+    hidden = [m for m in ("scipy", "yaml") if m not in sys.modules]
+    if os.path.exists(".numba_config.yaml") and "yaml" in hidden:
+        hidden.remove("yaml")  # numba reads that file with PyYAML
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # import -> ImportError
+    try:
+        import numba  # noqa: F401
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+
+
 def start_numba_quickly() -> None:
     """Cached kernels load without numba's context refresh; the BLAS probe, when a compile
     needs the refresh, is skipped (see the module docstring). Idempotent; call before the
@@ -61,6 +99,7 @@ def start_numba_quickly() -> None:
     if _started:
         return
     _started = True
+    _import_numba_lean()
     from numba.core import caching, cpu
     from numba.core.runtime import rtsys
 
@@ -88,6 +127,21 @@ def start_numba_quickly() -> None:
 
     caching.Cache.load_overload = load_overload
     cpu.CPUContext.load_additional_registries = load_additional_registries
+
+
+def single_threaded_opencv() -> None:
+    """Run OpenCV's functions on the calling thread only (``cv2.setNumThreads(1)``), in
+    this process; see the module docstring."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def start_process() -> None:
+    """What a process pyfaceau owns does before its first kernel runs:
+    :func:`start_numba_quickly` and :func:`single_threaded_opencv`."""
+    start_numba_quickly()
+    single_threaded_opencv()
 
 
 def pause_gc() -> None:

@@ -161,3 +161,34 @@ def test_console_pauses_the_collector_until_the_models_are_loaded(tmp_path) -> N
         assert not gc.isenabled() and gc.get_freeze_count() == frozen
     finally:
         gc.enable()
+
+
+_PROCESS_START = (
+    "import sys, cv2\n"
+    "import pyfaceau, pyfaceau.cli\n"
+    "before = cv2.getNumThreads()\n"
+    "from pyfaceau.startup import start_process\n"
+    "start_process()\n"
+    "import numba\n"
+    "print(before > 1 or cv2.getNumThreads() == 1, cv2.getNumThreads(),\n"
+    "      'scipy' in sys.modules, 'yaml' in sys.modules, int(numba.config.OPT))\n"
+    "import scipy, yaml\n"
+    "print(scipy.__name__, yaml.__name__)\n"
+)
+
+
+def test_own_process_start_hides_numbas_optional_imports_and_opencvs_pool(tmp_path) -> None:
+    """start_process (the CLI, batch workers): OpenCV runs on the calling thread (the
+    library alone leaves OpenCV's pool as it is), numba is imported without SciPy and
+    PyYAML, both still importable after; with a ``.numba_config.yaml`` in the working
+    directory numba reads it with PyYAML."""
+    run = dict(capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    out = subprocess.run([sys.executable, "-c", _PROCESS_START], **run)
+    assert out.returncode == 0, out.stderr
+    first, second = out.stdout.splitlines()
+    assert first.split()[:4] == ["True", "1", "False", "False"]
+    assert second == "scipy yaml"
+    (tmp_path / ".numba_config.yaml").write_text("opt: '1'\n")
+    out = subprocess.run([sys.executable, "-c", _PROCESS_START], **run)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0].split()[1:] == ["1", "False", "True", "1"]

@@ -32,7 +32,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Generator, Iterator, Sequence
 
 from ..options import Options
-from ..startup import start_numba_quickly
+from ..startup import start_process
 from .records import Status
 from .worker import BatchTask, TaskResult, pipeline_for, run_task
 
@@ -74,7 +74,7 @@ def _init_worker(
     threading.Thread(
         target=_watch_parent, args=(os.getppid(),), name="pyfaceau-parent", daemon=True
     ).start()
-    start_numba_quickly()  # a process pyfaceau owns (pyfaceau/startup.py)
+    start_process()  # a process pyfaceau owns (pyfaceau/startup.py)
     if options is not None:
         try:
             pipeline_for(options).load()
