@@ -23,9 +23,8 @@ from typing import Sequence
 import cv2
 import numba as nb
 import numpy as np
-from numba import types
-from numba.extending import intrinsic
 
+from ..libm import fma as _fma
 from .opencv_kernels import svd2x2_f32
 
 __all__ = [
@@ -41,20 +40,6 @@ __all__ = [
 ]
 
 _F32 = np.float32
-
-
-@intrinsic
-def _fma(typingctx, a, b, c):  # noqa: ANN001, ANN202 - numba intrinsic signature
-    """``fma(a, b, c)`` (one rounding) of three float32 or three float64 values, for njit
-    kernels that reproduce OpenBLAS's small-matrix products (fused multiply-adds)."""
-    if not (a == b == c and isinstance(a, types.Float)):
-        return None
-    sig = a(a, a, a)
-
-    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
-        return builder.fma(*args)
-
-    return sig, codegen
 
 
 @nb.njit(cache=True, nogil=True)

@@ -38,6 +38,7 @@ from ...errors import ModelFileError
 from ...modelstore.cache import Entry, cached
 from ...parsers.ccnf_patches import CCNFPatchFile, read_ccnf_patches
 from ... import blas
+from ...libm import exp_into
 from ...pdm.rotation import align_shapes_with_scale, align_shapes_with_scale_kernel
 
 __all__ = [
@@ -245,6 +246,12 @@ def _sigmoid_sum_smooth(
     k, p_count, n_neurons = z.shape
     resp = np.empty(p_count, dtype=np.float32)
     acc = np.empty(p_count, dtype=np.float32)
+    # exp of a row at once, with libm's bits (pyfaceau.libm); its scratch allocated once
+    neg_z = np.empty(p_count, dtype=np.float64)
+    e = np.empty(p_count, dtype=np.float64)
+    kd = np.empty(p_count, dtype=np.float64)
+    scale_bits = np.empty(p_count, dtype=np.uint64)
+    tail = np.empty(p_count, dtype=np.float64)
     for l in range(k):
         for p in range(p_count):
             resp[p] = np.float32(0.0)
@@ -253,9 +260,11 @@ def _sigmoid_sum_smooth(
             if a2 == 0.0:
                 continue
             for p in range(p_count):
-                resp[p] = np.float32(
-                    np.float64(resp[p]) + a2 / (1.0 + math.exp(-np.float64(z[l, p, nn])))
-                )
+                neg_z[p] = -np.float64(z[l, p, nn])
+            exp_into(neg_z, e, kd, scale_bits, tail)
+            for p in range(p_count):
+                # OpenFace: response += (2 alpha) / (1 + exp(-x)), in double
+                resp[p] = np.float32(np.float64(resp[p]) + a2 / (1.0 + e[p]))
         # (Sigma @ resp)[p] summed over q in order; all P sums advance together so that
         # the loop over p is contiguous (Sigma transposed) and vectorises.
         acc[:] = 0.0
