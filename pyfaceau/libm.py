@@ -12,8 +12,8 @@ Checked against ``math.exp`` for every float32 value (the neurons' inputs are fl
 activations) and for random float64 values (``tests/test_libm.py`` checks a sample of both
 and the table's derivation).
 The result no longer depends on the C library the process runs with: with another libm
-(an older glibc, musl) these are still glibc 2.28's bits, which OpenFace's own build for
-the references used.
+(an older glibc, musl) these are still the bits of glibc 2.28 and later, the C library
+with which OpenFace reproduces ``../shared/reference`` here (glibc 2.36).
 
 :func:`fma` is a numba intrinsic for ``fma(a, b, c)`` with one rounding.
 """
