@@ -40,9 +40,11 @@ cyclic garbage collector, paused while the process starts (:func:`pause_gc`,
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import sys
+from typing import Iterator
 
 __all__ = [
     "pause_gc",
@@ -58,6 +60,20 @@ _started = False
 _gc_paused = False  # set by pause_gc: the collector is off because of it
 
 
+@contextlib.contextmanager
+def _hidden(names: list[str]) -> Iterator[None]:
+    """Within the block, importing any of ``names`` (not imported yet) raises ImportError;
+    afterwards they are importable again."""
+    for name in names:
+        sys.modules[name] = None  # type: ignore[assignment]  # import -> ImportError
+    try:
+        yield
+    finally:
+        for name in names:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+
+
 def skip_numba_blas_probe() -> None:
     """Make numba's BLAS probe fail fast (no SciPy import) in this process.
 
@@ -66,12 +82,8 @@ def skip_numba_blas_probe() -> None:
     """
     if "numba.np.arraymath" in sys.modules or _PROBED_MODULE in sys.modules:
         return
-    sys.modules[_PROBED_MODULE] = None  # type: ignore[assignment]  # import -> ImportError
-    try:
+    with _hidden([_PROBED_MODULE]):
         import numba.np.arraymath  # noqa: F401  (runs the probe now, while it fails)
-    finally:
-        if sys.modules.get(_PROBED_MODULE, 0) is None:
-            del sys.modules[_PROBED_MODULE]
 
 
 def _import_numba_lean() -> None:
@@ -81,14 +93,8 @@ def _import_numba_lean() -> None:
     hidden = [m for m in ("scipy", "yaml") if m not in sys.modules]
     if os.path.exists(".numba_config.yaml") and "yaml" in hidden:
         hidden.remove("yaml")  # numba reads that file with PyYAML
-    for name in hidden:
-        sys.modules[name] = None  # type: ignore[assignment]  # import -> ImportError
-    try:
+    with _hidden(hidden):
         import numba  # noqa: F401
-    finally:
-        for name in hidden:
-            if sys.modules.get(name, 0) is None:
-                del sys.modules[name]
 
 
 def start_numba_quickly() -> None:
