@@ -11,6 +11,7 @@ cost. Values outside ``2**-54 <= |x| < 512`` (glibc's special cases) go to ``mat
 Checked against ``math.exp`` for every float32 value (the neurons' inputs are float32
 activations) and for random float64 values (``tests/test_libm.py`` checks a sample of both
 and the table's derivation).
+
 The result no longer depends on the C library the process runs with: with another libm
 (an older glibc, musl) these are still the bits of glibc 2.28 and later, the C library
 with which OpenFace reproduces ``../shared/reference`` here (glibc 2.36).
