@@ -95,6 +95,38 @@ def test_cached_kernels_load_without_the_refresh_and_missing_ones_compile(tmp_pa
     assert any((tmp_path / "empty").rglob("*.nbi"))  # it was compiled and saved
 
 
+_DEFERRED_BITCODE = (
+    "from pyfaceau.startup import start_numba_quickly\n"
+    "start_numba_quickly()\n"
+    "import numba, numpy as np\n"
+    "from pyfaceau.pdm.rotation import _euler_to_rotation_kernel as kernel\n"
+    "args = (np.float32(0.1), np.float32(-0.2), np.float32(0.3))\n"
+    "r = np.asarray(kernel(*args))\n"
+    "(loaded,) = kernel.overloads.values()\n"
+    "print(hasattr(loaded.library, '_pyfaceau_bitcode'))\n"
+    "@numba.njit\n"  # compiled now: links the cached kernel's code
+    "def twice(a, b, c):\n"
+    "    return kernel(a, b, c) * np.float32(2)\n"
+    "print(np.array_equal(np.asarray(twice(*args)), r * np.float32(2)),\n"
+    "      hasattr(loaded.library, '_pyfaceau_bitcode'))\n"
+)
+
+
+def test_cached_kernels_parse_their_bitcode_only_when_linked() -> None:
+    """A cached kernel loads without parsing its bitcode (pyfaceau/startup.py); a kernel
+    compiled later that calls it links it (the bitcode parsed then) and computes the same
+    values."""
+    from pyfaceau.pdm.rotation import _euler_to_rotation_kernel
+
+    import numpy as np
+
+    _euler_to_rotation_kernel(np.float32(0.1), np.float32(-0.2), np.float32(0.3))  # cached
+    out = subprocess.run([sys.executable, "-c", _DEFERRED_BITCODE], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True", "False"]
+
+
 def _console(args: list[str]) -> subprocess.CompletedProcess:
     code = (
         "import atexit, sys\n"
