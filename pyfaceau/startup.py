@@ -1,6 +1,6 @@
 """Process start-up for pyfaceau's own processes (the CLI and batch workers).
 
-:func:`start_process` does what such a process needs before its first frame: three costs of
+:func:`start_process` does what such a process needs before its first frame: the costs of
 numba's that pyfaceau's cached kernels do not need removed (:func:`start_numba_quickly`),
 and OpenCV's own thread pool turned off (:func:`single_threaded_opencv`). The library
 never does either in someone else's process, where other code may need them. And Python's
@@ -21,8 +21,8 @@ cyclic garbage collector, paused while the process starts (:func:`pause_gc`,
   module for linking into kernels compiled later. Running the cached machine code needs
   neither. So a cached load keeps the bitcode as bytes, and parses it the first time a
   kernel being compiled links it (``_get_module_for_linking``); a symbol lookup not in
-  numba's list asks the execution engine, which has the machine code. About 0.3 s less
-  on the 30-frame ``image_sequence`` (``docs/speed.md``).
+  numba's list asks the execution engine, which has the machine code. 0.2-0.3 s less on
+  the 30-frame ``image_sequence`` (``docs/speed.md``).
 - **SciPy and PyYAML at numba's import.** ``import numba`` imports SciPy only to check
   its version, and PyYAML only to read a ``.numba_config.yaml`` in the working directory:
   0.06-0.08 s here, neither needed by pyfaceau. When numba is not imported yet, it is
@@ -162,12 +162,12 @@ def _defer_cached_bitcode() -> None:
     unserialize = library._unserialize.__func__
     module_for_linking = library._get_module_for_linking
 
-    def _unserialize(cls, codegen, state):  # noqa: ANN001, ANN202 - numba's method
+    def _unserialize(cls, code_generator, state):  # noqa: ANN001, ANN202 - numba's method
         name, kind, data = state
         if kind != "object" or not (isinstance(data, tuple) and len(data) == 2):
-            return unserialize(cls, codegen, state)
+            return unserialize(cls, code_generator, state)
         object_code, shared_bitcode = data
-        self = codegen.create_library(name)
+        self = code_generator.create_library(name)
         self.enable_object_caching()
         self._set_compiled_object(object_code)
         self._pyfaceau_bitcode = shared_bitcode  # parsed when linked (below)

@@ -116,9 +116,9 @@ def test_cached_kernels_parse_their_bitcode_only_when_linked() -> None:
     """A cached kernel loads without parsing its bitcode (pyfaceau/startup.py); a kernel
     compiled later that calls it links it (the bitcode parsed then) and computes the same
     values."""
-    from pyfaceau.pdm.rotation import _euler_to_rotation_kernel
-
     import numpy as np
+
+    from pyfaceau.pdm.rotation import _euler_to_rotation_kernel
 
     _euler_to_rotation_kernel(np.float32(0.1), np.float32(-0.2), np.float32(0.3))  # cached
     out = subprocess.run([sys.executable, "-c", _DEFERRED_BITCODE], capture_output=True,
