@@ -61,3 +61,17 @@ def test_live_api_and_bad_source():
         assert first.frame >= 1 and first.au_intensity.shape == (17,)
         with pytest.raises(InputError):
             pipe.live(SAMPLES / "no_such.avi")
+
+
+def test_a_camera_that_cannot_be_opened_is_one_clear_error(capfd):
+    """No camera 99 here: one InputError, and nothing from OpenCV on stderr (its backends'
+    warnings are silenced while the source is opened, and its log level restored)."""
+    import cv2
+
+    from pyfaceau.pipeline.live import open_live
+
+    level = cv2.utils.logging.getLogLevel()
+    with pytest.raises(InputError, match="camera 99: cannot be opened"):
+        open_live(99)
+    assert capfd.readouterr().err == ""
+    assert cv2.utils.logging.getLogLevel() == level

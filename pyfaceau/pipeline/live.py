@@ -9,6 +9,7 @@ falling behind it, and memory stays flat.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -114,6 +115,20 @@ def _utf8(text: str) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def _opencv_log_quiet() -> Iterator[None]:
+    """OpenCV's own warnings off while a camera or URL is opened: the backends it tries
+    and gives up on log a line each (e.g. its FFmpeg backend on a camera index), which
+    would precede pyfaceau's one-line error."""
+    log = cv2.utils.logging
+    level = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_ERROR)
+    try:
+        yield
+    finally:
+        log.setLogLevel(level)
+
+
 def open_live(source: str | int | os.PathLike) -> LiveSource:
     """Open a camera (an index such as ``0``), a stream URL (``rtsp://``, ``http://`` ...)
     or a video file (played at its frame rate, as if live).
@@ -125,12 +140,14 @@ def open_live(source: str | int | os.PathLike) -> LiveSource:
     """
     text = os.fspath(source) if isinstance(source, os.PathLike) else source
     if isinstance(text, int) or (isinstance(text, str) and text.isdigit()):
-        capture = cv2.VideoCapture(int(text))
+        with _opencv_log_quiet():
+            capture = cv2.VideoCapture(int(text))
         name, paced = f"camera {int(text)}", False
     elif isinstance(text, str) and "://" in text:
         if not _utf8(text):  # OpenCV's binding would crash on it
             raise InputError(f"{text!r}: a stream URL must be valid UTF-8")
-        capture = cv2.VideoCapture(text)
+        with _opencv_log_quiet():
+            capture = cv2.VideoCapture(text)
         name, paced = text, False
     else:
         path = Path(text)
