@@ -17,9 +17,11 @@ The kernels here must not be called in that case.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import glob
 import os
+from typing import Iterator
 
 import numba as nb
 import numpy as np
@@ -28,6 +30,7 @@ from numba import types
 
 __all__ = [
     "AVAILABLE", "sgemm_nn", "sgemv", "dgemv", "matmul_f32", "dgesv_inverse", "library_path",
+    "single_threaded_blas",
 ]
 
 # CBLAS enums (cblas.h).
@@ -84,6 +87,22 @@ def _register() -> bool:
                 llvm.add_symbol(f"pyfaceau_cblas_{name}", address)
             return True
     return False
+
+
+@contextlib.contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """Run the BLAS libraries (NumPy's, and the OpenBLAS that OpenCV's wheel bundles for
+    its LAPACK back end) on one thread.
+
+    OpenFace does the same (``openblas_set_num_threads(1)`` in ``CCNF_patch_expert::Read``
+    and ``CNN::Read``). The products here are small: a second thread adds no speed,
+    doubles the CPU time (its workers spin between calls) and makes float32 results
+    depend on the core count (OpenBLAS splits a factorisation between its threads).
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 #: True when NumPy's OpenBLAS (64-bit integers) was found and registered.

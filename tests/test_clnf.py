@@ -346,3 +346,18 @@ def test_fit_from_box(clnf):
     res = clnf.fit(gray, g, l, WINDOW_SIZES_INIT)
     assert res.converged and res.parts_used
     assert np.linalg.norm(res.landmarks - ref[0], axis=1).mean() < FIT_FROM_BOX_PX
+
+
+def test_sigmas_do_not_depend_on_the_callers_blas_threads():
+    """From 100 x 100 up OpenCV inverts with OpenBLAS, whose result depends on its thread
+    count. The Sigmas, which the model cache stores under a key without the caller's
+    thread settings, are computed on one BLAS thread (as OpenFace) whatever the caller's
+    settings: the 11 x 11 window's are the same bits at 1 and 2 threads."""
+    from threadpoolctl import threadpool_limits
+
+    data = read_ccnf_patches(MODEL / "patch_experts" / "ccnf_patches_0.25_general.txt")
+    with threadpool_limits(limits=1, user_api="blas"):
+        one = CCNFScale.from_file(data).sigmas(0, 11)
+    with threadpool_limits(limits=2, user_api="blas"):
+        two = CCNFScale.from_file(data).sigmas(0, 11)
+    assert np.array_equal(one, two)

@@ -15,11 +15,9 @@ import threading
 import warnings
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
-from threadpoolctl import threadpool_limits
-
+from ..blas import single_threaded_blas
 from ..errors import InputError
 from ..options import ModelsArg
 from ..output.atomic import check_output_path
@@ -48,18 +46,6 @@ BACKEND_BEHIND = 4
 
 ProgressCallback = Callable[[int, int], None]
 ResultCallback = Callable[[Frame, FrameResult], None]
-
-
-@contextmanager
-def single_threaded_blas() -> Iterator[None]:
-    """Run the BLAS libraries (NumPy's, and the one OpenCV's ``gemm`` uses) on one thread.
-
-    OpenFace does the same (``openblas_set_num_threads(1)`` in ``CNN::Read``). The
-    products here are small: a second thread adds no speed, doubles the CPU time (its
-    workers spin between calls) and makes float32 results depend on the core count.
-    """
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 class InputSession:

@@ -560,7 +560,12 @@ class CCNFScale:
         -----
         ``Sigma = inv(2 (sum(alpha) I + sum_b beta_b S_b))``; without sigma components
         for the window (the eye models) only the identity term remains, as in OpenFace.
-        Inverted with OpenCV's float32 Cholesky (``cv::invert``), as OpenFace does.
+        Inverted with OpenCV's float32 Cholesky (``cv::invert``), as OpenFace does, on
+        one BLAS thread as OpenFace (``openblas_set_num_threads(1)``): from 100 x 100 up
+        OpenCV hands the factorisation to OpenBLAS (``sposv``), whose result depends on
+        its thread count, and these matrices are stored in the model cache, whose key
+        does not hold the caller's thread settings. So the Sigmas are the same bits
+        whoever asks, and they are OpenFace's (``docs/accuracy.md``).
         """
         key = (view, window)
         cached = self._sigma_cache.get(key)
@@ -571,15 +576,17 @@ class CCNFScale:
         comps = self.sigma_components.get(window, ())
         eye = np.eye(p, dtype=_F32)
         out = np.empty((len(ve.visible), p, p), dtype=_F32)
-        for li in range(len(ve.visible)):
-            q = ve.sum_alpha[li] * eye
-            q2 = np.zeros((p, p), dtype=_F32)
-            for b, comp in enumerate(comps):
-                q2 = q2 + _F32(ve.betas[li, b]) * comp
-            inv_sigma = (_F32(2.0) * (q + q2)).astype(_F32)
-            # cv::invert(..., DECOMP_CHOLESKY) in float32, as OpenFace (zeros if not SPD).
-            ok, sig = cv2.invert(inv_sigma, flags=cv2.DECOMP_CHOLESKY)
-            out[li] = sig if ok else 0.0
+        with blas.single_threaded_blas():
+            for li in range(len(ve.visible)):
+                q = ve.sum_alpha[li] * eye
+                q2 = np.zeros((p, p), dtype=_F32)
+                for b, comp in enumerate(comps):
+                    q2 = q2 + _F32(ve.betas[li, b]) * comp
+                inv_sigma = (_F32(2.0) * (q + q2)).astype(_F32)
+                # cv::invert(..., DECOMP_CHOLESKY) in float32, as OpenFace (zeros if not
+                # SPD).
+                ok, sig = cv2.invert(inv_sigma, flags=cv2.DECOMP_CHOLESKY)
+                out[li] = sig if ok else 0.0
         self._sigma_cache[key] = out
         return out
 
