@@ -131,7 +131,7 @@ def build_fast_tracker(
     clnf : with ``"clnf"``, the CLNF (default: new).
     validator : with ``"clnf"``, OpenFace's detection validator (True: load
         ``validator_cnn.txt``; False: none).
-    clnf_hierarchical : with ``"clnf"``, also fit the part models (eyes, brows, mouth)
+    clnf_hierarchical : with ``"clnf"``, also fit the part models (inner face, both eyes)
         as OpenFace does on large faces (slower; gives gaze).
     clnf_iterations : with ``"clnf"``, NU-RLMS iterations per pass on tracked frames.
     verify_interval : region verification every this many tracked frames (0: never;

@@ -84,7 +84,7 @@ class FastLandmarkFrontEnd:
         ``confidence`` reported, as in OpenFace.
     validate_interval : with ``refine="clnf"``, validate every this many tracked frames.
     clnf_hierarchical : with ``refine="clnf"``, also fit the hierarchical part models
-        (eyes, brows, mouth, inner face) as OpenFace does for faces with a PDM scale above
+        (the inner face and both eyes) as OpenFace does for faces with a PDM scale above
         0.9. Off by default: on such faces they bring the landmarks from 0.6-0.9 px to
         0.05 px of OpenFace's, but cost about 6 ms per frame (640 x 480 sample video:
         about 100 instead of 235 fps for the front end). With them the results also carry
