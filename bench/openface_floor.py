@@ -14,7 +14,8 @@ aligned faces and the HOG file, and compares each with the reference:
 - HOG: mean absolute difference over all values of all frames, and the worst frame's;
 - aligned faces: mean absolute grey-level difference, mean over frames and worst frame;
 - 2D landmarks: the share of printed values identical to the reference's (0.1 px), and
-  the mean absolute difference in pixels.
+  the mean distance in pixels (:func:`pyfaceau.evaluation.landmark_distances`, as in the
+  accuracy tables).
 
 So a criterion such as "HOG within 2e-3 of ``default.hog``" can be read against
 OpenFace's own reproducibility from one CPU to another. Needs ``../shared`` beside the
@@ -41,6 +42,7 @@ REFERENCE = SHARED / "reference"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_openface import OPENFACE_RUN, PYFACEAU, openface_ready  # noqa: E402
+from pyfaceau.evaluation import landmark_distances  # noqa: E402
 from pyfaceau.output.hog_file import read_hog_file  # noqa: E402
 
 
@@ -64,7 +66,7 @@ def compare(csv: Path, hog: Path, aligned: Path) -> dict[str, float]:
         "aligned grey mean": float(np.mean(grey)),
         "aligned grey worst frame": float(np.max(grey)),
         "landmarks identical %": float(100.0 * np.mean(np.round(la, 1) == np.round(lb, 1))),
-        "landmarks mean px": float(np.abs(la - lb).mean()),
+        "landmarks mean px": float(landmark_distances(a, b).mean()),
     }
 
 
