@@ -6,12 +6,20 @@ pyfaceau against their own OpenFace runs.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
+from .errors import InputError
+from .output.hog_file import read_hog_file
 from .output.table import AU_INTENSITY_NAMES, AU_PRESENCE_NAMES
 
-__all__ = ["au_agreement", "landmark_distances", "common_success"]
+__all__ = [
+    "au_agreement", "landmark_distances", "common_success", "aligned_face_differences",
+    "hog_differences",
+]
 
 
 def common_success(ours: pd.DataFrame, ref: pd.DataFrame) -> np.ndarray:
@@ -75,3 +83,55 @@ def landmark_distances(ours: pd.DataFrame, ref: pd.DataFrame, mask: np.ndarray |
     n = len(idx)
     d = np.hypot(a[:, :n] - b[:, :n], a[:, n:] - b[:, n:])
     return d.mean(axis=1)
+
+
+def aligned_face_differences(
+    folder: str | os.PathLike[str], reference_folder: str | os.PathLike[str]
+) -> np.ndarray:
+    """Per-frame mean absolute difference (grey levels, every channel) between the aligned
+    faces in ``folder`` and OpenFace's in ``reference_folder`` (``-simalign``).
+
+    Returns
+    -------
+    (frames,) float64, in the order of the reference's file names.
+
+    Raises
+    ------
+    InputError
+        If the two folders do not hold the same image names.
+    """
+    import cv2  # here: the table comparisons above do not need it
+
+    ours, ref = Path(folder), Path(reference_folder)
+    names = sorted(p.name for p in ref.glob("*.bmp"))
+    if sorted(p.name for p in ours.iterdir()) != names:
+        raise InputError(f"{ours}: not the aligned faces of {ref} (other file names)")
+    return np.array([
+        np.abs(cv2.imread(str(ref / n)).astype(np.float64)
+               - cv2.imread(str(ours / n)).astype(np.float64)).mean()
+        for n in names
+    ])
+
+
+def hog_differences(
+    path: str | os.PathLike[str], reference_path: str | os.PathLike[str]
+) -> np.ndarray:
+    """Per-frame mean absolute difference between two ``.hog`` files (OpenFace's
+    ``-hogalign``).
+
+    Returns
+    -------
+    (frames,) float64.
+
+    Raises
+    ------
+    InputError
+        If the files differ in frames, grid size or per-frame success flags.
+    """
+    ours, ref = read_hog_file(path), read_hog_file(reference_path)
+    if ours.features.shape != ref.features.shape or not np.array_equal(ours.success,
+                                                                        ref.success):
+        raise InputError(f"{path}: not comparable with {reference_path} (frames, grid size "
+                         "or success flags differ)")
+    diff = np.abs(ours.features.astype(np.float64) - ref.features.astype(np.float64))
+    return diff.reshape(len(diff), -1).mean(axis=1)

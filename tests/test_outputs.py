@@ -18,6 +18,7 @@ from conftest import REFERENCE, SAMPLES, load_reference, reference_landmarks
 from pyfaceau import Options, Pipeline
 from pyfaceau.errors import InputError
 from pyfaceau.features.fhog import fhog, hog_descriptor
+from pyfaceau.evaluation import aligned_face_differences, hog_differences
 from pyfaceau.output.hog_file import read_hog_file
 from pyfaceau.output import (
     AlignedFaceWriter,
@@ -238,20 +239,29 @@ def test_tracked_writer_codec_and_size_checks(tmp_path, first_frame):
 
 
 def _aligned_mads(folder: Path) -> np.ndarray:
-    names = sorted(p.name for p in ALIGNED_DIR.glob("*.bmp"))
-    assert sorted(p.name for p in folder.iterdir()) == names
-    return np.array([
-        np.abs(cv2.imread(str(ALIGNED_DIR / n)).astype(float)
-               - cv2.imread(str(folder / n)).astype(float)).mean()
-        for n in names
-    ])
+    return aligned_face_differences(folder, ALIGNED_DIR)
 
 
 def _hog_mae(path: Path) -> float:
-    ours, theirs = read_hog_file(path), read_hog_file(HOG_FILE)
-    assert ours.features.shape == theirs.features.shape
-    assert np.array_equal(ours.success, theirs.success)
-    return float(np.abs(ours.features - theirs.features).mean())
+    return float(hog_differences(path, HOG_FILE).mean())
+
+
+def test_output_comparisons_refuse_what_does_not_match(tmp_path):
+    """aligned_face_differences / hog_differences: zero against the reference itself, a
+    clear error for another set of frames."""
+    assert hog_differences(HOG_FILE, HOG_FILE).shape == (N_FRAMES,)
+    assert not hog_differences(HOG_FILE, HOG_FILE).any()
+    short = tmp_path / "short.hog"
+    with HogWriter(short) as w:
+        w.add(1, 0, True, fhog(cv2.imread(str(ALIGNED_DIR / "frame_det_00_000001.bmp"))))
+    with pytest.raises(InputError, match="not comparable"):
+        hog_differences(short, HOG_FILE)
+    few = tmp_path / "few"
+    few.mkdir()
+    (few / "frame_det_00_000001.bmp").write_bytes(
+        (ALIGNED_DIR / "frame_det_00_000001.bmp").read_bytes())
+    with pytest.raises(InputError, match="other file names"):
+        aligned_face_differences(few, ALIGNED_DIR)
 
 
 @pytest.mark.slow
