@@ -242,6 +242,11 @@ def test_kde_table_matches_formula():
     x, y, ii, jj = 13, 52, 4, 2  # offset (1.3, 5.2), response pixel row 4, column 2
     expect = math.exp(a * ((5.2 - ii) ** 2 + (1.3 - jj) ** 2))
     assert t[x * 70 + y, ii * 7 + jj] == pytest.approx(expect, rel=1e-5)
+    # every entry exactly the float32 formula (the table is built in place)
+    d = np.square(np.arange(70, dtype=np.float32)[:, None] * np.float32(0.1)
+                  - np.arange(7, dtype=np.float32)[None, :])
+    s = d[None, :, :, None] + d[:, None, None, :]
+    np.testing.assert_array_equal(t, np.exp(a * s).reshape(70 * 70, 49))
 
 
 # -- the real thing ----------------------------------------------------------------------

@@ -170,9 +170,11 @@ class KDECache:
             d2x = np.square(grid[:, None] - pix[None, :]).astype(_F32)
             d2y = np.square(grid[:, None] - pix[None, :]).astype(_F32)
             # t[x, y, ii, jj] = exp(a * (vx + vy)), vx from (dy, ii), vy from (dx, jj)
-            s = d2y[None, :, :, None] + d2x[:, None, None, :]
-            t = np.exp((_F32(a) * s).astype(_F32)).astype(_F32)
-            t = np.ascontiguousarray(t.reshape(steps * steps, resp_size * resp_size))
+            # in place: the same float32 operations without a copy of the table per step
+            t = d2y[None, :, :, None] + d2x[:, None, None, :]
+            np.multiply(t, _F32(a), out=t)
+            np.exp(t, out=t)
+            t = t.reshape(steps * steps, resp_size * resp_size)
             self._tables[key] = t
         return t
 
