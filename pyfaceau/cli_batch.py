@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from tqdm import tqdm
 
 from .cli_options import fail as _fail
 from .cli_options import options_from_flags, pipeline_options
 from .errors import PyFaceAUError
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 __all__ = ["batch_cmd"]
 
@@ -43,6 +45,8 @@ class _Bar:
             how = f"{jobs} worker(s) x {threads} thread(s)" if jobs else f"{threads} thread(s) per input"
             click.echo(f"processing {inputs} input(s) on {how}", err=True)
         if self.enabled and inputs:
+            from tqdm import tqdm  # here: every command imports this module
+
             self.bar = tqdm(total=0, unit="frame", dynamic_ncols=True, file=sys.stderr,
                             desc=f"0/{inputs} inputs")
 
