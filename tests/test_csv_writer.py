@@ -1,5 +1,6 @@
-"""The vectorised CSV writer gives, byte for byte, what printf-style formatting of each
-value gives (the writer pyfaceau had before: one ``fmt % value`` per value)."""
+"""The vectorised CSV writer gives, byte for byte, OpenFace's own CSV files for OpenFace's
+values, and what printf-style formatting of each value gives (the writer pyfaceau had
+before: one ``fmt % value`` per value)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import load_reference, samples_with_reference
+from conftest import REFERENCE, load_reference, samples_with_reference
 from pyfaceau.output.table import (
     EYE_COLUMNS,
     OPENFACE_COLUMNS,
@@ -75,11 +76,16 @@ def test_edge_values_every_format():
 
 @pytest.mark.parametrize("stem", ["image_sequence", "changeLighting", "default", "1878_01_002_vladimir_putin"])
 def test_real_outputs(stem):
-    """OpenFace's own numbers for a sample, and the same moved by less than half of each
-    column's printed precision (so every digit is a rounding decision)."""
+    """OpenFace's own numbers for a sample give OpenFace's file, byte for byte (its
+    precision per column, its separators); the same moved by less than half of each
+    column's printed precision (so every digit is a rounding decision) as printf does."""
     assert stem in samples_with_reference()
     ref = load_reference(stem)
     df = ref[[c for c in OPENFACE_COLUMNS if c in ref.columns]].astype(float)
+    assert list(df.columns) == OPENFACE_COLUMNS
+    got = format_csv(df)
+    expected = (REFERENCE / f"{stem}.csv").read_bytes()
+    assert got == expected, _first_difference(expected, got)
     assert_identical(df)
     rng = np.random.default_rng(len(stem))
     unit = np.array([10.0 ** -int(_format_of(c)[2:-1]) if "f" in _format_of(c) else 1.0

@@ -9,7 +9,6 @@ import pytest
 from conftest import SAMPLES, load_reference, reference_landmarks
 from pyfaceau.errors import InputError
 from pyfaceau.pipeline.fast import FastLandmarkFrontEnd, box_from_anchor
-from pyfaceau.pipeline.types import LandmarkFrontEnd
 from pyfaceau.refinement.targeted import TARGET_LANDMARKS, TargetedCLNFRefiner
 
 T = list(TARGET_LANDMARKS)
@@ -31,13 +30,6 @@ def _frames(name: str, n: int):
         assert ok
         yield frame
     cap.release()
-
-
-def test_is_a_landmark_front_end(front_end):
-    # LandmarkFrontEnd is a static Protocol (not runtime_checkable): check its members.
-    for name in ("track", "reset"):
-        assert callable(getattr(front_end, name))
-        assert name in LandmarkFrontEnd.__dict__
 
 
 def test_error_against_openface_and_few_detections(front_end):

@@ -28,15 +28,6 @@ def test_corrupt_video(tmp_path):
         open_source(bad)
 
 
-def test_truncated_video_keeps_the_frames_it_has(tmp_path):
-    data = (SAMPLES / "changeLighting.wmv").read_bytes()
-    cut = tmp_path / "cut.wmv"
-    cut.write_bytes(data[: len(data) // 2])
-    with pytest.warns(IncompleteInputWarning, match="frames its container announces"):
-        frames = list(open_source(cut))
-    assert 10 < len(frames) < 88
-
-
 def test_empty_folder_and_undecodable_image(tmp_path):
     with pytest.raises(InputError, match="no images"):
         open_source(tmp_path)
@@ -103,7 +94,7 @@ def test_csv_written_atomically(tmp_path):
     table.add({"frame": 1, "success": 1, "AU01_r": 0.123})
     write_csv(table.to_dataframe(), out)
     assert out.read_text() == "frame,success,AU01_r\n1,1,0.12\n"
-    assert not (tmp_path / "out.csv.part").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]  # no temporary left
 
 
 def test_cli_one_line_errors(tmp_path):

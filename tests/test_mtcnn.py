@@ -210,9 +210,15 @@ def test_conv2d_matches_direct_loop():
         np.testing.assert_allclose(got[n], want, **LAYER_TOL)
 
 
-@pytest.mark.parametrize("shape", [(7, 9), (8, 8), (5, 6), (3, 3)])
-@pytest.mark.parametrize("pool", [(2, 2, 2, 2), (3, 3, 2, 2)])
+@pytest.mark.parametrize(
+    "shape, pool",
+    [(s, p) for s in [(7, 9), (8, 8), (5, 6), (3, 3)] for p in [(2, 2, 2, 2), (3, 3, 2, 2)]]
+    + [(s, (2, 2, 2, 2)) for s in [(52, 52), (3, 2), (2, 2), (9, 4)]],
+)
 def test_max_pool_matches_openface_loop(shape, pool):
+    """OpenFace's pooling loops (MTCNN's ``max_pooling`` and the validator's
+    ``CNN_utils.cpp: max_pooling``, 2x2 stride 2, the last window of an odd size one
+    wide) on the shared engine."""
     rng = np.random.default_rng(1)
     x = rng.standard_normal((1, 3, *shape)).astype(np.float32)
     got = max_pool(x, *pool)

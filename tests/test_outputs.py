@@ -49,8 +49,6 @@ _ALIGNED_MEAN_MAD_CSV = 0.02
 #: landmarks, 0.04 px from OpenFace's, moving the similarity warp).
 _HOG_MAE_CSV = 1e-3
 _HOG_MAE_FAITHFUL = 2.6e-3
-#: HOG of OpenFace's own aligned faces written and read back (float32 storage).
-_HOG_ROUNDTRIP_MARGIN = 1e-4
 
 
 def _reference_face(df: pd.DataFrame, i: int) -> TrackedFace:
@@ -130,11 +128,8 @@ def test_hog_writer_reproduces_openface_file_from_its_aligned_faces(tmp_path):
             face = cv2.imread(str(ALIGNED_DIR / f"frame_det_00_{i:06d}.bmp"))
             # grid and flat descriptor are both accepted
             w.add(i, 0, True, fhog(face) if i % 2 else hog_descriptor(face))
-    ours, theirs = read_hog_file(out), read_hog_file(HOG_FILE)
-    assert ours.features.shape == theirs.features.shape == (N_FRAMES, 12, 12, 31)
-    assert np.array_equal(ours.success, theirs.success)
-    assert np.abs(ours.features - theirs.features).max() < _HOG_ROUNDTRIP_MARGIN
-    assert out.stat().st_size == HOG_FILE.stat().st_size
+    # the descriptors are OpenFace's bit for bit (tests/test_fhog.py), so the file is too
+    assert out.read_bytes() == HOG_FILE.read_bytes()
 
 
 def test_hog_writer_failed_frame_has_flag_minus_one(tmp_path):

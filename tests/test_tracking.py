@@ -9,7 +9,6 @@ what OpenFace's validator saw). The end-to-end tests with the real fitter run on
 
 from __future__ import annotations
 
-import importlib.util
 from types import SimpleNamespace
 
 import cv2
@@ -240,11 +239,6 @@ def test_reset_forgets(mtcnn, validator, pdm) -> None:
 #: the smallest unit above OpenFace's own spread across BLAS kernels.
 MAX_VALIDATOR_BIN_FLIPS_IN_30 = 1
 
-_HAVE_FITTER = importlib.util.find_spec("pyfaceau.landmarks.clnf.model") is not None
-needs_fitter = pytest.mark.skipif(not _HAVE_FITTER, reason="CLNF fitter not written yet")
-
-
-@needs_fitter
 def test_front_end_first_frames_succeed() -> None:
     stem = "0188_03_021_al_pacino"
     ref = load_reference(stem)
@@ -268,7 +262,6 @@ def test_front_end_first_frames_succeed() -> None:
     assert not fe.track(black).success
 
 
-@needs_fitter
 def test_front_end_redetects_after_tracking_failure(mtcnn) -> None:
     """bill_clinton: tracking fails on frame 244 (0-based) and OpenFace re-detects at
     once; the re-detected fit passes, so every frame is a success. Measured: success and

@@ -172,24 +172,17 @@ def test_view_selection_and_errors(validator: DetectionValidator) -> None:
 
 
 def test_from_file_equals_resolved(validator: DetectionValidator) -> None:
+    """A validator read from the file's path checks as the one resolved in the store."""
     other = DetectionValidator.from_file(VALIDATOR_FILE)
     np.testing.assert_array_equal(other.orientations, validator.orientations)
-
-
-def test_max_pool_matches_openface_loop() -> None:
-    """``CNN_utils.cpp: max_pooling`` (2x2, stride 2): out = round((n - 2) / 2) + 1, the
-    last window of an odd size is one wide."""
-    from pyfaceau.cnn import max_pool
-
-    rng = np.random.default_rng(1)
-    for h, w in [(52, 52), (5, 7), (3, 2), (2, 2), (9, 4)]:
-        x = rng.standard_normal((3, h, w)).astype(np.float32)
-        oh, ow = int(np.floor((h - 2) / 2 + 0.5)) + 1, int(np.floor((w - 2) / 2 + 0.5)) + 1
-        ref = np.empty((3, oh, ow), np.float32)
-        for i in range(oh):
-            for j in range(ow):
-                ref[:, i, j] = x[:, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2].max(axis=(1, 2))
-        np.testing.assert_array_equal(max_pool(x[None], 2, 2, 2, 2)[0], ref)
+    ref = load_reference("default")
+    lms = reference_landmarks(ref)
+    rot = ref[["p_rx", "p_ry", "p_rz"]].to_numpy(np.float64)
+    for i, frame in _frames("default.wmv", 1):
+        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        got = other.check(gray, lms[i], rot[i])
+        assert got == validator.check(gray, lms[i], rot[i])
+        assert abs(got - ref["confidence"][i]) <= PRINT_ROUNDING
 
 
 def test_paw_maps_reference_shape_onto_itself() -> None:
