@@ -112,8 +112,10 @@ class Options:
         person with its own ``face_id``, person normalisation and offline post-processing,
         see :mod:`pyfaceau.pipeline.faces`). Not with ``landmarks="csv"``.
     landmarks_csv : the OpenFace CSV for ``landmarks="csv"``.
-    strict : a video that ends before the frame count its container announces is an
-        error instead of a warning.
+    strict : an input cut short (a video that ends before the frame count its container
+        announces, an image of a folder that cannot be decoded) is an error
+        (:class:`~pyfaceau.errors.IncompleteInputWarning` raised by
+        :meth:`~pyfaceau.Pipeline.process`, nothing written) instead of a warning.
     """
 
     detector: Detector = Detector.MTCNN

@@ -74,14 +74,6 @@ def test_svr_refinement_and_none(tmp_path):
         FullPythonAUPipeline(verbose=False, refinement="svm")
 
 
-def test_use_batched_predictor_same_output(pipeline):
-    other = FullPythonAUPipeline(verbose=False, use_batched_predictor=False)
-    a = pipeline.process_video(SAMPLES / "image_sequence")
-    b = other.process_video(SAMPLES / "image_sequence")
-    cols = [c for c in a.columns if c.startswith("AU")]
-    np.testing.assert_allclose(a[cols], b[cols], atol=1e-9)
-
-
 def test_refiner_moves_only_its_target_points():
     ref = load_reference("default")
     lm = reference_landmarks(ref)[0]

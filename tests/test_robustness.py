@@ -288,6 +288,20 @@ def test_cli_truncated_video_warning_and_strict(tmp_path):
     assert not out.exists() and leftovers(tmp_path) == []
 
 
+def test_strict_option_makes_a_cut_input_an_error_in_the_api(tmp_path):
+    """``Options(strict=True)``: ``Pipeline.process`` raises where it would warn, and
+    writes nothing; the filter is its own (the caller's warning settings are left alone)."""
+    cut = _truncated_wmv(tmp_path)
+    out = tmp_path / "cut.csv"
+    with Pipeline(Options.openface_csv(REFERENCE / "changeLighting.csv", strict=True)) as pipe:
+        with pytest.raises(IncompleteInputWarning, match="39 of the 46 frames"):
+            pipe.process(cut, out)
+    assert not out.exists()
+    with Pipeline(Options.openface_csv(REFERENCE / "changeLighting.csv")) as pipe:
+        with pytest.warns(IncompleteInputWarning, match="39 of the 46 frames"):
+            assert len(pipe.process(cut, out)) == 39
+
+
 # -- 4. one column set per mode ----------------------------------------------------------
 
 @pytest.fixture(scope="module")

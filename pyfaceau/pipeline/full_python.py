@@ -44,8 +44,10 @@ class FullPythonAUPipeline:
         AU r 0.978 against OpenFace on the sample videos); ``"svr"``: the targeted
         refinement of the 9 AU-critical landmarks (:class:`TargetedCLNFRefiner`), faster
         but far less accurate (pooled r 0.785).
-    use_batched_predictor : run the AU models of the frames the offline post-processing
-        re-predicts once, batched, at the end of :meth:`process_video` (same output).
+    use_batched_predictor : no effect, kept for the seed's callers: :meth:`process_video`
+        always runs the AU models of the frames the offline post-processing re-predicts
+        once, batched, at the end (:meth:`pyfaceau.Pipeline.process`; the same output as
+        one frame at a time, ``tests/test_backend_parity.py``).
     verbose : show a progress bar and log the frame rate in :meth:`process_video`.
     models : model folders searched first for files not given explicitly.
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import IncompleteInputWarning, InputError
 from ..options import Options
 from ..validation import require_index, require_number
 from .backend import Camera, FrameResult
@@ -159,7 +160,9 @@ class Pipeline:
         session = self.session(
             source.kind, source.width, source.height, batched=True, on_result=on_result
         )
-        with single_threaded_blas():
+        with single_threaded_blas(), warnings.catch_warnings():
+            if self.options.strict:  # an input cut short is an error, before anything is written
+                warnings.simplefilter("error", IncompleteInputWarning)
             session.run(source, threads=self.options.cores, on_frame=on_frame, total=len(source))
         table = session.finish_table()
         if output_csv is not None:  # block by block from the table: no copy of it
