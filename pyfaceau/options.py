@@ -99,8 +99,9 @@ class Options:
     refinement : :class:`Refinement` after PFLD (``"clnf"``, ``"clnf-parts"``, ``"svr"``,
         ``"none"``); must be ``"none"`` with the other landmark methods.
     au_models : :class:`AUModelSet` (``"auto"``, ``"dynamic"``, ``"static"``).
-    au_model_list : one of OpenFace's main AU files, to use another of its AU model lists
-        (e.g. ``AU_predictors/DISFA_dynamic_svms.txt``, DISFA's 12 AUs); the output columns
+    au_model_list : one of OpenFace's main AU files, to use another of its AU model lists:
+        a path, or a name of OpenFace's release found in the model folders (e.g.
+        ``AU_predictors/DISFA_dynamic_svms.txt``, DISFA's 12 AUs); the output columns
         follow its AUs. None: OpenFace's default (``main_dynamic_svms.txt`` or
         ``main_static_svms.txt`` from the model store).
     models : model folders searched first (see :func:`pyfaceau.modelstore.resolve`),

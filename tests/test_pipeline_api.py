@@ -103,6 +103,10 @@ def test_another_au_model_list_gives_its_columns(tmp_path):
     # landmarks recovered from 0.1 px): mean error per AU and the largest single one
     assert diff.mean(axis=0).max() <= 0.015, dict(zip(aus, diff.mean(axis=0).round(4)))
     assert diff.max() <= 0.05, dict(zip(aus, diff.max(axis=0).round(3)))
+    # named as in OpenFace's release, the file is found in the model folders
+    named = options.replace(au_model_list="AU_predictors/DISFA_dynamic_svms.txt")
+    with Pipeline(named) as pipe:
+        pd.testing.assert_frame_equal(pipe.process(SEQUENCE), df)
 
 
 def test_unsupported_au_model_set_is_rejected_at_load(tmp_path):

@@ -28,7 +28,7 @@ from ..alignment.align import AU_SIM_SIZE
 from ..au import AUAnalyser, load_au_models
 from ..features.fhog import hog_descriptor
 from ..features.geometry import geometry_descriptor
-from ..modelstore import ModelsArg, resolve
+from ..modelstore import MANIFEST, ModelsArg, resolve
 from ..gaze import eye_gaze, gaze_angle
 from ..output.table import (
     AU_INTENSITY_NAMES,
@@ -136,6 +136,15 @@ def _black_face_hog() -> np.ndarray:
     return hog
 
 
+def _au_model_list_path(au_model_list: str | os.PathLike, models: ModelsArg) -> Path:
+    """A main AU file given as a path, or as one of OpenFace's model files named as in
+    its release (``AU_predictors/DISFA_dynamic_svms.txt``) found in the model folders."""
+    path = Path(au_model_list)
+    if path.is_file() or path.is_absolute() or path.as_posix() not in MANIFEST:
+        return path
+    return resolve(path.as_posix(), models)
+
+
 class AUBackend:
     """Loaded back-end models; cheap to share between videos.
 
@@ -174,7 +183,7 @@ class AUBackend:
         self.triangulation = read_triangulation(
             triangulation_file or resolve(TRIANGULATION_FILE, models)
         )
-        main_file = None if au_model_list is None else Path(au_model_list)
+        main_file = None if au_model_list is None else _au_model_list_path(au_model_list, models)
         if au_models_dir is not None and main_file is None:
             main_file = Path(au_models_dir) / ("main_dynamic_svms.txt" if dynamic else "main_static_svms.txt")
         self.au_models = load_au_models(models, dynamic=dynamic, main_file=main_file)
