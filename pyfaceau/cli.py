@@ -68,6 +68,11 @@ def run() -> None:
         main()
     except SystemExit as exc:
         code = exc.code
+    except Exception as exc:  # a defect in a command without its own guard: one line
+        logging.getLogger(__name__).debug("internal error", exc_info=True)
+        click.echo(f"pyfaceau: error: internal error ({type(exc).__name__}: {exc}); "
+                   "please report it", err=True)
+        code = 1
     else:  # pragma: no cover  (click's standalone mode always exits)
         code = 0
     if code is not None and not isinstance(code, int):

@@ -151,6 +151,29 @@ def test_console_command_keeps_exit_code_output_and_exit_handlers(tmp_path) -> N
     assert bad.stdout.splitlines() == ["exit handler ran"]
 
 
+def test_console_command_turns_a_defect_into_one_line() -> None:
+    """An unexpected exception in a command without its own guard (here ``models path``,
+    its check made to fail): one line, exit 1, the exit handlers still run."""
+    code = (
+        "import atexit, sys\n"
+        "import pyfaceau.modelstore.store as store\n"
+        "def broken(*a, **k):\n"
+        "    raise RuntimeError('boom')\n"
+        "store.check_store = broken\n"
+        "atexit.register(lambda: print('exit handler ran'))\n"
+        "from pyfaceau.cli import run\n"
+        "sys.argv = ['pyfaceau', 'models', 'path']\n"
+        "run()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [
+        "pyfaceau: error: internal error (RuntimeError: boom); please report it"
+    ]
+    assert out.stdout.splitlines()[-1] == "exit handler ran"
+
+
 def test_console_pauses_the_collector_until_the_models_are_loaded(tmp_path) -> None:
     """The console command pauses the garbage collector for its start-up, then freezes the
     start-up objects and collects again (pyfaceau/startup.py); from Python (``main()``, as
