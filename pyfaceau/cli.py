@@ -182,7 +182,8 @@ def _gc_paused_until_loaded(command):  # noqa: ANN001, ANN202 - a click callback
                    "OpenFace draws them (OpenFace's -tracked), with face ids.")
 @click.option("--openface-img", "openface_img", is_flag=True,
               help="For a still image: write OpenFace FaceLandmarkImg's CSV layout (face, "
-                   "confidence, then the video layout's columns from gaze_0_x; 711 columns) "
+                   "confidence, then the video layout's columns from gaze_0_x; 711 columns "
+                   "with the eye models: the faithful path or --refine clnf-parts) "
                    "instead of the video layout with face_id.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--strict", is_flag=True,

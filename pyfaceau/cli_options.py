@@ -48,8 +48,9 @@ def pipeline_options(command: Callable) -> Callable:
                      help="Static AU models only (no person normalisation), as OpenFace uses "
                           "for images; the default for a single image."),
         click.option("--threads", type=click.IntRange(min=1), default=None,
-                     help="Cores to use on this input (default: every core this process may "
-                          "use). The output is the same for any number."),
+                     help="Cores to use on each input (default: every core this process may "
+                          "use; in a batch, the cores shared among the --jobs). The output is "
+                          "the same for any number."),
         click.option("--max-faces", type=click.IntRange(min=1), default=1, show_default=True,
                      help="Faces measured per video frame, each a person with its own "
                           "face_id, person normalisation and post-processing (1: the widest "

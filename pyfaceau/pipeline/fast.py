@@ -11,7 +11,7 @@ A thin wrapper, for one video at a time, over the sequence tracker
   (4 NU-RLMS iterations per pass instead of OpenFace's 5), guarded by cheap checks, by
   OpenFace's detection validator every 3 frames and by a region verification every 15.
   Measured on all sample videos (``docs/accuracy.md``): pooled AU intensity r 0.978
-  against OpenFace, against 0.785 with the SVR refinement, whose experts cannot bring
+  against OpenFace, against 0.788 with the SVR refinement, whose experts cannot bring
   PFLD's points (2-5 px from OpenFace's) to where CLNF converges.
 - ``refine=True`` (SVR) or ``False``: PFLD tracks in the last detector box moved with
   the landmarks; RetinaFace verifies the tracked region every 3 frames.

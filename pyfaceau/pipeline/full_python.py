@@ -43,7 +43,7 @@ class FullPythonAUPipeline:
     refinement : ``"clnf"`` (default): track all 68 landmarks with OpenFace's CLNF (pooled
         AU r 0.978 against OpenFace on the sample videos); ``"svr"``: the targeted
         refinement of the 9 AU-critical landmarks (:class:`TargetedCLNFRefiner`), faster
-        but far less accurate (pooled r 0.785).
+        but far less accurate (pooled r 0.788, `docs/accuracy.md`).
     use_batched_predictor : no effect, kept for the seed's callers: :meth:`process_video`
         always runs the AU models of the frames the offline post-processing re-predicts
         once, batched, at the end (:meth:`pyfaceau.Pipeline.process`; the same output as
