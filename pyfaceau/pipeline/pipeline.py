@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import warnings
@@ -34,6 +35,19 @@ if TYPE_CHECKING:
 __all__ = ["LiveResults", "Pipeline", "StreamSession", "side_writers"]
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _cut_inputs_raise(strict: bool) -> Iterator[None]:
+    """With ``strict`` (``Options.strict``), an input cut short raises its
+    :class:`IncompleteInputWarning` before anything is written; otherwise the caller's
+    warning filters are left alone."""
+    if not strict:
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", IncompleteInputWarning)
+        yield
 
 
 class Pipeline:
@@ -160,9 +174,7 @@ class Pipeline:
         session = self.session(
             source.kind, source.width, source.height, batched=True, on_result=on_result
         )
-        with single_threaded_blas(), warnings.catch_warnings():
-            if self.options.strict:  # an input cut short is an error, before anything is written
-                warnings.simplefilter("error", IncompleteInputWarning)
+        with single_threaded_blas(), _cut_inputs_raise(self.options.strict):
             session.run(source, threads=self.options.cores, on_frame=on_frame, total=len(source))
         table = session.finish_table()
         if output_csv is not None:  # block by block from the table: no copy of it
