@@ -155,9 +155,15 @@ def test_load_static_models_and_predict_one_image(static_models):
     assert not m.dynamic and not m.has_dynamic
     assert list(m.intensity_names) == INTENSITY and list(m.presence_names) == PRESENCE
     assert np.isnan(m.intensity_cutoffs).all()
-    out = predict_static_aus(m, np.full(4464, 0.05), np.zeros(238))
+    hog, geom = np.full(4464, 0.05), np.linspace(-2.0, 2.0, 238)
+    out = predict_static_aus(m, hog, geom)
     assert out.intensity.shape == (17,) and out.presence.shape == (18,)
-    assert ((out.intensity >= 0) & (out.intensity <= 5)).all()
+    # the models on [HOG as float32, geometry], intensities clipped to [0, 5] (OpenFace
+    # for images); some raw predictions here are negative, so the clip is exercised
+    raw, presence = m.predict(np.concatenate([hog.astype(np.float32), geom])[None, :])
+    assert (raw[0] < 0).any()
+    np.testing.assert_array_equal(out.intensity, np.clip(raw[0], 0.0, 5.0))
+    np.testing.assert_array_equal(out.presence, presence[0])
     with pytest.raises(InputError, match="dynamic"):
         predict_static_aus(load_au_models(), np.zeros(4464), np.zeros(238))
 
