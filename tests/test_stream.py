@@ -7,13 +7,16 @@ import os
 import re
 import subprocess
 import sys
+import threading
+import time
 
+import numpy as np
 import pytest
 
 from conftest import REPO, SAMPLES, load_reference
 from pyfaceau import Options, Pipeline
 from pyfaceau.errors import InputError
-from pyfaceau.pipeline.live import open_live
+from pyfaceau.pipeline.live import LiveSource, open_live
 
 VIDEO = SAMPLES / "changeLighting.wmv"  # 88 frames at 15 frames/s
 
@@ -47,17 +50,62 @@ def test_cli_stream_writes_json_lines_of_openface_poses(tmp_path):
             assert abs(r["pose"][k] - want[k]) < limit, (r["frame"], k, r["pose"][k], want[k])
 
 
-def test_live_source_skips_what_it_cannot_deliver_in_time():
-    """A consumer slower than the source gets the newest frame; the rest are counted."""
-    import time
+class _ScriptedCapture:
+    """A capture that delivers a frame each time the test says so (frame i is filled
+    with the value i); ``end`` makes the next read report the end."""
 
-    source = open_live(VIDEO)
-    got = []
-    for frame in source:
-        got.append(frame.index)
-        time.sleep(0.2)  # three frame periods (the clip plays at 15 frames/s)
-    assert source.fps == 15 and got == sorted(got) and source.delivered == 88
-    assert source.skipped == 88 - len(got) and source.skipped > 40
+    def __init__(self) -> None:
+        self.permits = threading.Semaphore(0)
+        self.count = 0
+        self.ended = False
+
+    def read(self):
+        self.permits.acquire()
+        if self.ended:
+            return False, None
+        image = np.full((8, 8, 3), self.count, np.uint8)
+        self.count += 1
+        return True, image
+
+    def deliver(self, n: int = 1) -> None:
+        for _ in range(n):
+            self.permits.release()
+
+    def end(self) -> None:
+        self.ended = True
+        self.permits.release()
+
+    def release(self) -> None:
+        self.ended = True
+        self.permits.release()
+
+
+def _wait_for(condition, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the reader thread did not deliver"
+        time.sleep(0.001)
+
+
+def test_live_source_skips_what_it_cannot_deliver_in_time():
+    """A consumer slower than the source gets the newest frame; the frames that arrived
+    while it was busy are skipped and counted (a scripted source: no clock involved)."""
+    capture = _ScriptedCapture()
+    source = LiveSource(capture, "scripted", paced=False, fps=10.0)
+    frames = iter(source)
+    capture.deliver()
+    first = next(frames)
+    assert (first.index, first.timestamp, int(first.image[0, 0, 0])) == (0, 0.0, 0)
+    capture.deliver(4)  # four frames arrive while the consumer is busy
+    _wait_for(lambda: source.delivered == 5)
+    newest = next(frames)
+    assert (newest.index, newest.timestamp, int(newest.image[0, 0, 0])) == (4, 0.4, 4)
+    assert source.skipped == 3
+    capture.deliver()
+    assert next(frames).index == 5 and source.skipped == 3
+    capture.end()
+    assert list(frames) == []
+    assert (source.delivered, source.skipped) == (6, 3)
 
 
 def test_live_api_and_bad_source():
