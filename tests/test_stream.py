@@ -16,7 +16,7 @@ import pytest
 from conftest import REPO, SAMPLES, load_reference
 from pyfaceau import Options, Pipeline
 from pyfaceau.errors import InputError
-from pyfaceau.pipeline.live import LiveSource, open_live
+from pyfaceau.pipeline.live import LiveSource
 
 VIDEO = SAMPLES / "changeLighting.wmv"  # 88 frames at 15 frames/s
 
