@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from conftest import REFERENCE, SAMPLES
 from pyfaceau.cli import main
-from pyfaceau.errors import IncompleteInputWarning, InputError
+from pyfaceau.errors import InputError
 from pyfaceau.output.table import FrameTable, write_csv
 from pyfaceau.pipeline.csv_landmarks import CsvLandmarkFrontEnd
 from pyfaceau.pipeline.sources import open_source, to_bgr8

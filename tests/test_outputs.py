@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from scipy.spatial.transform import Rotation
 
-from conftest import REFERENCE, SAMPLES, load_reference, reference_landmarks
+from conftest import REFERENCE, SAMPLES, reference_landmarks
 from pyfaceau import Options, Pipeline
 from pyfaceau.errors import InputError
 from pyfaceau.features.fhog import fhog, hog_descriptor
