@@ -311,11 +311,15 @@ def _result_json(result) -> str:
 @click.option("-o", "--output", default="-", show_default=True,
               help="File to write the JSON lines to; - is standard output.")
 @click.option("--fast", is_flag=True, help="Fast path: RetinaFace + PFLD + CLNF tracking.")
+@click.option("--max-faces", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Faces measured per frame, each a person with its own face_id and "
+                   "person normalisation (1: the widest face).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Cores to use (default: every core this process may use).")
 @click.option("--models", "models", default=None, help=MODELS_HELP)
 @_gc_paused_until_loaded
-def stream_cmd(source: str, output: str, fast: bool, threads: int | None, models: str | None) -> None:
+def stream_cmd(source: str, output: str, fast: bool, max_faces: int, threads: int | None,
+               models: str | None) -> None:
     """Per-frame AUs of a live SOURCE as JSON lines, written as each frame is done.
 
     SOURCE is a camera index (0), a stream URL, or a video file played at its frame rate
@@ -326,7 +330,9 @@ def stream_cmd(source: str, output: str, fast: bool, threads: int | None, models
     from .options import Options
     from .pipeline.pipeline import Pipeline
 
-    options = (Options.fast if fast else Options.faithful)(models=models, threads=threads)
+    options = (Options.fast if fast else Options.faithful)(
+        models=models, threads=threads, max_faces=max_faces
+    )
     sink = None
     results = None
     count = 0

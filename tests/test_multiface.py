@@ -300,3 +300,41 @@ def test_cli_split_writes_one_csv_per_person(tmp_path):
         df = pd.read_csv(tmp_path / f"two_face{face_id}.csv", skipinitialspace=True)
         assert df.face_id.unique().tolist() == [face_id]
         assert df.frame.tolist() == list(range(1, 31)) and df.success.all()
+
+
+def test_cli_stream_measures_several_faces(tmp_path):
+    """``pyfaceau stream --max-faces 2``: both people of a live clip in each frame it
+    measured, each with its own face_id, and the values the API's stream gives when fed
+    the same frames (the live source skips frames while one is processed)."""
+    import json
+    import subprocess
+    import sys
+
+    from multiface_videos import write_lossless
+
+    frames, _ = compose(COMPOSED["pair"][0], 30)
+    video = tmp_path / "two.avi"
+    write_lossless(video, frames)
+    out = tmp_path / "two.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyfaceau.cli", "stream", str(video), "--fast",
+         "--max-faces", "2", "-o", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    by_frame: dict[int, list[dict]] = {}
+    for r in rows:
+        by_frame.setdefault(r["frame"], []).append(r)
+    assert by_frame and all(sorted(r["face_id"] for r in rs) == [0, 1] for rs in by_frame.values())
+    assert all(r["success"] == 1 for r in rows)
+    with pyfaceau.Pipeline(pyfaceau.Options.fast(max_faces=2)) as pipe:
+        stream = pipe.open_stream()
+        for frame in sorted(by_frame):
+            for result in stream.add(frames[frame - 1], (frame - 1) / 30.0, frame_index=frame - 1):
+                got = next(r for r in by_frame[frame] if r["face_id"] == result.face_id)
+                np.testing.assert_allclose(
+                    [got["pose"][f"pose_{k}"] for k in ("Tx", "Ty", "Tz", "Rx", "Ry", "Rz")],
+                    result.pose, atol=1e-3,
+                )
+                assert got["aus"]["AU12_r"] == pytest.approx(result.aus()["AU12_r"], abs=1e-3)
