@@ -44,6 +44,15 @@ __all__ = [
 DECODE_AHEAD = 4
 BACKEND_BEHIND = 4
 
+#: A live stream that skipped more than this many seconds (of its own clock) since the
+#: last frame measured has its faces detected again instead of tracked across the gap: a
+#: track carried over a head movement can settle on a wrong optimum that the validator
+#: still accepts (``docs/speed.md``, "Live streams that skip frames") ...
+REDETECT_AFTER_GAP_SECONDS = 0.15
+#: ... at most once per this many seconds, so that a detection's own cost (which makes the
+#: next gap) cannot turn every frame into a detection.
+REDETECT_AFTER_GAP_AT_MOST_EVERY = 2.0
+
 ProgressCallback = Callable[[int, int], None]
 ResultCallback = Callable[[Frame, FrameResult], None]
 
@@ -98,6 +107,8 @@ class InputSession:
         self._on_result = on_result
         self.tracks: list[FaceTrack] = []
         self._finished = False
+        self._last_seen: tuple[int, float] | None = None  # (index, timestamp) of a stream
+        self._last_gap_redetection = float("-inf")
         self._faces: MultiFaceTracker | None = None
         if kind != "image" and max_faces > 1:
             if detector is None:
@@ -140,11 +151,31 @@ class InputSession:
         if self.kind == "image":
             results = self._add_still(frame)
         else:
+            if self.kind == "stream":
+                self._redetect_after_gap(frame)
             results = [track.measure(frame, lm) for track, lm in self._landmarks(frame)]
         if self._on_result is not None:
             for result in results:
                 self._on_result(frame, result)
         return results
+
+    def _redetect_after_gap(self, frame: Frame) -> None:
+        """Faces detected again in a stream frame that follows skipped frames spanning more
+        than :data:`REDETECT_AFTER_GAP_SECONDS` (at most once per
+        :data:`REDETECT_AFTER_GAP_AT_MOST_EVERY` seconds); each track keeps its person and
+        normalisation, only its landmark tracking starts again."""
+        last, self._last_seen = self._last_seen, (frame.index, frame.timestamp)
+        if last is None or frame.index <= last[0] + 1:
+            return
+        if frame.timestamp - last[1] <= REDETECT_AFTER_GAP_SECONDS:
+            return
+        if frame.timestamp - self._last_gap_redetection < REDETECT_AFTER_GAP_AT_MOST_EVERY:
+            return
+        self._last_gap_redetection = frame.timestamp
+        for track in self.tracks:
+            reset = getattr(track.tracker, "reset", None)
+            if callable(reset):
+                reset()
 
     def _landmarks(
         self, frame: Frame, upcoming: Frame | None = None
