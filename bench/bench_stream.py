@@ -11,7 +11,8 @@ Usage::
    program that reads video) and the same with numba imported.
 2. Keeping up: the whole video played at its frame rate (as a camera delivers it), with
    the count of frames the source delivered and of those skipped while a frame was being
-   processed (the command's last line on stderr), per mode.
+   processed (the command's last line on stderr), per mode, and the head pose of the
+   frames measured against OpenFace's output for the video (``../shared/reference``).
 
 Issue 13 asks for the first row within a second of start-up and for ``--fast`` to keep up
 with the video's frame rate. Times depend on the machine: compare only within one run.
@@ -25,6 +26,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -59,16 +61,34 @@ def process_seconds(cmd: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
-def keep_up(video: Path, flags: list[str], env: dict[str, str]) -> str:
-    """The whole video as a live source: results, frames delivered, frames skipped."""
-    proc = subprocess.run([str(PYFACEAU), "stream", str(video), "-o", os.devnull, *flags],
+def keep_up(video: Path, flags: list[str], env: dict[str, str], out: Path) -> str:
+    """The whole video as a live source: results, frames delivered, frames skipped, and
+    the head pose of the frames measured against OpenFace's output for the video."""
+    proc = subprocess.run([str(PYFACEAU), "stream", str(video), "-o", str(out), *flags],
                           env=env, capture_output=True, text=True, check=True)
     m = re.search(r"(\d+) results, (\d+) frames, (\d+) skipped", proc.stderr)
     if m is None:
         raise SystemExit(f"no summary line: {proc.stderr[-500:]}")
     results, delivered, skipped = map(int, m.groups())
-    return (f"{delivered} frames delivered, {skipped} skipped to keep up "
+    text = (f"{delivered} frames delivered, {skipped} skipped to keep up "
             f"({100.0 * skipped / max(delivered, 1):.1f}%), {results} results")
+    reference = SAMPLES.parent / "reference" / f"{video.stem}.csv"
+    if reference.is_file():
+        import json
+
+        import numpy as np
+        import pandas as pd
+
+        ref = pd.read_csv(reference, skipinitialspace=True).set_index("frame")
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        rows = [r for r in rows if r["success"] and ref.loc[r["frame"], "success"] == 1]
+        yaw = np.array([abs(r["pose"]["pose_Ry"] - ref.loc[r["frame"], "pose_Ry"]) for r in rows])
+        tz = np.array([abs(r["pose"]["pose_Tz"] - ref.loc[r["frame"], "pose_Tz"]) for r in rows])
+        if len(rows):
+            text += (f"; against OpenFace on the {len(rows)} frames measured: head yaw "
+                     f"{np.median(yaw):.3f} rad median ({yaw.max():.3f} at worst), depth "
+                     f"{np.median(tz):.1f} mm median")
+    return text
 
 
 def main() -> None:
@@ -99,8 +119,9 @@ def main() -> None:
             label = f"`python -c \"{FLOORS[name][2]}\"`: to exit"
         print(f"| {label} | {statistics.median(values):.2f} | {min(values):.2f} | {max(values):.2f} |")
     print()
-    for mode, flags in MODES.items():
-        print(f"keeping up, {mode}: {keep_up(video, flags, env)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode, flags in MODES.items():
+            print(f"keeping up, {mode}: {keep_up(video, flags, env, Path(tmp) / 'out.jsonl')}")
 
 
 if __name__ == "__main__":
