@@ -131,12 +131,11 @@ def run_task(
         Path(task.output).parent.mkdir(parents=True, exist_ok=True)
         staged = Staged(task.side, task.output)
         writers = staged.writers(task.input)
-        # Part of the input unreadable: an error under Options.strict (as the CLI's
-        # --strict), else a note in the summary. The filters are process-wide: one task
+        # Part of the input unreadable: a note in the summary (under Options.strict,
+        # Pipeline.process raises it instead). The filters are process-wide: one task
         # at a time per worker process (Dask: --nthreads 1) keeps notes with their input.
         with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("error" if task.options.strict else "always",
-                                  IncompleteInputWarning)
+            warnings.simplefilter("always", IncompleteInputWarning)
             try:
                 table = pipeline_for(task.options).process(
                     task.input, task.output, on_frame=frame_done, as_dataframe=False,
