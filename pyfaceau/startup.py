@@ -28,6 +28,21 @@ cyclic garbage collector, paused while the process starts (:func:`pause_gc`,
   0.06-0.08 s here, neither needed by pyfaceau. When numba is not imported yet, it is
   imported with both hidden (PyYAML not when such a file is there); both stay importable
   afterwards.
+- **numba's experimental package and importlib.metadata at its import.** ``import numba``
+  imports ``numba.experimental`` only to re-export it (its jitclass overloads take about
+  45 ms to register; compiling needs them, and numba's context refresh imports them
+  before any compile) and ``importlib.metadata`` only for its scan of installed packages
+  for numba extensions. Both are placeholders while numba is imported, gone afterwards:
+  a later import, or numba's own reference, reaches the real module.
+- **The extension scan and numba's lowering modules at every cached load.** Before each
+  kernel's dispatch numba scans the installed packages for extensions (about 16 ms the
+  first time); a cached load then rebuilds each environment of the kernel's inlined code
+  by importing that code's module, among them ``numba.np.arrayobj`` and the string
+  modules it imports (about 40 ms). pyfaceau's kernels take arrays and numbers, which
+  need no extension, and run in nopython mode, where an environment's module globals are
+  never read. So pyfaceau's processes skip the scan at dispatch (the context refresh
+  before a compile still runs it) and give a module not imported yet an environment of
+  its name only.
 - **The BLAS probe.** The first refresh imports ``numba.np.arraymath``, which imports
   ``scipy.linalg.cython_blas`` only to learn whether ``np.dot`` and ``np.linalg`` may be
   used in jitted code (about 0.13 s with SciPy installed). pyfaceau's kernels never do
@@ -50,8 +65,10 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib
 import os
 import sys
+import types
 from typing import Iterator
 
 __all__ = [
@@ -82,6 +99,37 @@ def _hidden(names: list[str]) -> Iterator[None]:
                 del sys.modules[name]
 
 
+class _Placeholder(types.ModuleType):
+    """What importing a module gives inside :func:`_placeholders`: empty there, and
+    afterwards the real module's attributes (imported on first use)."""
+
+    def __getattr__(self, attr: str):  # noqa: ANN204 - any attribute of the real module
+        if attr.startswith("__") or sys.modules.get(self.__name__) is self:
+            raise AttributeError(attr)
+        return getattr(importlib.import_module(self.__name__), attr)
+
+
+@contextlib.contextmanager
+def _placeholders(names: list[str]) -> Iterator[None]:
+    """Within the block, importing any of ``names`` (not imported yet) gives a
+    :class:`_Placeholder`; afterwards the placeholders are gone from ``sys.modules`` and
+    from their parent package, so a later import loads the real module, and a reference
+    kept meanwhile reaches it too."""
+    made = {}
+    for name in names:
+        if name not in sys.modules:
+            made[name] = sys.modules[name] = _Placeholder(name)
+    try:
+        yield
+    finally:
+        for name, module in made.items():
+            if sys.modules.get(name) is module:
+                del sys.modules[name]
+            parent, _, child = name.rpartition(".")
+            if getattr(sys.modules.get(parent), child, None) is module:
+                delattr(sys.modules[parent], child)
+
+
 def skip_numba_blas_probe() -> None:
     """Make numba's BLAS probe fail fast (no SciPy import) in this process.
 
@@ -101,7 +149,10 @@ def _import_numba_lean() -> None:
     hidden = [m for m in ("scipy", "yaml") if m not in sys.modules]
     if os.path.exists(".numba_config.yaml") and "yaml" in hidden:
         hidden.remove("yaml")  # numba reads that file with PyYAML
-    with _hidden(hidden):
+    # numba's package imports its experimental jitclass only to re-export it (about 45 ms
+    # registering overloads that compiling needs; numba's context refresh imports them
+    # itself before a compile), and importlib.metadata only for its extension scan.
+    with _hidden(hidden), _placeholders(["numba.experimental", "importlib.metadata"]):
         import numba  # noqa: F401
 
 
@@ -142,6 +193,42 @@ def start_numba_quickly() -> None:
     caching.Cache.load_overload = load_overload
     cpu.CPUContext.load_additional_registries = load_additional_registries
     _defer_cached_bitcode()
+    _lean_cached_loads()
+
+
+def _lean_cached_loads() -> None:
+    """Cached kernels load without scanning installed packages for numba extensions and
+    without importing numba's own lowering modules for their environments (see the module
+    docstring). Leaves numba as it is where it differs from what this expects."""
+    from numba.core import dispatcher, environment
+
+    base = dispatcher._DispatcherBase
+    if not (hasattr(base, "_compilation_chain_init_hook")
+            and hasattr(environment, "_rebuild_env")
+            and hasattr(environment, "lookup_environment")):
+        return
+
+    def _compilation_chain_init_hook(self):  # noqa: ANN001, ANN202 - numba's method
+        # numba's hook loads extensions before typing the arguments; pyfaceau's kernels
+        # take arrays and numbers only. A compile still loads them: the context refresh
+        # that precedes it does (CPUContext.load_additional_registries).
+        return None
+
+    rebuild_env = environment._rebuild_env
+
+    def _rebuild_env(modname, consts, env_name):  # noqa: ANN001, ANN202 - numba's function
+        # An environment's globals serve object mode only; a nopython kernel's inlined
+        # numba functions need not have their modules imported to run.
+        if modname in sys.modules or environment.lookup_environment(env_name) is not None:
+            return rebuild_env(modname, consts, env_name)
+        env = environment.Environment({"__name__": modname})
+        env.consts[:] = consts
+        env.env_name = env_name
+        environment.Environment._memo[env_name] = env
+        return env
+
+    base._compilation_chain_init_hook = _compilation_chain_init_hook
+    environment._rebuild_env = _rebuild_env
 
 
 def _defer_cached_bitcode() -> None:

@@ -63,7 +63,9 @@ _KERNEL_RUN = (
     "import numpy as np\n"
     "r = _euler_to_rotation_kernel(np.float32(0.1), np.float32(-0.2), np.float32(0.3))\n"
     "print(np.asarray(r).tobytes().hex())\n"
-    "print('numba.np.arraymath' in sys.modules, 'scipy.linalg' in sys.modules)\n"
+    "from numba.core import entrypoints\n"
+    "print('numba.np.arraymath' in sys.modules, 'scipy.linalg' in sys.modules,\n"
+    "      'numba.np.arrayobj' in sys.modules, entrypoints._already_initialized)\n"
 )
 
 
@@ -76,9 +78,11 @@ def _kernel_run(env: dict[str, str] | None = None) -> list[str]:
 
 def test_cached_kernels_load_without_the_refresh_and_missing_ones_compile(tmp_path) -> None:
     """With the kernel in numba's cache, start_numba_quickly loads it without numba's
-    lowering (``numba.np.arraymath`` never imported); with an empty cache the kernel
-    compiles (the refresh happens, the BLAS probe is answered without SciPy). Both give
-    the plain process's values."""
+    lowering (``numba.np.arraymath`` never imported, nor ``numba.np.arrayobj``, which
+    the kernel's inlined array code names as its environment's module) and without
+    numba's scan for extensions; with an empty cache the kernel compiles (the refresh
+    happens with the extension scan, the BLAS probe is answered without SciPy). Both
+    give the plain process's values."""
     import os
 
     import numpy as np
@@ -89,9 +93,9 @@ def test_cached_kernels_load_without_the_refresh_and_missing_ones_compile(tmp_pa
         _euler_to_rotation_kernel(np.float32(0.1), np.float32(-0.2), np.float32(0.3))
     ).tobytes().hex()
     cached = _kernel_run()  # this process's call above filled the cache
-    assert cached == [expected, "False", "False"]
+    assert cached == [expected, "False", "False", "False", "False"]
     compiled = _kernel_run({**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "empty")})
-    assert compiled == [expected, "True", "False"]
+    assert compiled == [expected, "True", "False", "True", "True"]
     assert any((tmp_path / "empty").rglob("*.nbi"))  # it was compiled and saved
 
 
@@ -226,24 +230,33 @@ _PROCESS_START = (
     "start_process()\n"
     "import numba\n"
     "print(before > 1 or cv2.getNumThreads() == 1, cv2.getNumThreads(),\n"
-    "      'scipy' in sys.modules, 'yaml' in sys.modules, int(numba.config.OPT))\n"
+    "      'scipy' in sys.modules, 'yaml' in sys.modules, int(numba.config.OPT),\n"
+    "      'numba.experimental' in sys.modules, 'importlib.metadata' in sys.modules)\n"
     "import scipy, yaml\n"
     "print(scipy.__name__, yaml.__name__)\n"
+    "from numba.experimental import jitclass\n"
+    "from numba.core import entrypoints\n"
+    "entrypoints.init_all()\n"  # numba's extension scan, reaching the real module
+    "print(jitclass.__module__, numba.experimental.__file__.endswith('__init__.py'),\n"
+    "      entrypoints.importlib_metadata.entry_points.__module__)\n"
 )
 
 
 def test_own_process_start_hides_numbas_optional_imports_and_opencvs_pool(tmp_path) -> None:
     """start_process (the CLI, batch workers): OpenCV runs on the calling thread (the
-    library alone leaves OpenCV's pool as it is), numba is imported without SciPy and
-    PyYAML, both still importable after; with a ``.numba_config.yaml`` in the working
-    directory numba reads it with PyYAML."""
+    library alone leaves OpenCV's pool as it is), numba is imported without SciPy,
+    PyYAML, its experimental package and importlib.metadata, all still importable after
+    (numba's own reference to importlib.metadata reaches the real module); with a
+    ``.numba_config.yaml`` in the working directory numba reads it with PyYAML."""
     run = dict(capture_output=True, text=True, timeout=300, cwd=tmp_path)
     out = subprocess.run([sys.executable, "-c", _PROCESS_START], **run)
     assert out.returncode == 0, out.stderr
-    first, second = out.stdout.splitlines()
+    first, second, third = out.stdout.splitlines()
     assert first.split()[:4] == ["True", "1", "False", "False"]
+    assert first.split()[5:] == ["False", "False"]
     assert second == "scipy yaml"
+    assert third == "numba.experimental.jitclass.decorators True importlib.metadata"
     (tmp_path / ".numba_config.yaml").write_text("opt: '1'\n")
     out = subprocess.run([sys.executable, "-c", _PROCESS_START], **run)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines()[0].split()[1:] == ["1", "False", "True", "1"]
+    assert out.stdout.splitlines()[0].split()[1:5] == ["1", "False", "True", "1"]

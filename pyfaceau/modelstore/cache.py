@@ -87,10 +87,17 @@ def cache_dir() -> Path | None:
     """The cache folder, or None when the cache is off (``PYFACEAU_CACHE_DIR=""``)."""
     value = os.environ.get(ENV_CACHE_DIR)
     if value is None:
-        import platformdirs
-
-        return Path(platformdirs.user_cache_dir("pyfaceau", appauthor=False))
+        return _user_cache_dir(os.environ.get("XDG_CACHE_HOME"), os.environ.get("HOME"))
     return Path(value) if value else None
+
+
+@functools.lru_cache(maxsize=4)
+def _user_cache_dir(xdg_cache_home: str | None, home: str | None) -> Path:
+    # platformdirs' answer depends on these two variables (on Linux; elsewhere on none
+    # that change within a process); asked once per pair, not for every cache entry.
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("pyfaceau", appauthor=False))
 
 
 def _atomic_write(path: Path, data: bytes | Iterable[bytes]) -> bool:
@@ -201,6 +208,8 @@ def _reset_for_tests() -> None:
     global _hash_memo, _hash_memo_dir, _warned_unwritable
     with _lock:
         _hash_memo, _hash_memo_dir, _warned_unwritable = None, None, False
+        _module_hashes.clear()
+        _user_cache_dir.cache_clear()
 
 
 # ------------------------------------------------------------------------------------
@@ -387,6 +396,11 @@ def _read_entry(path: Path, key: str, paths: dict[str, Path]) -> Any:
 # ------------------------------------------------------------------------------------
 # The cache
 # ------------------------------------------------------------------------------------
+#: Source file -> (its status, its SHA-256), for :func:`_module_file_sha`: every cache
+#: entry names the same few modules, whose status alone is checked again.
+_module_hashes: dict[str, tuple[tuple[int, ...], str]] = {}
+
+
 def _module_file_sha(modules: Iterable[str]) -> list[str]:
     out = []
     for name in sorted(set(modules)):
@@ -395,7 +409,17 @@ def _module_file_sha(modules: Iterable[str]) -> list[str]:
             import importlib
 
             mod = importlib.import_module(name)
-        out.append(f"{name}:{file_sha256(mod.__file__)}")
+        path = mod.__file__
+        st = os.stat(path)
+        stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+        known = _module_hashes.get(path)
+        if known is not None and known[0] == stamp:
+            digest = known[1]
+        else:
+            digest = file_sha256(path)
+            if time.time() - max(st.st_mtime_ns, st.st_ctime_ns) / 1e9 >= RACY_SECONDS:
+                _module_hashes[path] = (stamp, digest)
+        out.append(f"{name}:{digest}")
     return out
 
 

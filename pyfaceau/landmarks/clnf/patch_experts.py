@@ -417,7 +417,7 @@ class CCNFScale:
     confidences: np.ndarray
     sigma_components: dict[int, tuple[np.ndarray, ...]]
     _views: list[_ViewExperts]
-    _sigma_cache: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
+    # Each Sigma is kept transposed (contiguous), as the responses kernel reads it.
     _sigma_t_cache: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
     _view_arrays_cache: dict[tuple[int, int], tuple] = field(default_factory=dict)
     _derived: dict[str, dict] = field(default_factory=dict)
@@ -554,7 +554,8 @@ class CCNFScale:
 
         Returns
         -------
-        (k, w*w, w*w) float32, in the order of the view's visible landmarks.
+        (k, w*w, w*w) float32, in the order of the view's visible landmarks (a view of
+        the cached matrices: read, do not write).
 
         Notes
         -----
@@ -567,10 +568,19 @@ class CCNFScale:
         does not hold the caller's thread settings. So the Sigmas are the same bits
         whoever asks, and they are OpenFace's (``docs/accuracy.md``).
         """
+        return self._sigmas_t(view, window).transpose(0, 2, 1)
+
+    def _sigmas_t(self, view: int, window: int) -> np.ndarray:
+        """:meth:`sigmas` with each matrix transposed, ``(k, w*w, w*w)`` float32
+        C-contiguous, as :func:`responses_kernel` reads them (computed once, cached)."""
         key = (view, window)
-        cached = self._sigma_cache.get(key)
-        if cached is not None:
-            return cached
+        cached = self._sigma_t_cache.get(key)
+        if cached is None:
+            cached = np.ascontiguousarray(self._compute_sigmas(view, window).transpose(0, 2, 1))
+            self._sigma_t_cache[key] = cached
+        return cached
+
+    def _compute_sigmas(self, view: int, window: int) -> np.ndarray:
         ve = self._views[view]
         p = window * window
         comps = self.sigma_components.get(window, ())
@@ -587,17 +597,7 @@ class CCNFScale:
                 # SPD).
                 ok, sig = cv2.invert(inv_sigma, flags=cv2.DECOMP_CHOLESKY)
                 out[li] = sig if ok else 0.0
-        self._sigma_cache[key] = out
         return out
-
-    def _sigmas_t(self, view: int, window: int) -> np.ndarray:
-        """:meth:`sigmas` with each matrix transposed (contiguous), cached."""
-        key = (view, window)
-        cached = self._sigma_t_cache.get(key)
-        if cached is None:
-            cached = np.ascontiguousarray(self.sigmas(view, window).transpose(0, 2, 1))
-            self._sigma_t_cache[key] = cached
-        return cached
 
     def responses(
         self,
@@ -719,8 +719,9 @@ class _StoredSigmas(dict):
 
     The Sigmas of a (view, window) depend only on the model file: OpenCV's float32
     Cholesky inverse of up to 68 matrices of 121 x 121 is computed the first time, and
-    later runs load the stored result (the same bytes) instead. The key holds OpenCV's
-    version, whose ``cv::invert`` computed them.
+    later runs load the stored result (the same bytes) instead, each matrix transposed as
+    the responses kernel reads it. The key holds OpenCV's version, whose ``cv::invert``
+    computed them.
     """
 
     def __init__(self, source: Path) -> None:
@@ -760,5 +761,5 @@ def load_ccnf_scale(path: str | os.PathLike) -> CCNFScale:
         lambda: CCNFScale.from_file(read_ccnf_patches(path)),
         code=_CACHE_CODE,
     )
-    scale._sigma_cache = _StoredSigmas(Path(path))
+    scale._sigma_t_cache = _StoredSigmas(Path(path))
     return scale
