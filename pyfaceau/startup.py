@@ -69,7 +69,7 @@ import importlib
 import os
 import sys
 import types
-from typing import Iterator
+from typing import Iterator, Sequence
 
 __all__ = [
     "pause_gc",
@@ -85,23 +85,9 @@ _started = False
 _gc_paused = False  # set by pause_gc: the collector is off because of it
 
 
-@contextlib.contextmanager
-def _hidden(names: list[str]) -> Iterator[None]:
-    """Within the block, importing any of ``names`` (not imported yet) raises ImportError;
-    afterwards they are importable again."""
-    for name in names:
-        sys.modules[name] = None  # type: ignore[assignment]  # import -> ImportError
-    try:
-        yield
-    finally:
-        for name in names:
-            if sys.modules.get(name, 0) is None:
-                del sys.modules[name]
-
-
 class _Placeholder(types.ModuleType):
-    """What importing a module gives inside :func:`_placeholders`: empty there, and
-    afterwards the real module's attributes (imported on first use)."""
+    """A module's stand-in in :func:`_stand_ins`: empty within the block, and afterwards
+    the real module's attributes (imported on first use)."""
 
     def __getattr__(self, attr: str):  # noqa: ANN204 - any attribute of the real module
         if attr.startswith("__") or sys.modules.get(self.__name__) is self:
@@ -110,23 +96,24 @@ class _Placeholder(types.ModuleType):
 
 
 @contextlib.contextmanager
-def _placeholders(names: list[str]) -> Iterator[None]:
-    """Within the block, importing any of ``names`` (not imported yet) gives a
-    :class:`_Placeholder`; afterwards the placeholders are gone from ``sys.modules`` and
-    from their parent package, so a later import loads the real module, and a reference
-    kept meanwhile reaches it too."""
-    made = {}
-    for name in names:
-        if name not in sys.modules:
-            made[name] = sys.modules[name] = _Placeholder(name)
+def _stand_ins(hidden: Sequence[str] = (), placeholders: Sequence[str] = ()) -> Iterator[None]:
+    """Within the block, importing a module of ``hidden`` raises ImportError and one of
+    ``placeholders`` gives a :class:`_Placeholder` (modules already imported are left as
+    they are). Afterwards the stand-ins are gone from ``sys.modules`` and from their
+    parent package: a later import loads the real module, and a placeholder kept
+    meanwhile reaches it too."""
+    placed = {name: None for name in hidden}
+    placed.update((name, _Placeholder(name)) for name in placeholders)
+    placed = {name: stand_in for name, stand_in in placed.items() if name not in sys.modules}
+    sys.modules.update(placed)  # None in sys.modules: importing it raises ImportError
     try:
         yield
     finally:
-        for name, module in made.items():
-            if sys.modules.get(name) is module:
+        for name, stand_in in placed.items():
+            if name in sys.modules and sys.modules[name] is stand_in:
                 del sys.modules[name]
             parent, _, child = name.rpartition(".")
-            if getattr(sys.modules.get(parent), child, None) is module:
+            if stand_in is not None and getattr(sys.modules.get(parent), child, None) is stand_in:
                 delattr(sys.modules[parent], child)
 
 
@@ -138,7 +125,7 @@ def skip_numba_blas_probe() -> None:
     """
     if "numba.np.arraymath" in sys.modules or _PROBED_MODULE in sys.modules:
         return
-    with _hidden([_PROBED_MODULE]):
+    with _stand_ins(hidden=[_PROBED_MODULE]):
         import numba.np.arraymath  # noqa: F401  (runs the probe now, while it fails)
 
 
@@ -146,13 +133,13 @@ def _import_numba_lean() -> None:
     """``import numba`` without its SciPy and PyYAML imports (see the module docstring)."""
     if "numba" in sys.modules:
         return
-    hidden = [m for m in ("scipy", "yaml") if m not in sys.modules]
-    if os.path.exists(".numba_config.yaml") and "yaml" in hidden:
+    hidden = ["scipy", "yaml"]
+    if os.path.exists(".numba_config.yaml"):
         hidden.remove("yaml")  # numba reads that file with PyYAML
     # numba's package imports its experimental jitclass only to re-export it (about 45 ms
     # registering overloads that compiling needs; numba's context refresh imports them
     # itself before a compile), and importlib.metadata only for its extension scan.
-    with _hidden(hidden), _placeholders(["numba.experimental", "importlib.metadata"]):
+    with _stand_ins(hidden, ["numba.experimental", "importlib.metadata"]):
         import numba  # noqa: F401
 
 

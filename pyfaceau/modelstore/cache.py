@@ -157,6 +157,18 @@ def _load_hash_memo(folder: Path | None) -> dict[str, list]:
     return _hash_memo
 
 
+def _file_stamp(st: os.stat_result) -> list[int]:
+    """What identifies a file's content without reading it: size, mtime, ctime, inode,
+    device."""
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+
+def _changed_just_now(st: os.stat_result) -> bool:
+    """True when the file changed within :data:`RACY_SECONDS`: a change in the same
+    timestamp tick could leave its stamp as it is, so its hash is not remembered."""
+    return time.time() - max(st.st_mtime_ns, st.st_ctime_ns) / 1e9 < RACY_SECONDS
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     """SHA-256 (hex) of a file, re-hashed only when the file's status changed.
 
@@ -177,7 +189,7 @@ def file_sha256(path: str | os.PathLike) -> str:
     """
     real = os.path.realpath(path)
     st = os.stat(real)
-    stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+    stamp = _file_stamp(st)
     folder = cache_dir()
     with _lock:
         memo = _load_hash_memo(folder)
@@ -185,8 +197,7 @@ def file_sha256(path: str | os.PathLike) -> str:
         if known is not None and known[:5] == stamp:
             return known[5]
     digest = _sha256_of(real)
-    racy = time.time() - max(st.st_mtime_ns, st.st_ctime_ns) / 1e9 < RACY_SECONDS
-    if racy:
+    if _changed_just_now(st):
         return digest
     with _lock:
         memo = _load_hash_memo(folder)
@@ -398,7 +409,7 @@ def _read_entry(path: Path, key: str, paths: dict[str, Path]) -> Any:
 # ------------------------------------------------------------------------------------
 #: Source file -> (its status, its SHA-256), for :func:`_module_file_sha`: every cache
 #: entry names the same few modules, whose status alone is checked again.
-_module_hashes: dict[str, tuple[tuple[int, ...], str]] = {}
+_module_hashes: dict[str, tuple[list[int], str]] = {}
 
 
 def _module_file_sha(modules: Iterable[str]) -> list[str]:
@@ -411,13 +422,13 @@ def _module_file_sha(modules: Iterable[str]) -> list[str]:
             mod = importlib.import_module(name)
         path = mod.__file__
         st = os.stat(path)
-        stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+        stamp = _file_stamp(st)
         known = _module_hashes.get(path)
         if known is not None and known[0] == stamp:
             digest = known[1]
         else:
             digest = file_sha256(path)
-            if time.time() - max(st.st_mtime_ns, st.st_ctime_ns) / 1e9 >= RACY_SECONDS:
+            if not _changed_just_now(st):
                 _module_hashes[path] = (stamp, digest)
         out.append(f"{name}:{digest}")
     return out
