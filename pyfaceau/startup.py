@@ -33,7 +33,8 @@ cyclic garbage collector, paused while the process starts (:func:`pause_gc`,
   45 ms to register; compiling needs them, and numba's context refresh imports them
   before any compile) and ``importlib.metadata`` only for its scan of installed packages
   for numba extensions. Both are placeholders while numba is imported, gone afterwards:
-  a later import, or numba's own reference, reaches the real module.
+  a later import, numba's own reference or ``numba.experimental`` reaches the real
+  module (a numba that needs either while it is imported is imported without them).
 - **The extension scan and numba's lowering modules at every cached load.** Before each
   kernel's dispatch numba scans the installed packages for extensions (about 16 ms the
   first time); a cached load then rebuilds each environment of the kernel's inlined code
@@ -90,7 +91,7 @@ class _Placeholder(types.ModuleType):
     the real module's attributes (imported on first use)."""
 
     def __getattr__(self, attr: str):  # noqa: ANN204 - any attribute of the real module
-        if attr.startswith("__") or sys.modules.get(self.__name__) is self:
+        if sys.modules.get(self.__name__) is self:  # within the block
             raise AttributeError(attr)
         return getattr(importlib.import_module(self.__name__), attr)
 
@@ -99,9 +100,10 @@ class _Placeholder(types.ModuleType):
 def _stand_ins(hidden: Sequence[str] = (), placeholders: Sequence[str] = ()) -> Iterator[None]:
     """Within the block, importing a module of ``hidden`` raises ImportError and one of
     ``placeholders`` gives a :class:`_Placeholder` (modules already imported are left as
-    they are). Afterwards the stand-ins are gone from ``sys.modules`` and from their
-    parent package: a later import loads the real module, and a placeholder kept
-    meanwhile reaches it too."""
+    they are). Afterwards the stand-ins are gone from ``sys.modules``: a later import
+    loads the real module (and replaces a placeholder left as an attribute of its parent
+    package), and a placeholder kept meanwhile, e.g. ``numba.experimental``, reaches the
+    real module's attributes."""
     placed = {name: None for name in hidden}
     placed.update((name, _Placeholder(name)) for name in placeholders)
     placed = {name: stand_in for name, stand_in in placed.items() if name not in sys.modules}
@@ -112,9 +114,6 @@ def _stand_ins(hidden: Sequence[str] = (), placeholders: Sequence[str] = ()) -> 
         for name, stand_in in placed.items():
             if name in sys.modules and sys.modules[name] is stand_in:
                 del sys.modules[name]
-            parent, _, child = name.rpartition(".")
-            if stand_in is not None and getattr(sys.modules.get(parent), child, None) is stand_in:
-                delattr(sys.modules[parent], child)
 
 
 def skip_numba_blas_probe() -> None:
@@ -139,8 +138,15 @@ def _import_numba_lean() -> None:
     # numba's package imports its experimental jitclass only to re-export it (about 45 ms
     # registering overloads that compiling needs; numba's context refresh imports them
     # itself before a compile), and importlib.metadata only for its extension scan.
-    with _stand_ins(hidden, ["numba.experimental", "importlib.metadata"]):
-        import numba  # noqa: F401
+    try:
+        with _stand_ins(hidden, ["numba.experimental", "importlib.metadata"]):
+            import numba  # noqa: F401
+    except (ImportError, AttributeError):
+        # A numba that needs one of them while it is imported: import it as it is.
+        for name in [m for m in sys.modules if m == "numba" or m.startswith("numba.")]:
+            del sys.modules[name]
+        with _stand_ins(hidden):
+            import numba  # noqa: F401, F811
 
 
 def start_numba_quickly() -> None:
@@ -214,6 +220,11 @@ def _lean_cached_loads() -> None:
         environment.Environment._memo[env_name] = env
         return env
 
+    # numba pickles every environment as a call to this function: under numba's name it
+    # is stored by reference (a kernel compiled here loads anywhere with numba's own),
+    # not with this code inside the cache file.
+    _rebuild_env.__module__ = rebuild_env.__module__
+    _rebuild_env.__qualname__ = rebuild_env.__qualname__
     base._compilation_chain_init_hook = _compilation_chain_init_hook
     environment._rebuild_env = _rebuild_env
 

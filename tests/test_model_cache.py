@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -173,6 +174,36 @@ def test_recently_changed_file_is_not_remembered(cache_dir, tmp_path, monkeypatc
     copy.write_bytes(b"x" * 100)
     cache.file_sha256(copy)
     assert str(os.path.realpath(copy)) not in cache._read_memo_file(cache_dir)
+
+
+def test_code_hash_follows_an_edited_module(cache_dir, tmp_path, monkeypatch):
+    """The hash of a module's source in an entry's key is remembered per process only
+    while the file's status stays the same: the module edited, the key changes."""
+    import importlib
+
+    name = "pyfaceau_cache_key_probe"
+    source = tmp_path / f"{name}.py"
+    source.write_text("A = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.import_module(name)
+    try:
+        hashed = []
+        real = cache._sha256_of
+        monkeypatch.setattr(cache, "_sha256_of", lambda p: hashed.append(p) or real(p))
+        first = cache._module_file_sha([name])
+        assert cache._module_file_sha([name]) == first and len(hashed) == 1  # remembered
+        source.write_text("A = 22\n")
+        assert cache._module_file_sha([name]) != first and len(hashed) == 2
+    finally:
+        sys.modules.pop(name, None)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="XDG folders: Linux")
+def test_default_cache_folder_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv(cache.ENV_CACHE_DIR, raising=False)
+    for folder in (tmp_path / "one", tmp_path / "two"):
+        monkeypatch.setenv("XDG_CACHE_HOME", str(folder))
+        assert cache.cache_dir() == folder / "pyfaceau"
 
 
 def test_cache_off_and_unwritable_folder_still_load(monkeypatch, tmp_path):

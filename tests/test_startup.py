@@ -97,6 +97,9 @@ def test_cached_kernels_load_without_the_refresh_and_missing_ones_compile(tmp_pa
     compiled = _kernel_run({**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "empty")})
     assert compiled == [expected, "True", "False", "True", "True"]
     assert any((tmp_path / "empty").rglob("*.nbi"))  # it was compiled and saved
+    # saved with numba's environment loader by name, not a copy of pyfaceau's
+    saved = [p.read_bytes() for p in (tmp_path / "empty").rglob("*.nbc")]
+    assert saved and not any(b"pyfaceau.startup" in data for data in saved)
 
 
 _DEFERRED_BITCODE = (
@@ -240,6 +243,36 @@ _PROCESS_START = (
     "print(jitclass.__module__, numba.experimental.__file__.endswith('__init__.py'),\n"
     "      entrypoints.importlib_metadata.entry_points.__module__)\n"
 )
+
+
+_NEEDS_METADATA = (
+    "import sys\n"
+    "class UsesMetadataOnce:\n"  # a numba whose import reads importlib.metadata
+    "    done = False\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name == 'numba.core.entrypoints' and not self.done:\n"
+    "            self.done = True\n"
+    "            import importlib.metadata\n"
+    "            importlib.metadata.version('numpy')\n"
+    "        return None\n"
+    "sys.meta_path.insert(0, UsesMetadataOnce())\n"
+    "from pyfaceau.startup import start_numba_quickly\n"
+    "start_numba_quickly()\n"
+    "import numba, importlib.metadata\n"
+    "f = numba.njit(lambda x: x + 1)\n"
+    "print(f(1), type(sys.modules['importlib.metadata']).__name__,\n"
+    "      importlib.metadata.version('numpy') == __import__('numpy').__version__)\n"
+)
+
+
+def test_numba_that_needs_a_placeholder_while_imported_is_imported_as_it_is() -> None:
+    """When numba's import needs a module that start-up stands in for (here
+    importlib.metadata, read during the import), numba is imported again without the
+    stand-ins, and works."""
+    out = subprocess.run([sys.executable, "-c", _NEEDS_METADATA], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["2", "module", "True"]
 
 
 def test_own_process_start_hides_numbas_optional_imports_and_opencvs_pool(tmp_path) -> None:

@@ -87,14 +87,19 @@ def cache_dir() -> Path | None:
     """The cache folder, or None when the cache is off (``PYFACEAU_CACHE_DIR=""``)."""
     value = os.environ.get(ENV_CACHE_DIR)
     if value is None:
-        return _user_cache_dir(os.environ.get("XDG_CACHE_HOME"), os.environ.get("HOME"))
+        return _user_cache_dir(*(os.environ.get(v) for v in _USER_CACHE_DIR_VARIABLES))
     return Path(value) if value else None
 
 
+#: The environment variables platformdirs' user cache folder follows (Linux: the first
+#: two; Windows: the last two; macOS: HOME).
+_USER_CACHE_DIR_VARIABLES = ("XDG_CACHE_HOME", "HOME", "LOCALAPPDATA",
+                             "WIN_PD_OVERRIDE_LOCAL_APPDATA")
+
+
 @functools.lru_cache(maxsize=4)
-def _user_cache_dir(xdg_cache_home: str | None, home: str | None) -> Path:
-    # platformdirs' answer depends on these two variables (on Linux; elsewhere on none
-    # that change within a process); asked once per pair, not for every cache entry.
+def _user_cache_dir(*variables: str | None) -> Path:
+    # Asked once per value of those variables, not for every cache entry.
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("pyfaceau", appauthor=False))
