@@ -12,21 +12,16 @@ makes (``numpy/_core/src/umath/matmul.c.src``): the results are bit for bit thos
 
 :data:`AVAILABLE` is False where NumPy's BLAS is not a 64-bit-integer OpenBLAS whose
 symbols can be found (other builds of NumPy); callers then keep their NumPy code path.
-The kernels here must not be called in that case.
+The kernels here must not be called in that case. Finding and registering the library
+is :mod:`pyfaceau.blas_library`'s.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import glob
-import os
-from typing import Iterator
-
-import numba as nb
 import numpy as np
-from llvmlite import binding as llvm
-from numba import types
+
+from . import jit
+from .blas_library import AVAILABLE, library_path, single_threaded_blas
 
 __all__ = [
     "AVAILABLE", "sgemm_nn", "sgemv", "dgemv", "matmul_f32", "dgesv_inverse", "library_path",
@@ -39,109 +34,32 @@ _COL_MAJOR = 102
 _NO_TRANS = 111
 _TRANS = 112
 
-# NumPy >= 2 wheels ship scipy-openblas64 (ILP64, symbols prefixed and suffixed);
-# NumPy 1.x wheels shipped openblas64_ with a ``64_`` suffix only. CBLAS names, then the
-# Fortran LAPACK name of ``dgesv`` (what ``numpy.linalg.inv`` calls).
-_SYMBOL_PATTERNS = (
-    ("scipy_cblas_{}64_", "scipy_{}_64_"),
-    ("cblas_{}64_", "{}_64_"),
-)
+
+def _cblas_gemm_signature(types, real):  # noqa: ANN001, ANN202 - numba's types module
+    i32, i64, ptr = types.int32, types.int64, types.CPointer(real)
+    return types.void(i32, i32, i32, i64, i64, i64, real, ptr, i64, ptr, i64, real, ptr, i64)
 
 
-def library_path() -> str | None:
-    """Path of the OpenBLAS shared library NumPy uses, or None if not found."""
-    root = os.path.dirname(os.path.dirname(np.__file__))
-    for folder in ("numpy.libs", os.path.join("numpy", ".dylibs")):
-        found = sorted(glob.glob(os.path.join(root, folder, "*openblas*")))
-        if found:
-            return found[0]
-    try:  # other layouts (conda, system NumPy): ask the loaded libraries
-        from threadpoolctl import threadpool_info
-
-        for info in threadpool_info():
-            if info.get("internal_api") == "openblas":
-                return str(info["filepath"])
-    except Exception:  # pragma: no cover - threadpoolctl missing or failing
-        pass
-    return None
+def _cblas_gemv_signature(types, real):  # noqa: ANN001, ANN202 - numba's types module
+    i32, i64, ptr = types.int32, types.int64, types.CPointer(real)
+    return types.void(i32, i32, i64, i64, real, ptr, i64, ptr, i64, real, ptr, i64)
 
 
-def _register() -> bool:
-    path = library_path()
-    if path is None:
-        return False
-    try:
-        lib = ctypes.CDLL(path)
-    except OSError:
-        return False
-    for cblas, lapack in _SYMBOL_PATTERNS:
-        addresses = {}
-        for name in ("sgemm", "sgemv", "dgemv", "dgesv"):
-            pattern = lapack if name == "dgesv" else cblas
-            fn = getattr(lib, pattern.format(name), None)
-            if fn is None:
-                break
-            addresses[name] = ctypes.cast(fn, ctypes.c_void_p).value
-        else:
-            for name, address in addresses.items():
-                llvm.add_symbol(f"pyfaceau_cblas_{name}", address)
-            return True
-    return False
-
-
-@contextlib.contextmanager
-def single_threaded_blas() -> Iterator[None]:
-    """Run the BLAS libraries (NumPy's, and the OpenBLAS that OpenCV's wheel bundles for
-    its LAPACK back end) on one thread.
-
-    OpenFace does the same (``openblas_set_num_threads(1)`` in ``CCNF_patch_expert::Read``
-    and ``CNN::Read``). The products here are small: a second thread adds no speed,
-    doubles the CPU time (its workers spin between calls) and makes float32 results
-    depend on the core count (OpenBLAS splits a factorisation between its threads).
-    """
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
-
-
-#: True when NumPy's OpenBLAS (64-bit integers) was found and registered.
-AVAILABLE: bool = os.environ.get("PYFACEAU_NO_BLAS_KERNELS", "") == "" and _register()
-
-_i32, _i64 = types.int32, types.int64
-_f32p, _f64p = types.CPointer(types.float32), types.CPointer(types.float64)
-
-_cblas_sgemm = types.ExternalFunction(
-    "pyfaceau_cblas_sgemm",
-    types.void(
-        _i32, _i32, _i32, _i64, _i64, _i64, types.float32, _f32p, _i64, _f32p, _i64,
-        types.float32, _f32p, _i64,
-    ),
-)
-_cblas_sgemv = types.ExternalFunction(
-    "pyfaceau_cblas_sgemv",
-    types.void(
-        _i32, _i32, _i64, _i64, types.float32, _f32p, _i64, _f32p, _i64, types.float32,
-        _f32p, _i64,
-    ),
-)
-_cblas_dgemv = types.ExternalFunction(
-    "pyfaceau_cblas_dgemv",
-    types.void(
-        _i32, _i32, _i64, _i64, types.float64, _f64p, _i64, _f64p, _i64, types.float64,
-        _f64p, _i64,
-    ),
-)
-
-
-_i64p = types.CPointer(types.int64)
-_dgesv = types.ExternalFunction(
+_cblas_sgemm = jit.external_function(
+    "pyfaceau_cblas_sgemm", lambda t: _cblas_gemm_signature(t, t.float32))
+_cblas_sgemv = jit.external_function(
+    "pyfaceau_cblas_sgemv", lambda t: _cblas_gemv_signature(t, t.float32))
+_cblas_dgemv = jit.external_function(
+    "pyfaceau_cblas_dgemv", lambda t: _cblas_gemv_signature(t, t.float64))
+_dgesv = jit.external_function(
     "pyfaceau_cblas_dgesv",
-    types.void(_i64p, _i64p, _f64p, _i64p, _i64p, _f64p, _i64p, _i64p),
+    lambda t: t.void(*[t.CPointer(t.int64)] * 2, t.CPointer(t.float64),
+                     *[t.CPointer(t.int64)] * 2, t.CPointer(t.float64),
+                     *[t.CPointer(t.int64)] * 2),
 )
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def sgemm_nn(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b`` for C-contiguous float32 matrices (m, n) and (n, p), as NumPy calls it.
 
@@ -158,7 +76,7 @@ def sgemm_nn(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return c
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def sgemv(a: np.ndarray, x: np.ndarray) -> np.ndarray:
     """``a @ x`` for a C-contiguous float32 (m, n) matrix and a contiguous (n,) vector.
 
@@ -174,7 +92,7 @@ def sgemv(a: np.ndarray, x: np.ndarray) -> np.ndarray:
     return y
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def matmul_f32(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b`` for C-contiguous float32 (m, n) and (n, p) with m, n > 1, as NumPy's
     ``matmul`` dispatches it: ``sgemv`` when ``p == 1``, else ``sgemm``. Returns (m, p)."""
@@ -183,7 +101,7 @@ def matmul_f32(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return sgemm_nn(a, b)
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def dgemv(a: np.ndarray, x: np.ndarray) -> np.ndarray:
     """:func:`sgemv` in float64 (``DOUBLE_gemv``): a new (m,) float64 array."""
     m, n = a.shape
@@ -194,7 +112,7 @@ def dgemv(a: np.ndarray, x: np.ndarray) -> np.ndarray:
     return y
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def dgesv_inverse(a: np.ndarray) -> tuple[bool, np.ndarray]:
     """``numpy.linalg.inv(a)`` for a C-contiguous float64 (n, n) matrix, as NumPy calls it.
 

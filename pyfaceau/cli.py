@@ -23,7 +23,7 @@ from ._version import __version__
 from .cli_batch import batch_cmd
 from .cli_options import MODELS_HELP, options_from_flags, pipeline_options
 from .errors import PyFaceAUError
-from .startup import pause_gc, resume_gc, start_process
+from .startup import pause_gc, resume_gc, save_kernels, start_process
 
 __all__ = ["main", "run"]
 
@@ -267,6 +267,7 @@ def process_cmd(
         elapsed = time.perf_counter() - t0
         if bar is not None:
             bar.close()  # as far as it got: a short video is not drawn as complete
+    save_kernels()  # for the next start, when this one ran numba
     n = len(table)
     column = table.column if hasattr(table, "column") else (lambda c: table[c].to_numpy())
     ok = int(column("success").sum()) if n else 0
@@ -350,6 +351,7 @@ def stream_cmd(source: str, output: str, fast: bool, max_faces: int, threads: in
         _fail(exc)
     except KeyboardInterrupt:
         click.echo("pyfaceau: stopped", err=True)
+        save_kernels()
         sys.exit(130)
     except BrokenPipeError:  # the reader went away (e.g. | head)
         sys.stderr.close()
@@ -365,6 +367,7 @@ def stream_cmd(source: str, output: str, fast: bool, max_faces: int, threads: in
         src = results.source
         click.echo(f"{src.name}: {count} results, {src.delivered} frames, "
                    f"{src.skipped} skipped to keep up", err=True)
+    save_kernels()  # for the next start, when this one ran numba
 
 
 @main.group("models")

@@ -23,18 +23,19 @@ from __future__ import annotations
 
 import math
 
-import numba as nb
 import numpy as np
-from numba import types
-from numba.extending import intrinsic
+
+from . import jit
 
 __all__ = ["EXP_TABLE_BITS", "exp_into", "exp_table", "fma"]
 
 
-@intrinsic
+@jit.intrinsic
 def fma(typingctx, a, b, c):  # noqa: ANN001, ANN202 - numba intrinsic signature
     """``fma(a, b, c)`` (one rounding) of three float32 or three float64 values, for njit
     kernels that reproduce fused multiply-adds (OpenBLAS's small products, glibc's exp)."""
+    from numba import types
+
     if not (a == b == c and isinstance(a, types.Float)):
         return None
     sig = a(a, a, a)
@@ -151,7 +152,7 @@ def exp_table() -> np.ndarray:
     return out
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def exp_into(
     x: np.ndarray, out: np.ndarray, kd: np.ndarray, scale_bits: np.ndarray, tail: np.ndarray
 ) -> None:

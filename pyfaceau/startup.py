@@ -77,8 +77,10 @@ __all__ = [
     "resume_gc",
     "single_threaded_opencv",
     "skip_numba_blas_probe",
+    "save_kernels",
     "start_numba_quickly",
     "start_process",
+    "use_saved_kernels",
 ]
 
 _PROBED_MODULE = "scipy.linalg.cython_blas"
@@ -254,7 +256,8 @@ def _defer_cached_bitcode() -> None:
         object_code, shared_bitcode = data
         self = code_generator.create_library(name)
         self.enable_object_caching()
-        self._set_compiled_object(object_code)
+        self._set_compiled_object(object_code)  # consumed by the engine below
+        self._pyfaceau_object = object_code  # kept for the saved kernels (pyfaceau/jit.py)
         self._pyfaceau_bitcode = shared_bitcode  # parsed when linked (below)
         self._finalize_final_module()
         return self
@@ -285,10 +288,38 @@ def single_threaded_opencv() -> None:
 
 
 def start_process() -> None:
-    """What a process pyfaceau owns does before its first kernel runs:
-    :func:`start_numba_quickly` and :func:`single_threaded_opencv`."""
-    start_numba_quickly()
+    """What a process pyfaceau owns does before its first kernel runs: the saved kernels
+    when they are there and current (:mod:`pyfaceau.jit`; numba is then imported only if
+    a call needs it), otherwise :func:`start_numba_quickly`; and
+    :func:`single_threaded_opencv`. ``PYFACEAU_SAVED_KERNELS=0`` turns the saved kernels
+    off (:func:`pyfaceau.jit_saved.saved_path`)."""
+    if not use_saved_kernels():
+        start_numba_quickly()
     single_threaded_opencv()
+
+
+def use_saved_kernels() -> bool:
+    """Run the kernels from the saved machine code if it is there and current (see
+    :mod:`pyfaceau.jit`); True when it is used. Call before any kernel module is
+    imported."""
+    if os.environ.get("PYFACEAU_SAVED_KERNELS", "1") == "0" or "numba" in sys.modules:
+        return False
+    from . import jit, jit_saved
+
+    saved = jit_saved.load()
+    if saved is not None:
+        jit.use_saved(saved)
+    return jit.saved_in_use()
+
+
+def save_kernels() -> None:
+    """At the end of a process pyfaceau owns that ran its kernels with numba: save their
+    machine code for the next start (:func:`pyfaceau.jit.save`)."""
+    if os.environ.get("PYFACEAU_SAVED_KERNELS", "1") == "0" or "numba" not in sys.modules:
+        return
+    from . import jit
+
+    jit.save()
 
 
 def pause_gc() -> None:

@@ -22,6 +22,9 @@ REFERENCE = SHARED / "reference"
 
 # The product finds models through PYFACEAU_MODELS; the tests point it at ../shared.
 os.environ["PYFACEAU_MODELS"] = os.pathsep.join([str(OPENFACE_DIR), str(ONNX_DIR)])
+# Kernels through numba in every test, whatever earlier runs saved (pyfaceau/jit.py);
+# tests/test_saved_kernels.py turns the saved kernels on with a file of its own.
+os.environ.setdefault("PYFACEAU_SAVED_KERNELS", "0")
 
 if not OPENFACE_DIR.is_dir():  # a clear failure, not silent skips
     raise RuntimeError(f"the test data folder {SHARED} is missing")

@@ -16,9 +16,9 @@ from __future__ import annotations
 import math
 
 import cv2
-import numba as nb
 import numpy as np
 
+from .. import jit
 from ..errors import InputError
 from ..validation import require_image, require_landmarks
 from ..pdm.pdm import PDM, ArrayLike
@@ -133,7 +133,7 @@ def face_mask(
     return mask
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _same_side(x0, y0, x1, y1, x2, y2, x3, y3) -> bool:  # noqa: ANN001 - float32 scalars
     """PAW's ``sameSide`` in float32: is (x0, y0) on the side of line (2, 3) that 1 is on."""
     x = (x3 - x2) * (y0 - y2) - (x0 - x2) * (y3 - y2)
@@ -141,7 +141,7 @@ def _same_side(x0, y0, x1, y1, x2, y2, x3, y3) -> bool:  # noqa: ANN001 - float3
     return (x * y) >= np.float32(0.0)
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _face_mask_kernel(pts: np.ndarray, tris: np.ndarray, mask: np.ndarray) -> None:
     """Kernel of :func:`face_mask`: set ``mask`` to 1 inside any triangle (float32 tests).
 

@@ -46,12 +46,10 @@ from __future__ import annotations
 import math
 from concurrent.futures import Executor
 
-import numba as nb
 import numpy as np
 from llvmlite import ir
-from numba.core import cgutils, types
-from numba.extending import intrinsic
 
+from .. import jit
 from ..parallel import run_all, split_ranges
 
 __all__ = [
@@ -74,9 +72,11 @@ PIXEL_LOOP_MIN_MAPS = 16
 _FLT_MAX = float(np.finfo(np.float32).max)
 
 
-@intrinsic
+@jit.intrinsic
 def _fma32(typingctx, a, b, c):  # pragma: no cover - compiled by numba
     """``a * b + c`` in float32 with one rounding (LLVM's ``llvm.fma.f32``)."""
+    from numba.core import cgutils, types
+
     f32 = types.float32
     if not (a == f32 and b == f32 and c == f32):
         return None
@@ -93,7 +93,7 @@ def _fma32(typingctx, a, b, c):  # pragma: no cover - compiled by numba
 # --------------------------------------------------------------------------------------
 # Kernels
 # --------------------------------------------------------------------------------------
-@nb.njit(cache=True, nogil=True, boundscheck=False)
+@jit.njit(cache=True, nogil=True, boundscheck=False)
 def _conv2d_rows(
     x: np.ndarray, w_t: np.ndarray, kh: int, kw: int, o_start: int, o_end: int, out: np.ndarray
 ) -> None:
@@ -171,7 +171,7 @@ def _conv2d_rows(
             o += m
 
 
-@nb.njit(cache=True, nogil=True, boundscheck=False)
+@jit.njit(cache=True, nogil=True, boundscheck=False)
 def _conv2d_pixels(
     x: np.ndarray, w_k: np.ndarray, kh: int, kw: int, o_start: int, o_end: int, out: np.ndarray
 ) -> None:
@@ -232,7 +232,7 @@ def _conv2d_pixels(
                 xo += 2
 
 
-@nb.njit(cache=True, nogil=True, boundscheck=False)
+@jit.njit(cache=True, nogil=True, boundscheck=False)
 def _max_pool_kernel(
     x: np.ndarray, kx: int, ky: int, sx: int, sy: int, out: np.ndarray
 ) -> None:
@@ -258,7 +258,7 @@ def _max_pool_kernel(
                     o[oy, ox] = best
 
 
-@nb.njit(cache=True, nogil=True, boundscheck=False)
+@jit.njit(cache=True, nogil=True, boundscheck=False)
 def _fc_kernel(w: np.ndarray, v: np.ndarray, bias: np.ndarray, out: np.ndarray) -> None:
     """``out[o, j] = float32(sum_i w[o, i] * v[i, j] in double) + bias[o]`` (float32)."""
     n_out, n_in = w.shape
@@ -406,7 +406,7 @@ def fully_connected(w: np.ndarray, v: np.ndarray, bias: np.ndarray) -> np.ndarra
     return out
 
 
-@nb.njit(cache=True, nogil=True, boundscheck=False)
+@jit.njit(cache=True, nogil=True, boundscheck=False)
 def _prelu_kernel(x: np.ndarray, slopes: np.ndarray, out: np.ndarray) -> None:
     """``PReLU`` on (N, C, L) float32: ``v if v >= 0 else v * slopes[c]``."""
     n, c, length = x.shape

@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 
+from .. import jit
 from ..errors import InputError
 from ..validation import require_image
 
@@ -103,7 +103,7 @@ _F32 = np.float32
 # ---------------------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _strongest_gradient(img, r, c, simd_path):  # pragma: no cover - compiled
     """Integer gradient ``(gx, gy, |g|^2)`` of the channel with the largest ``|g|^2``.
 
@@ -143,7 +143,7 @@ def _strongest_gradient(img, r, c, simd_path):  # pragma: no cover - compiled
     return tx, ty, tlen
 
 
-@numba.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _fhog_kernel(img, cell_size):  # pragma: no cover - compiled
     """dlib's ``impl_extract_fhog_features`` for ``cell_size >= 2`` and no filter padding.
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import jit
 from ..errors import InputError
 
 __all__ = [
@@ -46,10 +47,6 @@ GEOM_N_BINS = 10000
 GEOM_MIN_VAL = -60.0
 GEOM_MAX_VAL = 60.0
 
-try:  # optional accelerator
-    import numba as _numba
-except ImportError:  # pragma: no cover - numba is a declared dependency
-    _numba = None
 
 
 def _add_and_track_py(
@@ -89,10 +86,7 @@ def _add_and_track_py(
         below[i] = s
 
 
-if _numba is not None:
-    _add_and_track = _numba.njit(cache=True, nogil=True)(_add_and_track_py)
-else:  # pragma: no cover
-    _add_and_track = None
+_add_and_track = jit.njit(cache=True, nogil=True)(_add_and_track_py)
 
 
 class HistogramMedian:

@@ -13,10 +13,9 @@ import math
 from typing import Sequence
 
 import cv2
-import numba as nb
 import numpy as np
 
-from .. import blas
+from .. import blas, jit
 from ..errors import InputError
 from .kernels import add_diagonal_kernel, jacobian_kernel, shape_3d_kernel, update_kernel
 from .opencv_kernels import cholesky_solve_f32
@@ -46,7 +45,7 @@ CALC_PARAMS_REG_FACTOR = 1.0
 _F32 = np.float32
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _project_kernel(shape_3d: np.ndarray, g: np.ndarray) -> np.ndarray:
     """``scaling * shape_3D.t() * R_2D.t()`` then translation, as CalcParams' loop does.
 
@@ -69,13 +68,13 @@ def _project_kernel(shape_3d: np.ndarray, g: np.ndarray) -> np.ndarray:
     return out
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _error_kernel(shape_3d: np.ndarray, g: np.ndarray, target: np.ndarray) -> float:
     """``cv::norm(projection - target)``: double sum of squares, stored in a float."""
     return _norm_kernel(_project_kernel(shape_3d, g), target)
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _norm_kernel(a: np.ndarray, b: np.ndarray) -> float:
     """``cv::norm(a - b)`` (L2) of float32 vectors: double sums, stored in a float.
 
@@ -89,7 +88,7 @@ def _norm_kernel(a: np.ndarray, b: np.ndarray) -> float:
     return np.float64(np.float32(math.sqrt(acc)))
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _rhs_kernel(
     shape_3d: np.ndarray,
     g: np.ndarray,
@@ -112,7 +111,7 @@ def _rhs_kernel(
     return rhs
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _step_kernel(
     mean_v: np.ndarray,
     comp_loc: np.ndarray,
@@ -139,7 +138,7 @@ def _step_kernel(
     return shape_3d, jac, jac_w_t, rhs
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _damp_kernel(update: np.ndarray, step: float) -> np.ndarray:
     """``step * update`` formed in double, stored as float32."""
     out = np.empty(update.shape[0], dtype=np.float32)
@@ -148,7 +147,7 @@ def _damp_kernel(update: np.ndarray, step: float) -> np.ndarray:
     return out
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _iterations_kernel(
     mean_v: np.ndarray,
     comp_v: np.ndarray,

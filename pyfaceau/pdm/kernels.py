@@ -12,10 +12,9 @@ All are ``nogil`` and allocate their outputs: safe to call from several threads 
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
-from .. import blas
+from .. import blas, jit
 from .opencv_kernels import rodrigues_matrix_to_vector_f32, svd3x3_f32
 from .rotation import (
     _axis_angle_to_rotation_kernel,
@@ -46,7 +45,7 @@ __all__ = [
 # with BLAS (``princ_comp @ p``, ``J_w^T J``) stay NumPy calls: their summation order is
 # OpenBLAS's and cannot be reproduced in a loop.
 # --------------------------------------------------------------------------------------
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def project_kernel(s3: np.ndarray, g: np.ndarray) -> np.ndarray:
     """``CalcShape2D`` from the 3D shape: (3n,) float32 and (6,) float32 -> (2n,) float32."""
     n = s3.shape[0] // 3
@@ -61,7 +60,7 @@ def project_kernel(s3: np.ndarray, g: np.ndarray) -> np.ndarray:
     return out
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def jacobian_kernel(
     s3: np.ndarray,
     princ_comp: np.ndarray,
@@ -116,7 +115,7 @@ def jacobian_kernel(
     return jac, jac_w_t
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def update_begin_kernel(d: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """First half of ``UpdateModelParameters``: scale and translation, and ``R'``."""
     g2 = g.copy()
@@ -136,14 +135,14 @@ def update_begin_kernel(d: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.nd
     return g2, r2
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def update_rotation_kernel(g: np.ndarray, u: np.ndarray, vt: np.ndarray) -> np.ndarray:
     """``R1 @ Orthonormalise(R')`` from the SVD factors of ``R'`` (float32 (3, 3))."""
     r1 = _euler_to_rotation_kernel(g[1], g[2], g[3])
     return _matmul33(r1, _orthonormalise_kernel(u, vt))
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def update_end_kernel(
     g: np.ndarray, axis_angle: np.ndarray, p: np.ndarray, d: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -161,7 +160,7 @@ def update_end_kernel(
     return g, p2
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def clamp_kernel(p: np.ndarray, limit: np.ndarray) -> np.ndarray:
     """``PDM::Clamp`` of float32 local parameters to +-``limit``."""
     out = p.copy()
@@ -173,13 +172,13 @@ def clamp_kernel(p: np.ndarray, limit: np.ndarray) -> np.ndarray:
 
 # The two kernels below call NumPy's BLAS and OpenCV's SVD/Rodrigues replicas: only for
 # callers that checked :data:`pyfaceau.blas.AVAILABLE` (the NumPy paths otherwise).
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def shape_3d_kernel(mean_flat: np.ndarray, princ_comp: np.ndarray, p: np.ndarray) -> np.ndarray:
     """``CalcShape3D``: ``mean + princ_comp @ p`` with NumPy's BLAS sgemv, (3n,) float32."""
     return mean_flat + blas.sgemv(princ_comp, p)
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def update_kernel(
     d: np.ndarray, p: np.ndarray, g: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -196,7 +195,7 @@ def update_kernel(
     return update_end_kernel(g2, axis_angle, p, d)
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def add_diagonal_kernel(hessian: np.ndarray, reg: np.ndarray) -> None:
     """``hessian += np.diag(reg)`` in place on float32 (k, k): the off-diagonals get
     ``+ 0`` as in NumPy's add (so a ``-0.0`` becomes ``+0.0`` there too)."""

@@ -1,7 +1,7 @@
 """Bit-exact numba replicas of the OpenCV calls made in the CLNF / CalcParams loops.
 
 So that the whole Gauss-Newton loop can run in numba without the GIL, the OpenCV calls
-are re-written here as ``@nb.njit(nogil=True, cache=True)`` kernels that give the same
+are re-written here as ``@jit.njit(nogil=True, cache=True)`` kernels that give the same
 bits as opencv-python (checked against ``cv2`` by ``tests/test_opencv_kernels.py``):
 
 ``svd3x3_f32``
@@ -49,8 +49,9 @@ the Jacobi SVD to a CPU-dispatched ``lapack.simd.hpp`` whose AVX2/AVX-512 builds
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
+
+from .. import jit
 
 __all__ = [
     "svd2x2_f32",
@@ -72,7 +73,7 @@ _F32_ONE = np.float32(1.0)
 # cv::RNG (core/include/opencv2/core/operations.hpp): multiply-with-carry, used by the
 # SVD to complete the left singular vectors of zero singular values.
 # --------------------------------------------------------------------------------------
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@jit.njit(cache=True, nogil=True, error_model="numpy")
 def _rng_next(state: np.uint64) -> tuple[np.uint64, np.uint32]:
     """``cv::RNG::next``: ``state = (uint32)state * 4164903690 + (state >> 32)``."""
     lo = state & np.uint64(0xFFFFFFFF)
@@ -81,7 +82,7 @@ def _rng_next(state: np.uint64) -> tuple[np.uint64, np.uint32]:
     return state, np.uint32(state & np.uint64(0xFFFFFFFF))
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@jit.njit(cache=True, nogil=True, error_model="numpy")
 def _hypot_f64(a: float, b: float) -> float:
     """OpenCV's own ``hypot`` template of lapack.cpp (not ``std::hypot``), in double."""
     a = abs(a)
@@ -98,7 +99,7 @@ def _hypot_f64(a: float, b: float) -> float:
 # --------------------------------------------------------------------------------------
 # JacobiSVDImpl_<float> for small square matrices, m = n (lapack.cpp).
 # --------------------------------------------------------------------------------------
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@jit.njit(cache=True, nogil=True, error_model="numpy")
 def _jacobi_svd_f32(at: np.ndarray, vt: np.ndarray, w_out: np.ndarray) -> None:
     """``JacobiSVDImpl_<float>(At, W, Vt, m=n, n, n1=n, FLT_MIN, 2 FLT_EPSILON)``.
 
@@ -231,7 +232,7 @@ def _jacobi_svd_f32(at: np.ndarray, vt: np.ndarray, w_out: np.ndarray) -> None:
             at[i, k] *= s
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@jit.njit(cache=True, nogil=True, error_model="numpy")
 def _svd_square_f32(a: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``cv2.SVDecomp(a)`` of a float32 (n, n) matrix, n in {2, 3}: the shared code path
     of :func:`svd2x2_f32` and :func:`svd3x3_f32`."""
@@ -251,7 +252,7 @@ def _svd_square_f32(a: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.n
     return w, u, vt
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@jit.njit(cache=True, nogil=True, error_model="numpy")
 def svd3x3_f32(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``cv2.SVDecomp(a)`` of a float32 (3, 3) matrix, bit for bit.
 
@@ -272,7 +273,7 @@ def svd3x3_f32(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return _svd_square_f32(a, 3)
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@jit.njit(cache=True, nogil=True, error_model="numpy")
 def svd2x2_f32(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``cv2.SVDecomp(a)`` of a float32 (2, 2) matrix, bit for bit.
 
@@ -300,7 +301,7 @@ def svd2x2_f32(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------------------
 # JacobiSVDImpl_<double> for m = n = 3, as cv::Rodrigues calls it.
 # --------------------------------------------------------------------------------------
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@jit.njit(cache=True, nogil=True, error_model="numpy")
 def _jacobi_svd_f64(at: np.ndarray, vt: np.ndarray, w_out: np.ndarray) -> None:
     """``JacobiSVDImpl_<double>(At, W, Vt, m=3, n=3, n1=3, DBL_MIN, 10 DBL_EPSILON)``.
 
@@ -420,7 +421,7 @@ def _jacobi_svd_f64(at: np.ndarray, vt: np.ndarray, w_out: np.ndarray) -> None:
             at[i, k] *= s
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@jit.njit(cache=True, nogil=True, error_model="numpy")
 def svd3x3_f64(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``cv::SVD::compute`` of a float64 (3, 3) matrix (as in ``cv::Rodrigues``).
 
@@ -452,7 +453,7 @@ def svd3x3_f64(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------------------
 # cv::Rodrigues, 3x3 matrix -> rotation vector (calib3d).
 # --------------------------------------------------------------------------------------
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@jit.njit(cache=True, nogil=True, error_model="numpy")
 def rodrigues_matrix_to_vector_f32(r: np.ndarray) -> np.ndarray:
     """``cv2.Rodrigues(r)`` of a float32 (3, 3) rotation matrix, bit for bit.
 
@@ -524,7 +525,7 @@ def rodrigues_matrix_to_vector_f32(r: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 # cv::solve(A, b, DECOMP_CHOLESKY) (core lapack.cpp) -> CholImpl<float> (matrix_decomp.cpp)
 # --------------------------------------------------------------------------------------
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@jit.njit(cache=True, nogil=True, error_model="numpy")
 def _solve_small_f32(a: np.ndarray, b: np.ndarray) -> tuple[bool, np.ndarray]:
     """``cv::solve``'s Cramer's-rule branch for k <= 3 (any method but SVD/EIG/QR)."""
     k = a.shape[0]
@@ -604,7 +605,7 @@ def _solve_small_f32(a: np.ndarray, b: np.ndarray) -> tuple[bool, np.ndarray]:
     return True, x
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@jit.njit(cache=True, nogil=True, error_model="numpy")
 def cholesky_solve_f32(a: np.ndarray, b: np.ndarray) -> tuple[bool, np.ndarray]:
     """``cv2.solve(a, b[:, None], flags=cv2.DECOMP_CHOLESKY)``, bit for bit.
 

@@ -21,9 +21,9 @@ import math
 from typing import Sequence
 
 import cv2
-import numba as nb
 import numpy as np
 
+from .. import jit
 from ..libm import fma as _fma
 from .opencv_kernels import svd2x2_f32
 
@@ -42,7 +42,7 @@ __all__ = [
 _F32 = np.float32
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _matmul33(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """float32 ``a @ b`` of (3, 3) matrices as NumPy's BLAS (OpenBLAS) forms it.
 
@@ -81,7 +81,7 @@ def euler_to_rotation_matrix(euler: Sequence[float] | np.ndarray) -> np.ndarray:
     return _euler_to_rotation_kernel(e[0], e[1], e[2])
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _euler_to_rotation_kernel(e1: np.float32, e2: np.float32, e3: np.float32) -> np.ndarray:
     """Kernel of :func:`euler_to_rotation_matrix` (float32 angles, float32 products)."""
     # sin/cos of a float argument: computed in double then rounded, like C's sin(float)
@@ -120,7 +120,7 @@ def rotation_matrix_to_euler(rotation: np.ndarray) -> np.ndarray:
     return _rotation_to_euler_kernel(r)
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _rotation_to_euler_kernel(r: np.ndarray) -> np.ndarray:
     """Kernel of :func:`rotation_matrix_to_euler` ((3, 3) float32 in, (3,) float32 out)."""
     two = np.float32(2.0)
@@ -156,7 +156,7 @@ def axis_angle_to_rotation_matrix(axis_angle: Sequence[float] | np.ndarray) -> n
     return _axis_angle_to_rotation_kernel(v)
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _axis_angle_to_rotation_kernel(v: np.ndarray) -> np.ndarray:
     """Kernel of :func:`axis_angle_to_rotation_matrix`: OpenCV's ``Rodrigues`` (vector to
     matrix) in its own order of double operations, rounded to float32 at the end."""
@@ -221,7 +221,7 @@ def orthonormalise(rotation: np.ndarray) -> np.ndarray:
     return _orthonormalise_kernel(u, vt)
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _det33(x: np.ndarray) -> np.float64:
     """OpenCV's ``determinant`` of a (3, 3) float32 matrix (double products and sums)."""
     return (
@@ -231,7 +231,7 @@ def _det33(x: np.ndarray) -> np.float64:
     )
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _orthonormalise_kernel(u: np.ndarray, vt: np.ndarray) -> np.ndarray:
     """Kernel of :func:`orthonormalise` from the float32 SVD factors ``u`` and ``vt``."""
     x = _matmul33(u, vt)
@@ -268,7 +268,7 @@ def align_shapes_with_scale(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return _kabsch_finish(s, u.astype(np.float64), vt.astype(np.float64))
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def align_shapes_with_scale_kernel(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """:func:`align_shapes_with_scale` on contiguous float32 (n, 2) arrays, in numba: the
     same bits, with the replica of ``cv::SVD`` (:func:`~.opencv_kernels.svd2x2_f32`)."""
@@ -277,7 +277,7 @@ def align_shapes_with_scale_kernel(src: np.ndarray, dst: np.ndarray) -> np.ndarr
     return _kabsch_finish(s, u.astype(np.float64), vt.astype(np.float64))
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _pairwise_sum_sq(x: np.ndarray) -> float:
     """``np.sum(x * x, dtype=np.float64)`` of a contiguous float32 array, bit for bit:
     the squares in float32, then NumPy's pairwise summation in double (blocks of 128,
@@ -285,7 +285,7 @@ def _pairwise_sum_sq(x: np.ndarray) -> float:
     return _pairwise(x.ravel(), 0, x.size)
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _pairwise_block(x: np.ndarray, start: int, n: int) -> float:
     """A leaf of NumPy's ``pairwise_sum`` (n <= 128) of float32 squares, in double."""
     if n < 8:
@@ -307,7 +307,7 @@ def _pairwise_block(x: np.ndarray, start: int, n: int) -> float:
     return res
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _pairwise(x: np.ndarray, start: int, n: int) -> float:
     """NumPy's ``pairwise_sum`` (``loops_utils.h``) of float32 squares, in double.
 
@@ -350,7 +350,7 @@ def _pairwise(x: np.ndarray, start: int, n: int) -> float:
     return values[0]
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _kabsch_prepare(src: np.ndarray, dst: np.ndarray) -> tuple[np.float32, np.ndarray]:
     """Centre and normalise both shapes; returns the scale ``s_dst / s_src`` and the
     (2, 2) float64 matrix ``src_n.T @ dst_n`` whose SVD gives the rotation."""
@@ -390,7 +390,7 @@ def _kabsch_prepare(src: np.ndarray, dst: np.ndarray) -> tuple[np.float32, np.nd
     return s_dst / s_src, cov
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _matmul22(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """float64 (2, 2) product as OpenBLAS's small-matrix dgemm (in-order FMA chain)."""
     out = np.empty((2, 2), dtype=np.float64)
@@ -403,7 +403,7 @@ def _matmul22(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _kabsch_finish(s: np.float32, u: np.ndarray, vt: np.ndarray) -> np.ndarray:
     """``s * V diag(1, sign det(V U^T)) U^T`` as float32 (2, 2)."""
     v = np.ascontiguousarray(vt.T)

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Sequence
 
 import cv2
-import numba
 import numpy as np
 
+from .. import jit
 from ..errors import InputError
 from ..validation import require_gray, require_landmarks
 from ..modelstore import ModelsArg, resolve
@@ -89,7 +89,7 @@ def estimate_rotation(
     return _euler_from_affine_camera(np.ascontiguousarray(mt))
 
 
-@numba.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _euler_from_affine_camera(mt):  # pragma: no cover - numba
     """OpenFace Euler angles (XYZ) of the rotation nearest an affine camera's rows."""
     out = np.zeros(3)
@@ -119,7 +119,7 @@ def _euler_from_affine_camera(mt):  # pragma: no cover - numba
 
 
 # -- kernels ---------------------------------------------------------------------------
-@numba.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _sample_area(gray, cx, cy, a1, b1, size, out):  # pragma: no cover - numba
     """``out[v, u]`` = bilinear ``gray`` at ``(cx, cy) + [[a1, -b1], [b1, a1]] @ (u - c, v - c)``.
 
@@ -154,7 +154,7 @@ def _sample_area(gray, cx, cy, a1, b1, size, out):  # pragma: no cover - numba
             out[v, u] = acc
 
 
-@numba.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _gradient(area, out):  # pragma: no cover - numba
     """OpenFace's ``Grad``: squared central differences, zero on the border."""
     h, w = area.shape
@@ -166,7 +166,7 @@ def _gradient(area, out):  # pragma: no cover - numba
             out[y, x] = vx * vx + vy * vy
 
 
-@numba.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _ncc_logistic(feat, tmpl, scaling, bias, resp):  # pragma: no cover - numba
     """``resp *= 1 / (1 + exp(-(scaling * TM_CCOEFF_NORMED(feat, tmpl) + bias)))``."""
     th, tw = tmpl.shape
@@ -207,7 +207,7 @@ def _ncc_logistic(feat, tmpl, scaling, bias, resp):  # pragma: no cover - numba
             resp[r, c] *= 1.0 / (1.0 + math.exp(-(ncc * scaling + bias)))
 
 
-@numba.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _responses(
     gray, points, a1, b1, weights, ftypes, scalings, biases, radius, out
 ):  # pragma: no cover - numba
@@ -233,7 +233,7 @@ def _responses(
                 _ncc_logistic(area, weights[k, m], scalings[k, m], biases[k, m], out[k])
 
 
-@numba.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _meanshift_peaks(resp, sigma, iters, out):  # pragma: no cover - numba
     """Mode of each response map near its centre, by Gaussian-kernel mean shift.
 

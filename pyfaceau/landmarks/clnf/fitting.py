@@ -29,10 +29,9 @@ from dataclasses import dataclass, replace
 from typing import Sequence
 
 import cv2
-import numba as nb
 import numpy as np
 
-from ... import blas
+from ... import blas, jit
 from ...pdm import PDM
 from ...pdm.kernels import (
     add_diagonal_kernel,
@@ -179,7 +178,7 @@ class KDECache:
         return t
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@jit.njit(cache=True, nogil=True, error_model="numpy")
 def _mean_shift_kde(
     responses: np.ndarray,
     dxs: np.ndarray,
@@ -236,7 +235,7 @@ def _mean_shift_kde(
         out[i, 1] = my / s - dy
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@jit.njit(cache=True, nogil=True, error_model="numpy")
 def _kde_likelihoods(
     responses: np.ndarray,
     dxs: np.ndarray,
@@ -272,7 +271,7 @@ def _kde_likelihoods(
     return total
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@jit.njit(cache=True, nogil=True, error_model="numpy")
 def _moved_less(shape: np.ndarray, previous: np.ndarray, limit: float) -> bool:
     """``norm(shape - previous) < limit`` on float32 shapes (differences and sum in double)."""
     acc = 0.0
@@ -282,7 +281,7 @@ def _moved_less(shape: np.ndarray, previous: np.ndarray, limit: float) -> bool:
     return math.sqrt(acc) < limit
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@jit.njit(cache=True, nogil=True, error_model="numpy")
 def _nu_rlms_rhs(
     shape: np.ndarray,
     base_2d: np.ndarray,
@@ -351,7 +350,7 @@ def _nu_rlms_rhs(
     return rhs
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@jit.njit(cache=True, nogil=True, error_model="numpy")
 def _nu_rlms_step(
     s3: np.ndarray,
     princ_comp: np.ndarray,
@@ -392,7 +391,7 @@ def _nu_rlms_step(
     return False, shape, jac, jac_w_t, rhs
 
 
-@nb.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _nu_rlms_iterations(
     mean_flat: np.ndarray,
     princ_comp: np.ndarray,
@@ -439,7 +438,7 @@ def _nu_rlms_iterations(
     return glob, loc
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@jit.njit(cache=True, nogil=True, error_model="numpy")
 def _scale_setup_kernel(
     mean_flat: np.ndarray,
     princ_comp: np.ndarray,
@@ -460,7 +459,7 @@ def _scale_setup_kernel(
     return ok, shape, img_to_ref, ref_to_img
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@jit.njit(cache=True, nogil=True, error_model="numpy")
 def _scale_nu_rlms_kernel(
     mean_flat: np.ndarray,
     princ_comp: np.ndarray,
@@ -516,7 +515,7 @@ def _scale_nu_rlms_kernel(
     return glob, loc, last, total, lhoods
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@jit.njit(cache=True, nogil=True, error_model="numpy")
 def _fit_scale_kernel(
     mean_flat: np.ndarray,
     princ_comp: np.ndarray,

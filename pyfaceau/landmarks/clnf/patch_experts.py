@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
-import numba as nb
 import numpy as np
 
+from ... import jit
 from ...parallel import run_all, split_ranges
 from ...errors import ModelFileError
 from ...modelstore.cache import Entry, cached
@@ -89,7 +89,7 @@ _BILINEAR_TABLE = _bilinear_table()
 BILINEAR_TABLE = _BILINEAR_TABLE
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@jit.njit(cache=True, nogil=True, error_model="numpy")
 def _sample_areas(
     image: np.ndarray,
     xs: np.ndarray,
@@ -158,7 +158,7 @@ def _sample_areas(
                     o[y, x] = v00 * wt[0] + v01 * wt[1] + v10 * wt[2] + v11 * wt[3]
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+@jit.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
 def _im2col_contrast_norm(aois: np.ndarray, ph: int, pw: int, out: np.ndarray) -> None:
     """OpenFace's ``im2colContrastNormBias`` for a stack of areas of interest.
 
@@ -232,7 +232,7 @@ def _im2col_contrast_norm(aois: np.ndarray, ph: int, pw: int, out: np.ndarray) -
                         o[base + yy] = (t[j + xx, i + yy] - m) * iv
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@jit.njit(cache=True, nogil=True, error_model="numpy")
 def _sigmoid_sum_smooth(
     z: np.ndarray, alpha2: np.ndarray, sigmas_t: np.ndarray, out: np.ndarray
 ) -> None:
@@ -286,7 +286,7 @@ def _sigmoid_sum_smooth(
                 out[l, p] -= mn
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@jit.njit(cache=True, nogil=True, error_model="numpy")
 def responses_kernel(
     image: np.ndarray,
     shape_2d: np.ndarray,
@@ -337,7 +337,7 @@ def responses_kernel(
     return out
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@jit.njit(cache=True, nogil=True, error_model="numpy")
 def similarity_to_reference_kernel(
     shape_2d: np.ndarray, reference_2d: np.ndarray
 ) -> tuple[bool, np.ndarray, np.ndarray]:

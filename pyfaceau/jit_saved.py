@@ -1,0 +1,430 @@
+"""Saved kernels: numba's machine code for pyfaceau's kernels, run without numba.
+
+:func:`save` (a process that ran its kernels with numba) writes, for every compiled
+version of every kernel, the object code numba made (the kernel, what it inlined, and
+its CPython wrapper), the name of the wrapper, the environments the code refers to (their
+constants pickled) and the argument types (:func:`pyfaceau.jit.argument_key`). One file
+per installed copy of pyfaceau in the model cache folder (``kernels-*.pkl``), under a
+key of everything the machine code depends on: pyfaceau's source files, numba's and
+llvmlite's files, Python's version, the CPU (LLVM's name and features for it) and the
+``NUMBA_*`` settings.
+
+:func:`load` checks the key and sets up what numba's code needs at run time without the
+``numba`` package: llvmlite's JIT linker, numba's C extensions ``_helperlib``,
+``_dynfunc`` and ``_nrt_python`` loaded from their files (their helpers registered with
+LLVM under numba's names, numba's runtime on CPython's allocator), the BLAS functions
+(:mod:`pyfaceau.blas`), then links every object and makes each wrapper a Python function
+as numba does (``_dynfunc.make_function``). A symbol that nothing defines, a missing file
+or a changed key: None, and the process uses numba as before. What numba's code calls back
+in Python (unpickling a constant when it returns an array) is answered once at load with
+the function numba's own module would give.
+
+Mirrors numba 0.59-0.68's ``CPUContext.get_executable``, ``Environment`` rebuilding and
+``NRT`` set-up (``numba/core/cpu.py``, ``environment.py``, ``runtime/nrt.py``,
+``base.py``'s symbol registration).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import hashlib
+import importlib.util
+import logging
+import os
+import pickle
+import struct
+import sys
+import types
+from pathlib import Path
+from typing import Any, Callable
+
+from .jit import DTYPE_CHARS
+from .modelstore import cache as model_cache
+
+__all__ = ["ENV_SAVED_KERNELS", "SavedKernels", "load", "save", "saved_path", "signature_key"]
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+_PACKAGE = Path(__file__).resolve().parent
+
+
+# ------------------------------------------------------------------------------------
+# The key
+# ------------------------------------------------------------------------------------
+def _package_dir(name: str) -> Path | None:
+    spec = importlib.util.find_spec(name)  # a top-level package: found, not imported
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _files() -> list[Path] | None:
+    """The files the machine code depends on: pyfaceau's sources, numba's and
+    llvmlite's versions and compiled extensions."""
+    numba_dir, llvmlite_dir = _package_dir("numba"), _package_dir("llvmlite")
+    if numba_dir is None or llvmlite_dir is None:
+        return None
+    names = sorted(glob.glob(os.path.join(_PACKAGE, "**", "*.py"), recursive=True))
+    for folder in (numba_dir, llvmlite_dir):
+        names.append(os.path.join(folder, "_version.py"))
+        for depth in ("", "*", os.path.join("*", "*")):
+            names += sorted(n for n in glob.glob(os.path.join(folder, depth, "*.*"))
+                            if n.endswith((".so", ".pyd", ".dll", ".dylib")))
+    return [Path(n) for n in names]
+
+
+def _stamps(files: list[Path]) -> list[tuple]:
+    out = []
+    for p in files:
+        st = os.stat(p)
+        out.append((str(p), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+    return out
+
+
+def _environment_key(llvm: Any) -> str:
+    """What the machine code depends on besides files, as text."""
+    llvm.initialize_native_target()  # the host CPU's features are read through it
+    parts = [
+        FORMAT, sys.version, sys.platform, sys.prefix,
+        llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten(),
+        sorted((k, v) for k, v in os.environ.items() if k.startswith("NUMBA_")),
+    ]
+    return repr(parts)
+
+
+def _content_key(files: list[Path]) -> str:
+    h = hashlib.sha256()
+    for p in files:
+        h.update(str(p).encode() + b"\0" + model_cache.file_sha256(p).encode())
+    return h.hexdigest()
+
+
+#: ``0``: no saved kernels; unset, empty or ``1``: the file in the model cache folder;
+#: anything else: the file to use.
+ENV_SAVED_KERNELS = "PYFACEAU_SAVED_KERNELS"
+
+
+def saved_path() -> Path | None:
+    """The saved-kernels file: ``PYFACEAU_SAVED_KERNELS`` when it names one, else this
+    installed copy's file in the model cache folder; None when turned off (that
+    variable ``0``, or the model cache off)."""
+    value = os.environ.get(ENV_SAVED_KERNELS, "")
+    if value == "0":
+        return None
+    if value not in ("", "1"):
+        return Path(value)
+    folder = model_cache.cache_dir()
+    if folder is None:
+        return None
+    slot = hashlib.sha256(str(_PACKAGE).encode()).hexdigest()[:20]
+    return folder / f"kernels-{slot}.pkl"
+
+
+# ------------------------------------------------------------------------------------
+# Saving (a process that has numba)
+# ------------------------------------------------------------------------------------
+def _undefined_symbols(obj: bytes) -> list[str]:
+    """Names an ELF64 little-endian relocatable object uses without defining them."""
+    if obj[:4] != b"\x7fELF" or obj[4] != 2 or obj[5] != 1:
+        raise ValueError("not a 64-bit little-endian ELF object")
+    shoff, = struct.unpack_from("<Q", obj, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", obj, 0x3A)
+    sections = [struct.unpack_from("<IIQQQQIIQQ", obj, shoff + i * shentsize)
+                for i in range(shnum)]
+    names = []
+    for _, sh_type, _, _, off, size, link, _, _, entsize in sections:
+        if sh_type != 2:  # SHT_SYMTAB
+            continue
+        str_off = sections[link][4]
+        for j in range(1, size // entsize):
+            st_name, st_info, _, st_shndx, _, _ = struct.unpack_from(
+                "<IBBHQQ", obj, off + j * entsize)
+            if st_shndx == 0 and st_name and (st_info >> 4) in (1, 2):  # GLOBAL, WEAK
+                end = obj.index(b"\0", str_off + st_name)
+                names.append(obj[str_off + st_name:end].decode())
+    return names
+
+
+def _environment(name: str) -> tuple[str, str, bytes] | None:
+    from numba.core import environment
+
+    env = environment.lookup_environment(name)
+    if env is None:
+        return None
+    return name, env.globals.get("__name__", ""), pickle.dumps(list(env.consts))
+
+
+def signature_key(sig: tuple) -> tuple | None:
+    """What :func:`pyfaceau.jit.argument_key` gives for arguments of numba's types
+    ``sig``; None for a type it does not name."""
+    from numba.core import types as nb_types
+
+    key = []
+    for t in sig:
+        if isinstance(t, nb_types.Array):
+            if not t.aligned or str(t.dtype) not in _TYPE_CHARS:
+                return None
+            key.append((_TYPE_CHARS[str(t.dtype)], t.ndim, t.layout, not t.mutable))
+        elif str(t) in _TYPE_CHARS:
+            key.append(_TYPE_CHARS[str(t)])
+        else:
+            return None
+    return tuple(key)
+
+
+def _entry(dispatcher: Any, sig: tuple, cres: Any) -> dict | None:
+    """One compiled version of a kernel as saved, or None when it cannot be."""
+    key = signature_key(sig)
+    if key is None:
+        return None
+    library = cres.library
+    # loaded from numba's cache in a pyfaceau process: kept at load (pyfaceau/startup.py);
+    # compiled here: numba's own copy
+    obj = getattr(library, "_pyfaceau_object", None) or library._get_compiled_object()
+    own = cres.target_context.get_env_name(cres.fndesc)
+    # Environments this process does not have (numba's array expressions, named by an
+    # address) stay unset, as numba leaves them when it loads a kernel from its cache.
+    envs = [_environment(name) for name in _environment_names(obj, own)]
+    if envs[0] is None:
+        return None
+    envs = [e for e in envs if e is not None]
+    return {
+        "module": dispatcher.py_func.__module__, "qualname": dispatcher.py_func.__qualname__,
+        "key": key, "object": obj, "wrapper": cres.fndesc.llvm_cpython_wrapper_name,
+        "envs": envs, "undefined": _undefined_symbols(obj),
+    }
+
+
+#: numba's type names -> :func:`pyfaceau.jit.argument_key`'s (NumPy's dtype characters;
+#: numba names these dtypes as NumPy does).
+_TYPE_CHARS = {name: char for char, name in DTYPE_CHARS.items()}
+
+
+def _environment_names(obj: bytes, own: str) -> list[str]:
+    """``own``, then every other environment symbol (``_ZN08NumbaEnv...``) in the
+    object's symbol names."""
+    found = [own]
+    start = 0
+    while (i := obj.find(b"_ZN08NumbaEnv", start)) >= 0:
+        end = obj.index(b"\0", i)
+        name = obj[i:end].decode(errors="replace")
+        if name not in found:
+            found.append(name)
+        start = end
+    return found
+
+
+def save(dispatchers: list[Any]) -> bool:
+    """Write the saved-kernels file from ``dispatchers`` (numba's), keeping entries of
+    the file that are still valid; False (nothing written) when anything is off."""
+    path = saved_path()
+    files = _files()
+    if path is None or files is None:
+        return False
+    try:
+        from llvmlite import binding as llvm
+
+        entries = {}
+        old = _read(path, llvm, files)
+        for e in (old["entries"] if old else []):
+            entries[(e["module"], e["qualname"], e["key"])] = e
+        for d in dispatchers:
+            for sig, cres in list(d.overloads.items()):
+                e = _entry(d, sig, cres)
+                if e is not None:
+                    entries[(e["module"], e["qualname"], e["key"])] = e
+        data = {
+            "format": FORMAT, "environment": _environment_key(llvm),
+            "content": _content_key(files), "stamps": _stamps(files),
+            "entries": list(entries.values()),
+        }
+        return model_cache._atomic_write(path, pickle.dumps(data, protocol=5))
+    except Exception as exc:  # noqa: BLE001 - saving is an optimisation only
+        log.debug("saved kernels not written: %s", exc, exc_info=True)
+        return False
+
+
+def _read(path: Path, llvm: Any, files: list[Path]) -> dict | None:
+    try:
+        data = pickle.loads(path.read_bytes())
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        return None
+    if data.get("environment") != _environment_key(llvm):
+        return None
+    if data.get("stamps") != _stamps(files) and data.get("content") != _content_key(files):
+        return None
+    return data
+
+
+# ------------------------------------------------------------------------------------
+# Loading (a process without numba)
+# ------------------------------------------------------------------------------------
+def _extension(numba_dir: Path, name: str, relative: str) -> types.ModuleType:
+    (path,) = glob.glob(str(numba_dir / relative) + ".*.so") or glob.glob(
+        str(numba_dir / relative) + ".*.pyd")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules[name] = module  # what numba's own import of it will find
+    return module
+
+
+class SavedKernels:
+    """The loaded saved kernels: :meth:`functions` gives a kernel's compiled versions."""
+
+    def __init__(self, functions: dict, keep: list) -> None:
+        self._functions = functions  # (module, qualname) -> {argument key: function}
+        self._keep = keep  # the engine, the environments: alive as long as the functions
+
+    def functions(self, py_func: Callable) -> dict:
+        """``py_func``'s saved versions: argument key -> compiled function."""
+        return self._functions.get((py_func.__module__, py_func.__qualname__), {})
+
+
+def load() -> SavedKernels | None:
+    """The saved kernels for this process, or None (see the module docstring)."""
+    path = saved_path()
+    if path is None or not path.exists():
+        return None
+    files = _files()
+    if files is None:
+        return None
+    try:
+        from llvmlite import binding as llvm
+
+        data = _read(path, llvm, files)
+        if data is None or not data["entries"]:
+            return None
+        return _link(data["entries"], llvm, _package_dir("numba"))
+    except Exception as exc:  # noqa: BLE001 - any failure: numba as before
+        log.debug("saved kernels not used: %s", exc, exc_info=True)
+        return None
+
+
+def _link(entries: list[dict], llvm: Any, numba_dir: Path) -> SavedKernels | None:
+    helperlib = _extension(numba_dir, "numba._helperlib", "_helperlib")
+    dynfunc = _extension(numba_dir, "numba._dynfunc", "_dynfunc")
+    nrt = _extension(numba_dir, "numba.core.runtime._nrt_python", "core/runtime/_nrt_python")
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    # numba/core/base.py and runtime/nrt.py: the helpers under numba's names
+    llvm.add_symbol("_Py_NoneStruct", id(None))
+    for helpers in (helperlib.c_helpers, dynfunc.c_helpers):
+        for name, address in helpers.items():
+            llvm.add_symbol("numba_" + name, address)
+    import builtins
+
+    for obj in vars(builtins).values():
+        if isinstance(obj, type) and issubclass(obj, BaseException):
+            llvm.add_symbol("PyExc_%s" % obj.__name__, id(obj))
+    for name, address in nrt.c_helpers.items():
+        llvm.add_symbol(name if name.startswith("_") else "NRT_" + name, address)
+    # numba/core/externals.py: the C math functions bound to CPython's C library
+    for name in _numba_math_names(numba_dir):
+        if name in helperlib.c_helpers:
+            llvm.add_symbol(name, helperlib.c_helpers[name])
+    from . import blas_library  # registers NumPy's BLAS for the kernels that call it
+
+    del blas_library
+    nrt.memsys_use_cpython_allocator()  # numba/core/runtime/nrt.py
+    defined: set[str] = set()
+    for e in entries:
+        defined.update(_defined(e))
+    process = ctypes.CDLL(None)  # what the JIT linker finds in the process (libm, ...)
+    for e in entries:
+        for name in e["undefined"]:
+            if name not in defined and not llvm.address_of_symbol(name) \
+                    and not hasattr(process, name):
+                log.debug("saved kernels not used: %s is not defined", name)
+                return None
+    machine = llvm.Target.from_default_triple().create_target_machine(
+        opt=3, jit=True, codemodel="jitdefault")
+    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), machine)
+    for e in entries:
+        engine.add_object_file(llvm.ObjectFileRef.from_data(e["object"]))
+    engine.finalize_object()
+    _answer_unpickle_once(helperlib)
+    keep: list = [engine]
+    environments: dict[str, Any] = {}
+    functions: dict = {}
+    for e in entries:
+        for name, modname, consts in e["envs"]:
+            if name not in environments:
+                env = dynfunc.Environment({"__name__": modname})
+                env.consts[:] = pickle.loads(consts)
+                environments[name] = env
+                address = engine.get_global_value_address(name)
+                if address:
+                    ctypes.c_void_p.from_address(address).value = id(env)
+        pointer = engine.get_function_address(e["wrapper"])
+        if not pointer:
+            return None
+        # numba/core/cpu.py, CPUContext.get_executable (the module only names it)
+        name = e["qualname"].split(".")[-1]
+        function = dynfunc.make_function(
+            types.ModuleType(e["module"]), name, f"saved kernel {e['qualname']}", pointer,
+            environments[e["envs"][0][0]], (keep,))
+        functions.setdefault((e["module"], e["qualname"]), {})[e["key"]] = function
+    keep.append(environments)
+    return SavedKernels(functions, keep)
+
+
+def _numba_math_names(numba_dir: Path) -> set[str]:
+    """numba's ``intrinsics.INTR_MATH`` (the C math functions it binds), read from its
+    source without importing it."""
+    import ast
+
+    tree = ast.parse((numba_dir / "core" / "intrinsics.py").read_text())
+    names: set[str] = set()
+    for node in tree.body:
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)):
+            continue
+        if node.targets[0].id == "INTR_TO_CMATH" and isinstance(node.value, ast.Dict):
+            names.update(ast.literal_eval(node.value).values())
+        elif node.targets[0].id == "OTHER_CMATHS":
+            names.update(ast.literal_eval(node.value.func.value).split())
+    if not names:
+        raise ValueError("numba's C math functions not found")
+    return names
+
+
+def _defined(entry: dict) -> set[str]:
+    return {entry["wrapper"]} | {name for name, _, _ in entry["envs"]}
+
+
+def _answer_unpickle_once(helperlib: types.ModuleType) -> None:
+    """numba's helper unpickles constants through ``numba.core.serialize._numba_unpickle``,
+    importing that module (and the ``numba`` package) on its first use and keeping the
+    function. Answer that first use now with the same function (``pickle.loads`` with
+    numba's memo), so running a saved kernel never imports numba."""
+    memo: dict = {}
+
+    def _numba_unpickle(address: int, bytedata: bytes, hashed: bytes) -> Any:
+        key = (address, hashed)
+        try:
+            return memo[key]
+        except KeyError:
+            memo[key] = obj = pickle.loads(bytedata)
+            return obj
+
+    names = ("numba", "numba.core", "numba.core.serialize")
+    placed = {}
+    for name in names:
+        if name not in sys.modules:
+            placed[name] = sys.modules[name] = types.ModuleType(name)
+    sys.modules["numba.core.serialize"]._numba_unpickle = _numba_unpickle \
+        if "numba.core.serialize" in placed else sys.modules["numba.core.serialize"]._numba_unpickle
+    try:
+        unpickle = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_char_p, ctypes.c_int,
+                                     ctypes.c_char_p)(helperlib.c_helpers["unpickle"])
+        data = pickle.dumps(None)
+        unpickle(data, len(data), b"\0" * 20)
+    finally:
+        for name, module in placed.items():
+            if sys.modules.get(name) is module:
+                del sys.modules[name]
