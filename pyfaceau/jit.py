@@ -226,7 +226,7 @@ def use_numba() -> None:
             return
         from .startup import start_numba_quickly
 
-        start_numba_quickly()
+        start_numba_quickly(lean_import=False)
         _saved = None
         replacements = {id(s): s.real() for s in _stand_ins}
         for name, module in list(sys.modules.items()):

@@ -85,13 +85,25 @@ def _stamps(files: list[Path]) -> list[tuple]:
 
 def _environment_key(llvm: Any) -> str:
     """What the machine code depends on besides files, as text."""
+    import numpy as np
+
     llvm.initialize_native_target()  # the host CPU's features are read through it
     parts = [
-        FORMAT, sys.version, sys.platform, sys.prefix,
+        FORMAT, sys.version, sys.platform, sys.prefix, np.__version__,
         llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten(),
         sorted((k, v) for k, v in os.environ.items() if k.startswith("NUMBA_")),
+        _numba_config_file(),
     ]
     return repr(parts)
+
+
+def _numba_config_file() -> str | None:
+    """numba reads settings from ``.numba_config.yaml`` in the working folder too."""
+    try:
+        with open(".numba_config.yaml", encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return None
 
 
 def _content_key(files: list[Path]) -> str:
@@ -118,8 +130,38 @@ def saved_path() -> Path | None:
     folder = model_cache.cache_dir()
     if folder is None:
         return None
-    slot = hashlib.sha256(str(_PACKAGE).encode()).hexdigest()[:20]
+    # one file per installed copy and Python environment (one cache folder for several)
+    where = f"{_PACKAGE}\0{sys.prefix}"
+    slot = hashlib.sha256(where.encode()).hexdigest()[:20]
     return folder / f"kernels-{slot}.pkl"
+
+
+def _private(path: Path) -> bool:
+    """The file holds machine code that runs: used only when it is this user's own and
+    nobody else may write it (POSIX; elsewhere the folder's own permissions decide)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    if hasattr(os, "getuid"):
+        return st.st_uid == os.getuid() and not st.st_mode & 0o022
+    return True
+
+
+#: The files' status and the environment when this process started (:func:`note_start`).
+_start: tuple | None = None
+
+
+def note_start() -> None:
+    """Note what this process's kernels are compiled from (call at its start): a run
+    whose files changed meanwhile saves nothing (:func:`save`)."""
+    global _start
+    files = _files()
+    if files is None:
+        return
+    from llvmlite import binding as llvm
+
+    _start = (_stamps(files), _environment_key(llvm))
 
 
 # ------------------------------------------------------------------------------------
@@ -180,6 +222,8 @@ def _entry(dispatcher: Any, sig: tuple, cres: Any) -> dict | None:
     if key is None:
         return None
     library = cres.library
+    if getattr(library, "_reload_init", None):
+        return None  # code numba re-initialises at load (none of pyfaceau's kernels)
     # loaded from numba's cache in a pyfaceau process: kept at load (pyfaceau/startup.py);
     # compiled here: numba's own copy
     obj = getattr(library, "_pyfaceau_object", None) or library._get_compiled_object()
@@ -221,23 +265,32 @@ def save(dispatchers: list[Any]) -> bool:
     the file that are still valid; False (nothing written) when anything is off."""
     path = saved_path()
     files = _files()
-    if path is None or files is None:
+    if path is None or files is None or _start is None:
         return False
     try:
         from llvmlite import binding as llvm
 
+        stamps, environment = _stamps(files), _environment_key(llvm)
+        if (stamps, environment) != _start:
+            log.debug("saved kernels not written: files changed during the run")
+            return False
         entries = {}
         old = _read(path, llvm, files)
         for e in (old["entries"] if old else []):
             entries[(e["module"], e["qualname"], e["key"])] = e
         for d in dispatchers:
-            for sig, cres in list(d.overloads.items()):
-                e = _entry(d, sig, cres)
+            for sig, cres in list(getattr(d, "overloads", {}).items()):
+                try:
+                    e = _entry(d, sig, cres)
+                    pickle.dumps(e)
+                except Exception as exc:  # noqa: BLE001 - this version is left out
+                    log.debug("%s not saved: %s", getattr(d, "__qualname__", d), exc)
+                    continue
                 if e is not None:
                     entries[(e["module"], e["qualname"], e["key"])] = e
         data = {
-            "format": FORMAT, "environment": _environment_key(llvm),
-            "content": _content_key(files), "stamps": _stamps(files),
+            "format": FORMAT, "environment": environment,
+            "content": _content_key(files), "stamps": stamps,
             "entries": list(entries.values()),
         }
         return model_cache._atomic_write(path, pickle.dumps(data, protocol=5))
@@ -247,9 +300,11 @@ def save(dispatchers: list[Any]) -> bool:
 
 
 def _read(path: Path, llvm: Any, files: list[Path]) -> dict | None:
+    if not _private(path):
+        return None
     try:
         data = pickle.loads(path.read_bytes())
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError):
+    except Exception:  # noqa: BLE001 - absent, damaged or from elsewhere: not used
         return None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         return None

@@ -151,15 +151,20 @@ def _import_numba_lean() -> None:
             import numba  # noqa: F401, F811
 
 
-def start_numba_quickly() -> None:
+def start_numba_quickly(lean_import: bool = True) -> None:
     """Cached kernels load without numba's context refresh; the BLAS probe, when a compile
     needs the refresh, is skipped (see the module docstring). Idempotent; call before the
-    first kernel runs."""
+    first kernel runs. ``lean_import=False`` imports numba as it is: while other threads
+    run (numba brought in during a run, :func:`pyfaceau.jit.use_numba`), no module may be
+    hidden from them."""
     global _started
     if _started:
         return
     _started = True
-    _import_numba_lean()
+    if lean_import:
+        _import_numba_lean()
+    else:
+        import numba  # noqa: F401
     from numba.core import caching, cpu
     from numba.core.runtime import rtsys
 
@@ -306,6 +311,7 @@ def use_saved_kernels() -> bool:
         return False
     from . import jit, jit_saved
 
+    jit_saved.note_start()  # what the kernels of this process are compiled from
     saved = jit_saved.load()
     if saved is not None:
         jit.use_saved(saved)

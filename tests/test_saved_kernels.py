@@ -110,3 +110,33 @@ def test_argument_key_names_the_types_numba_sees(value):
     key = argument_key((value,))
     unaligned = isinstance(value, np.ndarray) and not value.flags.aligned
     assert key == (None if unaligned else expected)
+
+
+def test_a_run_whose_files_changed_meanwhile_saves_nothing(tmp_path, monkeypatch):
+    """The machine code in a process is what its files were when it started: if they
+    change during the run (an edit, an update), nothing is saved under the new key."""
+    from pyfaceau import jit_saved
+
+    monkeypatch.setenv("PYFACEAU_SAVED_KERNELS", str(tmp_path / "kernels.pkl"))
+    jit_saved.note_start()
+    stamps = jit_saved._stamps
+
+    def changed(files):
+        out = stamps(files)
+        out[0] = (out[0][0], out[0][1] + 1, *out[0][2:])  # one file one byte longer
+        return out
+
+    monkeypatch.setattr(jit_saved, "_stamps", changed)
+    assert jit_saved.save([]) is False
+    assert not (tmp_path / "kernels.pkl").exists()
+    monkeypatch.setattr(jit_saved, "_stamps", stamps)
+    assert jit_saved.save([]) is True  # unchanged: written (no kernel ran here)
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX permissions")
+def test_saved_kernels_others_may_write_are_not_used(tmp_path):
+    saved = tmp_path / "kernels.pkl"
+    _run(saved, tmp_path / "numba.csv")
+    saved.chmod(0o666)
+    assert _run(saved, tmp_path / "again.csv") == (True, False)
+    assert (tmp_path / "again.csv").read_bytes() == (tmp_path / "numba.csv").read_bytes()
