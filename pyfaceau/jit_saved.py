@@ -60,9 +60,19 @@ def _package_dir(name: str) -> Path | None:
     return Path(list(spec.submodule_search_locations)[0])
 
 
+_FILES: list[Path] | None = None
+
+
 def _files() -> list[Path] | None:
     """The files the machine code depends on: pyfaceau's sources, numba's and
-    llvmlite's versions and compiled extensions."""
+    llvmlite's versions and compiled extensions (listed once per process)."""
+    global _FILES
+    if _FILES is None:
+        _FILES = _list_files()
+    return _FILES
+
+
+def _list_files() -> list[Path] | None:
     numba_dir, llvmlite_dir = _package_dir("numba"), _package_dir("llvmlite")
     if numba_dir is None or llvmlite_dir is None:
         return None
@@ -308,9 +318,11 @@ def _read(path: Path, llvm: Any, files: list[Path]) -> dict | None:
         return None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         return None
-    if data.get("environment") != _environment_key(llvm):
+    stamps, environment = _start if _start is not None else (_stamps(files),
+                                                             _environment_key(llvm))
+    if data.get("environment") != environment:
         return None
-    if data.get("stamps") != _stamps(files) and data.get("content") != _content_key(files):
+    if data.get("stamps") != stamps and data.get("content") != _content_key(files):
         return None
     return data
 
