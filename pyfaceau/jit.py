@@ -28,8 +28,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["DTYPE_CHARS", "SavedKernel", "argument_key", "external_function", "intrinsic",
-           "njit", "save", "saved_in_use", "use_numba", "use_saved"]
+__all__ = ["DTYPE_CHARS", "SavedKernel", "argument_key", "compiled_versions",
+           "external_function", "intrinsic", "njit", "save", "saved_in_use", "use_numba",
+           "use_saved"]
 
 _lock = threading.RLock()
 #: The loaded saved kernels (:class:`pyfaceau.jit_saved.SavedKernels`) while in use.
@@ -235,6 +236,11 @@ def use_numba() -> None:
             for attr, value in list(vars(module).items()):
                 if isinstance(value, _StandIn):
                     setattr(module, attr, replacements.get(id(value), value.real()))
+
+
+def compiled_versions() -> int:
+    """How many kernel versions numba has compiled or loaded in this process."""
+    return sum(len(getattr(d, "overloads", ())) for d in list(_dispatchers))
 
 
 def save() -> None:

@@ -307,11 +307,13 @@ def use_saved_kernels() -> bool:
     """Run the kernels from the saved machine code if it is there and current (see
     :mod:`pyfaceau.jit`); True when it is used. Call before any kernel module is
     imported."""
-    if os.environ.get("PYFACEAU_SAVED_KERNELS", "1") == "0" or "numba" in sys.modules:
+    if os.environ.get("PYFACEAU_SAVED_KERNELS", "1") == "0":
         return False
     from . import jit, jit_saved
 
     jit_saved.note_start()  # what the kernels of this process are compiled from
+    if "numba" in sys.modules:  # kernels defined already: numba's, and saved at the end
+        return False
     saved = jit_saved.load()
     if saved is not None:
         jit.use_saved(saved)
@@ -319,13 +321,21 @@ def use_saved_kernels() -> bool:
 
 
 def save_kernels() -> None:
-    """At the end of a process pyfaceau owns that ran its kernels with numba: save their
-    machine code for the next start (:func:`pyfaceau.jit.save`)."""
+    """When a process pyfaceau owns ran kernels with numba (the end of a command, a batch
+    worker's task): save their machine code for the next start (:func:`pyfaceau.jit.save`;
+    again only when numba compiled or loaded more since)."""
+    global _saved_versions
     if os.environ.get("PYFACEAU_SAVED_KERNELS", "1") == "0" or "numba" not in sys.modules:
         return
     from . import jit
 
-    jit.save()
+    versions = jit.compiled_versions()
+    if versions > _saved_versions:
+        jit.save()
+        _saved_versions = versions
+
+
+_saved_versions = 0  # how many compiled kernel versions the last save_kernels saw
 
 
 def pause_gc() -> None:

@@ -140,3 +140,24 @@ def test_saved_kernels_others_may_write_are_not_used(tmp_path):
     saved.chmod(0o666)
     assert _run(saved, tmp_path / "again.csv") == (True, False)
     assert (tmp_path / "again.csv").read_bytes() == (tmp_path / "numba.csv").read_bytes()
+
+
+def test_batch_workers_save_and_use_the_saved_kernels(tmp_path):
+    """A batch worker that needed numba saves what it ran (its imports before start-up
+    define no kernel, so its start can use them); the next batch gives the same CSV."""
+    saved = tmp_path / "kernels.pkl"
+    env = {**os.environ, "PYFACEAU_SAVED_KERNELS": str(saved)}
+    exe = Path(sys.executable).parent / "pyfaceau"
+    # what a spawned worker imports before its start-up defines no kernel
+    check = subprocess.run([sys.executable, "-c", "import sys, pyfaceau.batch.local; "
+                            "print('numba' in sys.modules)"], capture_output=True, text=True)
+    assert check.stdout.strip() == "False", check.stderr
+    for out in ("one", "two"):
+        proc = subprocess.run([str(exe), "batch", str(SAMPLES / "image_sequence"), "-o",
+                               str(tmp_path / out), "-j", "1", "--no-progress"],
+                              capture_output=True, text=True, timeout=600, env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert saved.exists()  # written by the first batch's worker
+    csv = [p for p in (tmp_path / "one").rglob("*.csv") if p.name != "pyfaceau-batch.csv"]
+    assert csv and all(p.read_bytes() == (tmp_path / "two" / p.relative_to(tmp_path / "one"))
+                       .read_bytes() for p in csv)

@@ -32,7 +32,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Generator, Iterator, Sequence
 
 from ..options import Options
-from ..startup import start_process
+from ..startup import save_kernels, start_process
 from .records import Status
 from .worker import BatchTask, TaskResult, pipeline_for, run_task
 
@@ -101,6 +101,7 @@ def _run_in_worker(task: BatchTask) -> TaskResult:
         result = run_task(task, on_frame, _stopping)
         if _parent_gone.is_set():  # nobody will read the result
             os._exit(1)
+        save_kernels()  # what numba compiled for this task, for the next workers' start
     return result
 
 
