@@ -4,24 +4,28 @@
 version of every kernel, the object code numba made (the kernel, what it inlined, and
 its CPython wrapper), the name of the wrapper, the environments the code refers to (their
 constants pickled) and the argument types (:func:`pyfaceau.jit.argument_key`). One file
-per installed copy of pyfaceau in the model cache folder (``kernels-*.pkl``), under a
-key of everything the machine code depends on: pyfaceau's source files, numba's and
-llvmlite's files, Python's version, the CPU (LLVM's name and features for it) and the
-``NUMBA_*`` settings.
+per installed copy of pyfaceau and Python environment, in the model cache folder
+(``kernels-*.pkl``), under a key of everything the machine code depends on: pyfaceau's
+source files, numba's and llvmlite's version files and extensions, NumPy's and Python's
+versions, the CPU (LLVM's name and features for it), the ``NUMBA_*`` settings and a
+``.numba_config.yaml`` in the working folder. Nothing is saved when these changed while
+the process ran (:func:`note_start`).
 
-:func:`load` checks the key and sets up what numba's code needs at run time without the
-``numba`` package: llvmlite's JIT linker, numba's C extensions ``_helperlib``,
-``_dynfunc`` and ``_nrt_python`` loaded from their files (their helpers registered with
-LLVM under numba's names, numba's runtime on CPython's allocator), the BLAS functions
-(:mod:`pyfaceau.blas`), then links every object and makes each wrapper a Python function
-as numba does (``_dynfunc.make_function``). A symbol that nothing defines, a missing file
-or a changed key: None, and the process uses numba as before. What numba's code calls back
-in Python (unpickling a constant when it returns an array) is answered once at load with
-the function numba's own module would give.
+:func:`load` checks the key and that the file is the user's own and nobody else may
+write it, then sets up what numba's code needs at run time without the ``numba``
+package: llvmlite's JIT linker, numba's C extensions ``_helperlib``, ``_dynfunc`` and
+``_nrt_python`` loaded from their files (their helpers registered with LLVM under
+numba's names, numba's runtime on CPython's allocator), NumPy's BLAS functions
+(:mod:`pyfaceau.blas_library`), then links every object and makes each wrapper a Python
+function as numba does (``_dynfunc.make_function``). A symbol that nothing defines, a
+missing or foreign file or a changed key: None, and the process uses numba as before.
+What numba's code calls back in Python (unpickling a constant when it returns an array)
+is answered once at load with the function numba's own module would give.
 
-Mirrors numba 0.59-0.68's ``CPUContext.get_executable``, ``Environment`` rebuilding and
+Mirrors numba 0.68's ``CPUContext.get_executable``, ``Environment`` rebuilding and
 ``NRT`` set-up (``numba/core/cpu.py``, ``environment.py``, ``runtime/nrt.py``,
-``base.py``'s symbol registration).
+``base.py``'s and ``externals.py``'s symbol registration), the version tested; another
+version changes the key, and a layout this does not find makes :func:`load` give None.
 """
 
 from __future__ import annotations
