@@ -12,8 +12,9 @@ kernel's object code with its CPython wrapper as numba compiled them, keyed by
 pyfaceau's source, numba's and llvmlite's versions, the CPU and numba's settings; when
 the key matches, :func:`pyfaceau.startup.use_saved_kernels` loads them (llvmlite and
 three of numba's C extensions, without the ``numba`` package) and hands them to
-:func:`use_saved` before the kernel modules are imported, and :func:`njit` then returns a :class:`SavedKernel`: the saved machine code for the argument
-types numba would see, the same bits. A call with argument types the saved kernels do not
+:func:`use_saved` before the kernel modules are imported, and :func:`njit` then returns
+a :class:`SavedKernel`: the saved machine code for the argument types numba would see,
+the same bits. A call with argument types the saved kernels do not
 cover imports numba, makes numba's dispatchers for every kernel and puts them in place of
 the saved ones in pyfaceau's modules (:func:`use_numba`), so nothing depends on the saved
 kernels being complete; the process then saves what it compiled or loaded for the next
@@ -164,7 +165,7 @@ _SCALARS = {np.dtype(t).type: np.dtype(t).char for t in (
     np.uint64, np.float32, np.float64)}
 #: Array dtypes numba types as their own kind (native byte order): character -> name.
 DTYPE_CHARS = {np.dtype(t).char: np.dtype(t).name for t in _SCALARS}
-_INT64, _FLOAT64, _BOOL = np.dtype(np.int64).char, np.dtype(np.float64).char, np.dtype(np.bool_).char
+_INT64, _FLOAT64, _BOOL = (np.dtype(t).char for t in (np.int64, np.float64, np.bool_))
 
 
 def argument_key(args: tuple) -> tuple | None:

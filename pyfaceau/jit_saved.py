@@ -90,11 +90,7 @@ def _list_files() -> list[Path] | None:
 
 
 def _stamps(files: list[Path]) -> list[tuple]:
-    out = []
-    for p in files:
-        st = os.stat(p)
-        out.append((str(p), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
-    return out
+    return [(str(p), *model_cache.file_stamp(os.stat(p))) for p in files]
 
 
 def _environment_key(llvm: Any) -> str:
@@ -483,19 +479,12 @@ def _answer_unpickle_once(helperlib: types.ModuleType) -> None:
             memo[key] = obj = pickle.loads(bytedata)
             return obj
 
-    names = ("numba", "numba.core", "numba.core.serialize")
-    placed = {}
-    for name in names:
-        if name not in sys.modules:
-            placed[name] = sys.modules[name] = types.ModuleType(name)
-    sys.modules["numba.core.serialize"]._numba_unpickle = _numba_unpickle \
-        if "numba.core.serialize" in placed else sys.modules["numba.core.serialize"]._numba_unpickle
-    try:
-        unpickle = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_char_p, ctypes.c_int,
-                                     ctypes.c_char_p)(helperlib.c_helpers["unpickle"])
-        data = pickle.dumps(None)
+    from .startup import stand_in_modules
+
+    # helperlib imports numba.core.serialize (and with it the package) for the function
+    unpickle = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_char_p, ctypes.c_int,
+                                 ctypes.c_char_p)(helperlib.c_helpers["unpickle"])
+    data = pickle.dumps(None)
+    with stand_in_modules(placeholders=["numba", "numba.core", "numba.core.serialize"]):
+        sys.modules["numba.core.serialize"]._numba_unpickle = _numba_unpickle
         unpickle(data, len(data), b"\0" * 20)
-    finally:
-        for name, module in placed.items():
-            if sys.modules.get(name) is module:
-                del sys.modules[name]

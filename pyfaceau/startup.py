@@ -78,6 +78,7 @@ __all__ = [
     "single_threaded_opencv",
     "skip_numba_blas_probe",
     "save_kernels",
+    "stand_in_modules",
     "start_numba_quickly",
     "start_process",
     "use_saved_kernels",
@@ -89,7 +90,7 @@ _gc_paused = False  # set by pause_gc: the collector is off because of it
 
 
 class _Placeholder(types.ModuleType):
-    """A module's stand-in in :func:`_stand_ins`: empty within the block, and afterwards
+    """A module's stand-in in :func:`stand_in_modules`: empty within the block, and afterwards
     the real module's attributes (imported on first use)."""
 
     def __getattr__(self, attr: str):  # noqa: ANN204 - any attribute of the real module
@@ -99,7 +100,9 @@ class _Placeholder(types.ModuleType):
 
 
 @contextlib.contextmanager
-def _stand_ins(hidden: Sequence[str] = (), placeholders: Sequence[str] = ()) -> Iterator[None]:
+def stand_in_modules(
+    hidden: Sequence[str] = (), placeholders: Sequence[str] = ()
+) -> Iterator[None]:
     """Within the block, importing a module of ``hidden`` raises ImportError and one of
     ``placeholders`` gives a :class:`_Placeholder` (modules already imported are left as
     they are). Afterwards the stand-ins are gone from ``sys.modules``: a later import
@@ -126,7 +129,7 @@ def skip_numba_blas_probe() -> None:
     """
     if "numba.np.arraymath" in sys.modules or _PROBED_MODULE in sys.modules:
         return
-    with _stand_ins(hidden=[_PROBED_MODULE]):
+    with stand_in_modules(hidden=[_PROBED_MODULE]):
         import numba.np.arraymath  # noqa: F401  (runs the probe now, while it fails)
 
 
@@ -141,13 +144,13 @@ def _import_numba_lean() -> None:
     # registering overloads that compiling needs; numba's context refresh imports them
     # itself before a compile), and importlib.metadata only for its extension scan.
     try:
-        with _stand_ins(hidden, ["numba.experimental", "importlib.metadata"]):
+        with stand_in_modules(hidden, ["numba.experimental", "importlib.metadata"]):
             import numba  # noqa: F401
     except (ImportError, AttributeError):
         # A numba that needs one of them while it is imported: import it as it is.
         for name in [m for m in sys.modules if m == "numba" or m.startswith("numba.")]:
             del sys.modules[name]
-        with _stand_ins(hidden):
+        with stand_in_modules(hidden):
             import numba  # noqa: F401, F811
 
 

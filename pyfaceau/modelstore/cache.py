@@ -56,6 +56,7 @@ __all__ = [
     "cached",
     "cached_parser",
     "file_sha256",
+    "file_stamp",
 ]
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,7 @@ def _load_hash_memo(folder: Path | None) -> dict[str, list]:
     return _hash_memo
 
 
-def _file_stamp(st: os.stat_result) -> list[int]:
+def file_stamp(st: os.stat_result) -> list[int]:
     """What identifies a file's content without reading it: size, mtime, ctime, inode,
     device."""
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
@@ -194,7 +195,7 @@ def file_sha256(path: str | os.PathLike) -> str:
     """
     real = os.path.realpath(path)
     st = os.stat(real)
-    stamp = _file_stamp(st)
+    stamp = file_stamp(st)
     folder = cache_dir()
     with _lock:
         memo = _load_hash_memo(folder)
@@ -427,7 +428,7 @@ def _module_file_sha(modules: Iterable[str]) -> list[str]:
             mod = importlib.import_module(name)
         path = mod.__file__
         st = os.stat(path)
-        stamp = _file_stamp(st)
+        stamp = file_stamp(st)
         known = _module_hashes.get(path)
         if known is not None and known[0] == stamp:
             digest = known[1]
