@@ -65,9 +65,7 @@ def intrinsic(definition: Callable) -> Any:
     that uses it must be compiled)."""
     with _lock:
         if _saved is None:
-            from numba.extending import intrinsic as numba_intrinsic
-
-            return numba_intrinsic(definition)
+            return _real_intrinsic(definition)
         return _Deferred(definition.__name__, lambda: _real_intrinsic(definition))
 
 
@@ -76,9 +74,7 @@ def external_function(symbol: str, signature: Callable[[Any], Any]) -> Any:
     known to LLVM by ``symbol`` (registered with ``llvmlite.binding.add_symbol``)."""
     with _lock:
         if _saved is None:
-            from numba import types
-
-            return types.ExternalFunction(symbol, signature(types))
+            return _real_external(symbol, signature)
         return _Deferred(symbol, lambda: _real_external(symbol, signature))
 
 

@@ -285,7 +285,7 @@ def save(dispatchers: list[Any]) -> bool:
             log.debug("saved kernels not written: files changed during the run")
             return False
         entries = {}
-        old = _read(path, llvm, files)
+        old = _read(path, files)
         for e in (old["entries"] if old else []):
             entries[(e["module"], e["qualname"], e["key"])] = e
         for d in dispatchers:
@@ -309,8 +309,9 @@ def save(dispatchers: list[Any]) -> bool:
         return False
 
 
-def _read(path: Path, llvm: Any, files: list[Path]) -> dict | None:
-    if not _private(path):
+def _read(path: Path, files: list[Path]) -> dict | None:
+    """The file's data if it is private and its key is this process's (:func:`note_start`)."""
+    if _start is None or not _private(path):
         return None
     try:
         data = pickle.loads(path.read_bytes())
@@ -318,8 +319,7 @@ def _read(path: Path, llvm: Any, files: list[Path]) -> dict | None:
         return None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         return None
-    stamps, environment = _start if _start is not None else (_stamps(files),
-                                                             _environment_key(llvm))
+    stamps, environment = _start
     if data.get("environment") != environment:
         return None
     if data.get("stamps") != stamps and data.get("content") != _content_key(files):
@@ -363,7 +363,7 @@ def load() -> SavedKernels | None:
     try:
         from llvmlite import binding as llvm
 
-        data = _read(path, llvm, files)
+        data = _read(path, files)
         if data is None or not data["entries"]:
             return None
         return _link(data["entries"], llvm, _package_dir("numba"))
