@@ -13,7 +13,8 @@ import contextlib
 import ctypes
 import glob
 import os
-from typing import Iterator
+import threading
+from typing import Any, Iterator
 
 import numpy as np
 from llvmlite import binding as llvm
@@ -81,10 +82,44 @@ def single_threaded_blas() -> Iterator[None]:
     doubles the CPU time (its workers spin between calls) and makes float32 results
     depend on the core count (OpenBLAS splits a factorisation between its threads).
     """
-    from threadpoolctl import threadpool_limits
+    global _one_thread_users, _one_thread_limits
+    with _one_thread_lock:
+        if _one_thread_users == 0:
+            from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=1, user_api="blas"):
+            _take_openblas_control()
+            _one_thread_limits = threadpool_limits(limits=1, user_api="blas")
+        _one_thread_users += 1
+    try:
         yield
+    finally:
+        # the setting is the process's: the last of overlapping users (several sessions
+        # of one pipeline on several threads) restores what the caller had
+        with _one_thread_lock:
+            _one_thread_users -= 1
+            if _one_thread_users == 0 and _one_thread_limits is not None:
+                _take_openblas_control()
+                _one_thread_limits.restore_original_limits()
+                _one_thread_limits = None
+
+
+def _take_openblas_control() -> None:
+    """threadpoolctl >= 3.6 lets only one Python thread (the first that set a limit,
+    while it lives) change OpenBLAS's process-wide thread count and ignores the others:
+    a session run on any other thread would have kept BLAS on every core. Calls here
+    are serialised by ``_one_thread_lock``, so this thread takes that role for the
+    change."""
+    import threadpoolctl
+
+    controller = getattr(threadpoolctl, "OpenBLASController", None)
+    clear = getattr(controller, "clear_controlling_thread", None)
+    if clear is not None:
+        clear(force=True)
+
+
+_one_thread_lock = threading.Lock()
+_one_thread_users = 0
+_one_thread_limits: Any = None
 
 
 #: True when NumPy's OpenBLAS (64-bit integers) was found and registered.

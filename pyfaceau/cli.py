@@ -35,7 +35,17 @@ class _DefaultToProcess(click.Group):
     """A group whose first argument, when it is not a sub-command, is an input to process."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+        if args and args[0] == "help":
+            args = ["--help", *args[1:]]
+        elif args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            if not os.path.lexists(args[0]) and not args[0].startswith("-"):
+                # not a file: a mistyped command reads better as one than as a missing input
+                import difflib
+
+                close = difflib.get_close_matches(args[0], list(self.commands), n=1, cutoff=0.7)
+                if close:
+                    raise click.UsageError(f"no command or input {args[0]!r}; did you mean "
+                                           f"'{close[0]}'?", ctx)
             args = ["process", *args]
         return super().parse_args(ctx, args)
 
@@ -81,7 +91,8 @@ def run() -> None:
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
-            stream.flush()
+            if stream is not None:  # None: started with that stream closed (>&-)
+                stream.flush()
         except (OSError, ValueError):  # a closed pipe: nothing more can be said
             pass
     os._exit(code or 0)
@@ -118,9 +129,9 @@ def _guarded_run(strict: bool) -> Iterator[None]:
     unexpected exception one line (exit 1). Temporary output files are removed by the
     ``finally`` blocks these exceptions unwind through."""
     from .errors import IncompleteInputWarning
-    from .output.atomic import Terminated, terminate_on_sigterm
+    from .output.atomic import Terminated, stop_on_signals
 
-    with terminate_on_sigterm(), warnings.catch_warnings():
+    with stop_on_signals(), warnings.catch_warnings():
         warnings.showwarning = _show_warning
         if strict:
             warnings.simplefilter("error", IncompleteInputWarning)
@@ -216,6 +227,8 @@ def process_cmd(
             _fail(click.UsageError("--openface-img is for a still image (FaceLandmarkImg's layout)"))
         if split:
             _fail(click.UsageError("--openface-img and --split exclude each other"))
+    if not input_path.exists():  # before the models load
+        _fail(PyFaceAUError(f"{input_path}: no such file or folder"))
     out = output if output is not None else Path(input_path.stem + ".csv")
     # Fail before hours of processing, not after.
     from .output.atomic import check_output_path
@@ -242,11 +255,12 @@ def process_cmd(
 
         t0 = time.perf_counter()
         from .pipeline.pipeline import side_writers
+        from .pipeline.sources import input_kind
 
         writers = side_writers(input_path, aligned_dir, hog_path, tracked_path)
         try:
             with Pipeline(options) as pipe:
-                pipe.load()
+                pipe.load(input_kind(input_path))
                 resume_gc()
                 table = pipe.process(input_path,
                                      output_csv=None if split or openface_img else out,
@@ -255,6 +269,8 @@ def process_cmd(
         finally:
             if writers is not None:
                 writers.close()
+            if bar is not None:  # as far as it got, before any message about how it ended
+                bar.close()
         written = [Path(out)]
         if openface_img:
             from .output.table import FACE_LANDMARK_IMG_FORMATS, face_landmark_img_table, write_csv
@@ -265,8 +281,6 @@ def process_cmd(
 
             written = write_split_csvs(table, out)
         elapsed = time.perf_counter() - t0
-        if bar is not None:
-            bar.close()  # as far as it got: a short video is not drawn as complete
     save_kernels()  # for the next start, when this one ran numba
     n = len(table)
     column = table.column if hasattr(table, "column") else (lambda c: table[c].to_numpy())
@@ -329,20 +343,30 @@ def stream_cmd(source: str, output: str, fast: bool, max_faces: int, threads: in
     """
     start_process()
     from .options import Options
+    from .output.atomic import Terminated, check_output_path, stop_on_signals
     from .pipeline.pipeline import Pipeline
 
     options = (Options.fast if fast else Options.faithful)(
         models=models, threads=threads, max_faces=max_faces
     )
+    try:
+        if output == "-":
+            if sys.stdout is None:
+                raise PyFaceAUError("standard output is closed; give -o FILE")
+        else:  # before anything is opened: not the source itself, a folder or unwritable
+            check_output_path(output, [source])
+    except PyFaceAUError as exc:
+        _fail(exc)
     sink = None
     results = None
     count = 0
     try:
-        sink = sys.stdout if output == "-" else open(output, "w", encoding="utf-8")
-        with Pipeline(options) as pipe:
-            pipe.load()
+        with stop_on_signals(), Pipeline(options) as pipe:
+            pipe.load("stream")
             resume_gc()
             results = pipe.live(source)
+            # opened (an earlier file replaced) only once the models and the source work
+            sink = sys.stdout if output == "-" else open(output, "w", encoding="utf-8")
             for result in results:
                 sink.write(_result_json(result) + "\n")
                 sink.flush()
@@ -352,7 +376,10 @@ def stream_cmd(source: str, output: str, fast: bool, max_faces: int, threads: in
     except KeyboardInterrupt:
         click.echo("pyfaceau: stopped", err=True)
         save_kernels()
-        sys.exit(130)
+        sys.exit(EXIT_SIGINT)
+    except Terminated:
+        click.echo("pyfaceau: terminated", err=True)
+        sys.exit(EXIT_SIGTERM)
     except BrokenPipeError:  # the reader went away (e.g. | head)
         sys.stderr.close()
         sys.exit(0)
@@ -362,7 +389,10 @@ def stream_cmd(source: str, output: str, fast: bool, max_faces: int, threads: in
         if results is not None:
             results.close()
         if sink is not None and sink is not sys.stdout:
-            sink.close()
+            try:
+                sink.close()
+            except OSError:  # e.g. a full disk, reported above
+                pass
     if results is not None:
         src = results.source
         click.echo(f"{src.name}: {count} results, {src.delivered} frames, "
@@ -378,13 +408,20 @@ def models_group() -> None:
 @models_group.command("path")
 @click.option("--models", "models", default=None, help=MODELS_HELP)
 def models_path(models: str | None) -> None:
+    """Print the folders searched for model files, in order; the last is the user data
+    folder, where download and install put them ('models verify' checks the files)."""
+    _list_search_dirs(models)
+
+
+@models_group.command("verify")
+@click.option("--models", "models", default=None, help=MODELS_HELP)
+def models_verify(models: str | None) -> None:
     """Print the folders searched for model files and check every file (size and
     SHA-256); exit 1 when a file is missing or damaged."""
-    from .modelstore import MANIFEST, search_dirs
+    from .modelstore import MANIFEST
     from .modelstore.store import check_store
 
-    for d in search_dirs(models):
-        click.echo(str(d))
+    _list_search_dirs(models)
     status = check_store(models)
     n = len(MANIFEST)
     if status.missing:
@@ -401,18 +438,31 @@ def models_path(models: str | None) -> None:
         sys.exit(1)
 
 
-models_group.add_command(models_path, "verify")
+def _list_search_dirs(models: str | None) -> None:
+    """The search folders on standard output, a note on standard error for each that is
+    not a folder (a mistyped --models or PYFACEAU_MODELS finds nothing there)."""
+    from .modelstore import search_dirs
+    from .modelstore.store import default_data_dir
+
+    for d in search_dirs(models):
+        click.echo(str(d))
+        if not d.is_dir() and d != default_data_dir():  # the data folder comes with a download
+            click.echo(f"note: {d}: {'not a folder' if d.exists() else 'no such folder'}", err=True)
 
 
 def _report(report, verb: str) -> None:
     click.echo(f"{verb} {len(report.added)}, already present {len(report.present)}, "
                f"failed {len(report.failed)}")
     absent = [rel for rel, why in report.failed.items() if why.startswith("not in ")]
-    problems = [(rel, why) for rel, why in report.failed.items() if not why.startswith("not in ")]
-    for rel, why in problems[:10]:
-        click.echo(f"  {rel}: {why}", err=True)
-    if len(problems) > 10:
-        click.echo(f"  ... and {len(problems) - 10} more", err=True)
+    by_reason: dict[str, list[str]] = {}  # one line per reason (no connection: all files)
+    for rel, why in report.failed.items():
+        if not why.startswith("not in "):
+            by_reason.setdefault(why, []).append(rel)
+    for why, rels in list(by_reason.items())[:10]:
+        which = rels[0] if len(rels) == 1 else f"{len(rels)} files, e.g. {rels[0]}"
+        click.echo(f"  {which}: {why}", err=True)
+    if len(by_reason) > 10:
+        click.echo(f"  ... and {sum(map(len, list(by_reason.values())[10:]))} more", err=True)
     if absent:
         click.echo(f"  {len(absent)} files were not in the source folder, e.g. {absent[0]}", err=True)
 
@@ -441,14 +491,22 @@ def models_download(accept_license: bool, dest: Path | None, mirror: str | None)
 
     from tqdm import tqdm
 
-    bar = tqdm(total=len(MANIFEST), unit="file", desc="model files", file=sys.stderr)
+    bars: list = []  # made at the first file: nothing drawn when the arguments fail
+
+    def progress(entry: object) -> None:
+        if not bars:
+            bars.append(tqdm(total=len(MANIFEST), unit="file", desc="model files",
+                             file=sys.stderr))
+        bars[0].update(1)
+
     try:
-        report = download_models(target, accept_license=True, mirror=mirror,
-                                 progress=lambda e: bar.update(1))
+        report = download_models(target, accept_license=True, mirror=mirror, progress=progress)
     except PyFaceAUError as exc:
+        for bar in bars:
+            bar.close()
         _fail(exc)
         return
-    finally:
+    for bar in bars:
         bar.close()
     _report(report, f"into {target}: downloaded")
     onnx_missing = [r for r in report.failed if r.endswith(".onnx")]

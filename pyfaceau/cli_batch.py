@@ -60,6 +60,8 @@ class _Bar:
             self.bar.update(new)
 
     def finished(self, row: Any) -> None:
+        if row.status.value in ("pending", "interrupted"):  # stopped: not finished
+            return
         self.finished_count += 1
         self.failed += row.status.value == "failed"
         if self.bar is not None:

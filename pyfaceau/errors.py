@@ -11,6 +11,7 @@ __all__ = [
     "PyFaceAUError",
     "ModelFileError",
     "InputError",
+    "ClosedError",
     "IncompleteInputWarning",
 ]
 
@@ -25,6 +26,10 @@ class ModelFileError(PyFaceAUError, ValueError):
 
 class InputError(PyFaceAUError, ValueError):
     """An input (video, image, landmark CSV, array argument) cannot be used."""
+
+
+class ClosedError(PyFaceAUError, RuntimeError):
+    """A :class:`~pyfaceau.Pipeline` (or a stream of it) used after ``close()``."""
 
 
 class IncompleteInputWarning(UserWarning):

@@ -30,8 +30,8 @@ from typing import Any, Callable
 import numpy as np
 
 __all__ = ["DTYPE_CHARS", "SavedKernel", "argument_key", "compiled_versions",
-           "external_function", "intrinsic", "njit", "save", "saved_in_use", "use_numba",
-           "use_saved"]
+           "external_function", "in_kernel_callback", "intrinsic", "njit", "save",
+           "saved_in_use", "use_numba", "use_saved"]
 
 _lock = threading.RLock()
 #: The loaded saved kernels (:class:`pyfaceau.jit_saved.SavedKernels`) while in use.
@@ -248,3 +248,17 @@ def save() -> None:
     from . import jit_saved
 
     jit_saved.save(list(_dispatchers))
+
+
+def in_kernel_callback(frame: Any) -> bool:
+    """Whether ``frame`` (a signal handler's) runs inside a kernel's call back into
+    Python: ``_numba_unpickle`` (numba's, or :mod:`pyfaceau.jit_saved`'s stand-in), which
+    a compiled kernel calls for a constant as it returns an array. An exception raised
+    there unwinds through numba's C code, which drops it or turns it into a
+    ``SystemError``, so a signal handler must not raise in it (``Ctrl-C`` was ignored or
+    reported as an internal error)."""
+    while frame is not None:
+        if frame.f_code.co_name == "_numba_unpickle":
+            return True
+        frame = frame.f_back
+    return False

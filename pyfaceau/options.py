@@ -140,19 +140,30 @@ class Options:
         for name in ("au_model_list", "landmarks_csv"):
             value = getattr(self, name)
             if value is not None:
+                if not isinstance(value, (str, os.PathLike)):
+                    raise InputError(f"{name}: expected a file path, got {value!r}")
                 set_(self, name, os.fspath(value))
         if self.landmarks is LandmarkMethod.PFLD and self.detector is not Detector.RETINAFACE:
             raise InputError("landmarks 'pfld' goes with detector 'retinaface'")
+        if self.landmarks is not LandmarkMethod.PFLD and self.detector is not Detector.MTCNN:
+            # CLNF starts from MTCNN's boxes, as OpenFace does; a CSV needs no detector
+            raise InputError(
+                f"detector '{self.detector.value}' goes with landmarks 'pfld' only "
+                "(Options.fast())")
         if self.landmarks is not LandmarkMethod.PFLD and self.refinement is not Refinement.NONE:
             raise InputError(
                 f"refinement '{self.refinement.value}' goes with landmarks 'pfld' only"
             )
         if (self.landmarks is LandmarkMethod.CSV) != (self.landmarks_csv is not None):
             raise InputError("landmarks 'csv' and landmarks_csv go together")
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
-            raise InputError(f"threads: expected a whole number >= 1, got {self.threads!r}")
-        if not isinstance(self.max_faces, int) or self.max_faces < 1:
-            raise InputError(f"max_faces: expected a whole number >= 1, got {self.max_faces!r}")
+        from .validation import require_index  # NumPy's integers too; not a bool
+
+        if self.threads is not None:
+            set_(self, "threads", require_index(self.threads, "threads", minimum=1))
+        set_(self, "max_faces", require_index(self.max_faces, "max_faces", minimum=1))
+        if type(self.strict).__name__ not in ("bool", "bool_"):  # Python's or NumPy's
+            raise InputError(f"strict: expected True or False, got {self.strict!r}")
+        set_(self, "strict", bool(self.strict))
 
     # -- presets ---------------------------------------------------------------------------
     @classmethod
@@ -205,6 +216,9 @@ def _normalise_models(models: object) -> tuple[str, ...] | None:
         return None
     if isinstance(models, (str, os.PathLike)):
         parts = [p for p in os.fspath(models).split(os.pathsep) if p]
+    elif isinstance(models, (list, tuple)) and all(
+            isinstance(m, (str, os.PathLike)) for m in models):
+        parts = [os.fspath(m) for m in models]
     else:
-        parts = [os.fspath(m) for m in models]  # type: ignore[union-attr]
+        raise InputError(f"models: expected a folder or a list of folders, got {models!r}")
     return tuple(str(Path(p)) for p in parts) or None

@@ -129,6 +129,7 @@ def test_plan_workers_fills_the_cores():
     assert plan_workers(10, jobs=1, cores=2) == (1, 2)
     assert plan_workers(10, threads=2, cores=4) == (2, 2)
     assert plan_workers(10, jobs=1, threads=1, cores=8) == (1, 1)
+    assert plan_workers(6, jobs=100, cores=2) == (6, 1)  # as many as there are inputs
 
 
 def test_record_is_void_when_anything_changes(tmp_path):
@@ -212,6 +213,30 @@ def test_batch_argument_errors(tmp_path):
     r = CliRunner().invoke(main, ["batch", str(SAMPLES / "default.wmv"), "--out-dir", str(tmp_path),
                                   "--no-refine"])
     assert r.exit_code == 2 and "--no-refine goes with --fast" in r.output
+
+
+def test_outputs_that_would_replace_inputs_or_each_other_are_refused(tmp_path):
+    """Before any work: a side output replacing an input (``-o`` the input folder), an
+    input's CSV as the summary, a per-person CSV as another input's CSV."""
+    clip = SAMPLES / "default.wmv"
+    cases = [
+        ({"a.avi": clip, "a_tracked.avi": clip}, ["--tracked"], "an input, which"),
+        ({"a.avi": clip, "a_aligned/1.jpg": SAMPLES / "image_sequence" / "001.jpg"},
+         ["--aligned"], "an input, which"),
+        ({"pyfaceau-batch.avi": clip, "b.avi": clip}, [], "the batch summary"),
+        ({"m.avi": clip, "m_face0.avi": clip}, ["--max-faces", "2", "--split"], "per-person"),
+    ]
+    for k, (files, flags, message) in enumerate(cases):
+        folder = tmp_path / f"case{k}"
+        for name, source in files.items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).symlink_to(source)
+        before = {p: p.stat().st_size for p in folder.rglob("*")}
+        out = folder if "an input" in message else tmp_path / f"out{k}"
+        r = CliRunner().invoke(main, ["batch", str(folder), "--out-dir", str(out), *flags])
+        assert r.exit_code == 2 and message in r.output, r.output
+        assert {p: p.stat().st_size for p in folder.rglob("*")} == before  # untouched
+        assert not (tmp_path / f"out{k}").exists() or not any((tmp_path / f"out{k}").iterdir())
 
 
 # -- stopped and killed runs ---------------------------------------------------------------------

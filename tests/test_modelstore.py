@@ -132,6 +132,30 @@ def test_download_rejects_a_file_with_the_wrong_checksum(loopback_server, tmp_pa
     assert PDM in report.failed and not (tmp_path / PDM).exists()
 
 
+def test_download_without_a_server_stops_at_the_first_file(tmp_path):
+    """Nothing listens on the mirror's port: one attempt, one reason for every file, no
+    empty folders left; a mirror that is not a URL and a destination that is a file are
+    refused before anything is fetched."""
+    import socket
+
+    with socket.socket() as sock:  # a free port, closed again: nobody listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    report = download_models(tmp_path / "d", accept_license=True,
+                             mirror=f"http://127.0.0.1:{port}")
+    assert len(report.failed) == len(MANIFEST) and not report.added
+    assert {why for why in report.failed.values()} == {next(iter(report.failed.values()))}
+    assert next(iter(report.failed.values())).startswith("no connection")
+    assert not (tmp_path / "d").exists() or not any((tmp_path / "d").rglob("*"))
+    with pytest.raises(ModelFileError, match="mirror"):
+        download_models(tmp_path, accept_license=True, mirror="file:///x")
+    (tmp_path / "f").write_text("")
+    for call in (lambda: download_models(tmp_path / "f", accept_license=True),
+                 lambda: install_models(OPENFACE_DIR, tmp_path / "f")):
+        with pytest.raises(ModelFileError, match="not a folder"):
+            call()
+
+
 def test_download_needs_the_licence(tmp_path):
     with pytest.raises(ModelFileError, match="licence"):
         download_models(tmp_path, accept_license=False)
@@ -163,9 +187,12 @@ def test_official_urls_point_at_the_release_tag():
 def test_cli_models_path(monkeypatch):
     monkeypatch.setenv("PYFACEAU_MODELS", os.pathsep.join([str(OPENFACE_DIR), str(ONNX_DIR)]))
     result = CliRunner().invoke(main, ["models", "path"])
-    assert result.exit_code == 0
-    assert str(OPENFACE_DIR) in result.output
+    assert result.exit_code == 0 and str(OPENFACE_DIR) in result.output
+    assert "model files found" not in result.output  # listing only: verify checks
+    result = CliRunner().invoke(main, ["models", "verify", "--models", "/no/such/dir"])
+    assert result.exit_code == 0 and str(OPENFACE_DIR) in result.output
     assert f"all {len(MANIFEST)} model files found" in result.output
+    assert "note: /no/such/dir: no such folder" in result.output
 
 
 def test_cli_install_exit_codes(tmp_path):

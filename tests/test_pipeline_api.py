@@ -13,7 +13,7 @@ import pytest
 from conftest import OPENFACE_DIR, REFERENCE, REPO, SAMPLES, load_reference
 import pyfaceau
 from pyfaceau import Options, Pipeline
-from pyfaceau.errors import InputError, ModelFileError
+from pyfaceau.errors import ClosedError, InputError, ModelFileError
 from pyfaceau.output.table import write_csv
 
 SEQUENCE = SAMPLES / "image_sequence"
@@ -37,9 +37,18 @@ def test_options_validate_and_normalise():
         dict(threads=0),
         dict(max_faces=0),
         dict(landmarks="csv"),  # without the CSV
+        dict(detector="retinaface"),  # CLNF starts from MTCNN's boxes: not silently ignored
+        dict(threads=True), dict(max_faces=True), dict(threads="2"),  # not whole numbers
+        dict(strict="no"),  # a string is not a flag (it would have been truthy)
+        dict(models=123), dict(au_model_list=123),
     ):
         with pytest.raises(InputError):
             Options(**bad)
+    with pytest.raises(InputError):
+        Options.openface_csv("x.csv", detector="retinaface")
+    threads = Options(threads=np.int64(2)).threads
+    assert threads == 2 and type(threads) is int
+    assert Options(strict=np.True_).strict is True
     assert not Options().dynamic_for("image") and Options().dynamic_for("video")
     assert Options(au_models="static").dynamic_for("video") is False
 
@@ -132,10 +141,91 @@ def test_deprecated_entry_points_warn_and_still_work(tmp_path):
 
 
 def test_a_closed_pipeline_refuses_work():
-    pipe = Pipeline(Options.fast())
+    pipe = Pipeline(Options.fast(), threads=1)
+    img = cv2.imread(str(sorted(SEQUENCE.glob("*.jpg"))[0]))
+    stream = pipe.open_stream()
+    stream.add(img)
     pipe.close()
-    with pytest.raises(RuntimeError, match="closed"):
-        pipe.process(SEQUENCE)
+    for call in (lambda: pipe.process(SEQUENCE), pipe.open_stream, pipe.load,
+                 lambda: stream.add(img)):  # a stream opened before close() too
+        with pytest.raises(ClosedError, match="closed"):
+            call()
+    assert issubclass(ClosedError, RuntimeError)  # what code written before it caught
+
+
+def test_wrong_arguments_give_one_line_errors(fast_pipeline, tmp_path):
+    """pyfaceau's own error naming the argument, not a TypeError from deep inside."""
+    img = cv2.imread(str(sorted(SEQUENCE.glob("*.jpg"))[0]))
+    for call in (
+        lambda: fast_pipeline.process(None),
+        lambda: fast_pipeline.process(3),
+        lambda: fast_pipeline.process(""),  # not the current folder
+        lambda: fast_pipeline.process(SEQUENCE, on_result=5),
+        lambda: list(fast_pipeline.stream(img)),  # one image is not a stream of them
+        lambda: list(fast_pipeline.stream(5)),
+        lambda: fast_pipeline.open_stream("a", "b"),
+        lambda: fast_pipeline.open_stream(640, None),  # not silently ignored
+        lambda: fast_pipeline.session("video", "a", 10),
+        lambda: fast_pipeline.load(kind="movie"),
+        lambda: fast_pipeline.live(-1),  # OpenCV's "any camera" crashes some back ends
+        lambda: fast_pipeline.live(True),
+    ):
+        with pytest.raises(InputError):
+            call()
+    assert not list(tmp_path.iterdir())
+
+
+def test_stream_takes_paths_as_bytes_and_keeps_frame_numbers(fast_pipeline):
+    from pyfaceau.pipeline.sources import Frame
+
+    first = sorted(SEQUENCE.glob("*.jpg"))[0]
+    img = cv2.imread(str(first))
+    results = list(fast_pipeline.stream([Frame(9, 0.3, img), Frame(12, 0.4, img)]))
+    assert [(r.frame, r.timestamp) for r in results] == [(10, 0.3), (13, 0.4)]
+    by_bytes = list(fast_pipeline.stream(bytes(first)))
+    assert [r.frame for r in by_bytes] == [1] and by_bytes[0].success
+
+
+def test_load_loads_the_au_models_too(tmp_path):
+    """A missing AU model list fails at load(), not at the first input."""
+    with pytest.raises(ModelFileError):
+        Pipeline(Options.fast(), au_model_list=tmp_path / "none.txt").load()
+    with pytest.raises(InputError):
+        Pipeline(Options.openface_csv(tmp_path / "none.csv")).load()
+
+
+def test_overlapping_sessions_keep_blas_on_one_thread_and_restore_it():
+    """Sessions of one pipeline on several threads: BLAS stays on one thread while any
+    runs (the same bits as alone), and the caller's setting comes back after the last."""
+    import threading
+
+    from threadpoolctl import threadpool_info
+
+    from pyfaceau.blas_library import single_threaded_blas
+
+    def blas_threads() -> list[int]:
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    with single_threaded_blas():  # this thread first: threadpoolctl >= 3.6 makes it the
+        pass  # only one whose limits count, which sessions on other threads had to undo
+    before = blas_threads()
+    seen: list[list[int]] = []
+    barrier = threading.Barrier(3)
+
+    def run() -> None:
+        for _ in range(20):
+            with single_threaded_blas():
+                barrier.wait(timeout=10)
+                seen.append(blas_threads())
+                barrier.wait(timeout=10)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(seen) == 60 and all(set(s) == {1} for s in seen)
+    assert blas_threads() == before
 
 
 def test_readme_examples_run(tmp_path, monkeypatch):

@@ -159,7 +159,7 @@ def test_console_command_keeps_exit_code_output_and_exit_handlers(tmp_path) -> N
 
 
 def test_console_command_turns_a_defect_into_one_line() -> None:
-    """An unexpected exception in a command without its own guard (here ``models path``,
+    """An unexpected exception in a command without its own guard (here ``models verify``,
     its check made to fail): one line, exit 1, the exit handlers still run."""
     code = (
         "import atexit, sys\n"
@@ -169,7 +169,7 @@ def test_console_command_turns_a_defect_into_one_line() -> None:
         "store.check_store = broken\n"
         "atexit.register(lambda: print('exit handler ran'))\n"
         "from pyfaceau.cli import run\n"
-        "sys.argv = ['pyfaceau', 'models', 'path']\n"
+        "sys.argv = ['pyfaceau', 'models', 'verify']\n"
         "run()\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -195,9 +195,9 @@ def test_console_pauses_the_collector_until_the_models_are_loaded(tmp_path) -> N
         "from pyfaceau.pipeline.pipeline import Pipeline\n"
         "seen = []\n"
         "load = Pipeline.load\n"
-        "def spy(self):\n"
+        "def spy(self, *args):\n"
         "    seen.append(gc.isenabled())\n"
-        "    return load(self)\n"
+        "    return load(self, *args)\n"
         "Pipeline.load = spy\n"
         "atexit.register(lambda: print(seen, gc.isenabled(), gc.get_freeze_count() > 0))\n"
         "from pyfaceau.cli import run\n"

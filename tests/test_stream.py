@@ -108,6 +108,58 @@ def test_live_source_skips_what_it_cannot_deliver_in_time():
     assert (source.delivered, source.skipped) == (6, 3)
 
 
+def test_cli_stream_keeps_earlier_files_when_it_cannot_start(tmp_path):
+    """The output is opened only once the models and the source work; never the source
+    itself; a closed standard output or a full disk is one line."""
+    def stream(*args: str, stdout=subprocess.PIPE) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "pyfaceau.cli", "stream", *args],
+                              stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=300,
+                              cwd=tmp_path, env=os.environ.copy())
+
+    earlier = tmp_path / "earlier.jsonl"
+    earlier.write_text("kept\n")
+    victim = tmp_path / "victim.avi"
+    victim.write_bytes(VIDEO.read_bytes())
+    for args in ([str(tmp_path / "nope.avi"), "-o", str(earlier)],
+                 [str(tmp_path), "-o", str(earlier)],  # a folder is not a live source
+                 [str(victim), "-o", str(victim)]):
+        proc = stream(*args)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert earlier.read_text() == "kept\n" and victim.read_bytes() == VIDEO.read_bytes()
+    proc = stream(str(VIDEO), "--fast", "-o", "-", stdout=subprocess.DEVNULL)
+    assert proc.returncode == 0
+    full = stream(str(VIDEO), "--fast", "-o", "/dev/full")
+    assert full.returncode == 2 and full.stderr.strip().splitlines() == [
+        "pyfaceau: error: /dev/full: No space left on device"], full.stderr
+    closed = subprocess.run(f"{sys.executable} -m pyfaceau.cli stream {VIDEO} --fast >&-",
+                            shell=True, capture_output=True, text=True, timeout=300,
+                            cwd=tmp_path, env=os.environ.copy())
+    assert closed.returncode == 2 and "standard output is closed" in closed.stderr
+
+
+def test_signals_wait_for_a_kernel_to_return(monkeypatch):
+    """A signal that arrives while a compiled kernel calls back into Python (numba's
+    ``_numba_unpickle``) is delivered again after it: raised there, numba's C code
+    dropped it (Ctrl-C ignored) or turned it into a SystemError."""
+    import signal as signals
+
+    from pyfaceau.output.atomic import stop_on_signals
+
+    def _numba_unpickle() -> None:  # the callback's name, as numba's and the stand-in's
+        signals.raise_signal(signals.SIGINT)
+        for _ in range(1000):  # the handler runs here, in the callback: it must not raise
+            pass
+
+    returned = False
+    with stop_on_signals():
+        with pytest.raises(KeyboardInterrupt):
+            _numba_unpickle()
+            returned = True
+            time.sleep(5)  # the signal comes again here
+    assert returned
+    assert signals.getsignal(signals.SIGINT) is signals.default_int_handler
+
+
 def test_live_api_and_bad_source():
     with Pipeline(Options.fast()) as pipe:
         results = pipe.live(VIDEO)

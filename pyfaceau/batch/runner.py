@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import shutil
 import signal
 import threading
@@ -92,6 +93,7 @@ def plan_workers(
 
     Without either: one input per core (``threads = 1``), fewer workers when there are
     fewer inputs (their cores then go to threads). Given one, the other fills the cores.
+    Never more workers than inputs.
     """
     cores = cores or available_cores()
     n = max(1, n_inputs)
@@ -103,7 +105,7 @@ def plan_workers(
         jobs = max(1, min(n, cores // threads))
     elif threads is None:
         threads = max(1, cores // jobs)
-    return max(1, jobs), threads
+    return max(1, min(jobs, n)), threads  # no worker without an input to take
 
 
 def _probe_frames(path: Path) -> int:
@@ -186,6 +188,7 @@ def run_batch(
     if not os.access(out_root, os.W_OK):
         raise InputError(f"{out_dir}: the output folder is not writable")
 
+    _check_output_names(found, out_root, side)
     rows, tasks = _plan(found, out_root, options, force, side)
     if scheduler is None:
         jobs, threads = plan_workers(len(tasks), jobs, options.threads)
@@ -262,6 +265,37 @@ def run_batch(
         raise ModelFileError(model_error)
     report.interrupted = any(r.status in (Status.PENDING, Status.INTERRUPTED) for r in rows)
     return report
+
+
+def _check_output_names(found: Sequence[BatchInput], out_root: Path, side: SideOutputs) -> None:
+    """Refuse, before any work, a batch where one input's output would replace an input
+    (``-o`` the input folder with ``--tracked``: ``clip_tracked.avi`` may be an input) or
+    another input's output or the summary (an input ``pyfaceau-batch.avi``; ``--split``'s
+    ``m_face0.csv`` and an input ``m_face0.avi``)."""
+    owner: dict[Path, str] = {out_root / SUMMARY_NAME: "the batch summary"}
+    split_stems: list[tuple[Path, str, BatchInput]] = []
+    for item in found:
+        csv = out_root / item.relative
+        outputs = [csv, *side.paths(csv).values()]
+        for path in outputs:
+            if path in owner:
+                raise InputError(
+                    f"{path}: would be written as {owner[path]} and as an output of "
+                    f"{item.path}; rename the input or choose another output folder (-o)")
+            owner[path] = f"an output of {item.path}"
+        if side.split:
+            split_stems.append((csv.parent, csv.stem, item))
+    inputs = {os.path.abspath(item.path): item for item in found}
+    for path, what in owner.items():
+        if os.path.abspath(path) in inputs:
+            raise InputError(f"{path}: an input, which {what} would replace; choose another "
+                             "output folder (-o)")
+    for folder, stem, item in split_stems:
+        pattern = re.compile(re.escape(stem) + r"_face\d+\.csv")
+        for path, what in owner.items():
+            if path.parent == folder and pattern.fullmatch(path.name):
+                raise InputError(f"{path}: would be written as {what} and as a per-person CSV "
+                                 f"of {item.path} (--split); rename the input")
 
 
 def _plan(

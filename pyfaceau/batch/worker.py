@@ -71,7 +71,8 @@ class TaskResult:
     Attributes
     ----------
     index : the task's index.
-    status : ``Status.DONE``, ``Status.FAILED`` or ``Status.INTERRUPTED``.
+    status : ``Status.DONE``, ``Status.FAILED``, ``Status.INTERRUPTED`` (stopped part-way)
+        or ``Status.PENDING`` (stopped before it began).
     frames : frames read (0 when failed).
     faces : rows with a face (``success = 1``).
     seconds : wall time in the worker.
@@ -123,8 +124,8 @@ def run_task(
         if on_frame is not None:
             on_frame(done, total)
 
-    if should_stop is not None and should_stop():
-        return TaskResult(task.index, Status.INTERRUPTED)
+    if should_stop is not None and should_stop():  # stopped before it began
+        return TaskResult(task.index, Status.PENDING)
     staged: Staged | None = None
     try:
         signature = input_signature(task.input)  # before reading: a later change re-runs it

@@ -9,12 +9,14 @@ overwrites a good copy.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import pooch
 
@@ -138,44 +140,105 @@ def download_models(
         raise ModelFileError(
             "the OpenFace model licence was not accepted; pass --accept-license (or answer YES)"
         )
-    root = Path(dest) if dest is not None else default_data_dir()
+    root = _target_folder(dest)
+    if mirror is not None and urllib.parse.urlparse(mirror).scheme not in ("http", "https", "ftp"):
+        raise ModelFileError(f"--mirror {mirror}: expected an http://, https:// or ftp:// URL")
     report = InstallReport()
-    for entry in _entries(groups):
-        target = root / entry.path
-        if progress is not None:
-            progress(entry)
-        if _good_copy(target, entry):
-            report.present.append(entry.path)
-            continue
-        if entry.group == "onnx":
-            url = mirror.rstrip("/") + "/" + entry.path if mirror else ONNX_SOURCES.get(entry.path)
-        else:
-            url = openface_url(entry, mirror)
-        if url is None and entry.path == "retinaface_mobilenet025.onnx":
-            error = _fetch_and_convert_retinaface(target)
-            if error is None:
-                report.added.append(entry.path)
-            else:
-                report.failed[entry.path] = error
-            continue
-        if url is None:
-            report.failed[entry.path] = "no public download; install it from a local copy"
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            pooch.retrieve(
-                url,
-                known_hash=f"sha256:{entry.sha256}",
-                fname=target.name,
-                path=target.parent,
-                progressbar=False,
-            )
-        except Exception as exc:  # network errors, HTTP errors, hash mismatch
-            target.unlink(missing_ok=True)
-            report.failed[entry.path] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-            continue
-        report.added.append(entry.path)
+    offline: str | None = None  # the first connection failure: the rest is not tried
+    with _pooch_quiet():
+        for entry in _entries(groups):
+            _download_one(entry, root, mirror, report, offline, progress)
+            if offline is None and entry.path in report.failed \
+                    and report.failed[entry.path].startswith(_NO_CONNECTION):
+                offline = report.failed[entry.path]
+    for path in report.failed:  # no empty folders left where nothing came
+        _remove_empty_parents((root / path).parent, root)
     return report
+
+
+#: How a failure to reach the server starts (the files after it are not tried).
+_NO_CONNECTION = "no connection"
+
+
+def _download_one(entry: ModelEntry, root: Path, mirror: str | None, report: InstallReport,
+                  offline: str | None, progress: Callable[[ModelEntry], None] | None) -> None:
+    target = root / entry.path
+    if progress is not None:
+        progress(entry)
+    if _good_copy(target, entry):
+        report.present.append(entry.path)
+        return
+    if offline is not None:
+        report.failed[entry.path] = offline
+        return
+    if entry.group == "onnx":
+        url = mirror.rstrip("/") + "/" + entry.path if mirror else ONNX_SOURCES.get(entry.path)
+    else:
+        url = openface_url(entry, mirror)
+    if url is None and entry.path == "retinaface_mobilenet025.onnx":
+        error = _fetch_and_convert_retinaface(target)
+        if error is None:
+            report.added.append(entry.path)
+        else:
+            report.failed[entry.path] = error
+        return
+    if url is None:
+        report.failed[entry.path] = "no public download; install it from a local copy"
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        pooch.retrieve(
+            url,
+            known_hash=f"sha256:{entry.sha256}",
+            fname=target.name,
+            path=target.parent,
+            progressbar=False,
+        )
+    except Exception as exc:  # network errors, HTTP errors, hash mismatch
+        target.unlink(missing_ok=True)
+        report.failed[entry.path] = _reason(exc)
+        return
+    report.added.append(entry.path)
+
+
+def _reason(exc: BaseException) -> str:
+    """A failed fetch in one line; a server that cannot be reached is said so."""
+    import requests
+
+    text = type(exc).__name__
+    if str(exc):
+        text += f": {str(exc).splitlines()[0][:200]}"
+    if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+        return f"{_NO_CONNECTION} ({text})"
+    return text
+
+
+@contextlib.contextmanager
+def _pooch_quiet() -> Iterator[None]:
+    """pooch logs a line per file it fetches; the command shows a progress bar instead."""
+    logger = pooch.get_logger()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _target_folder(dest: str | os.PathLike | None) -> Path:
+    root = Path(dest) if dest is not None else default_data_dir()
+    if root.exists() and not root.is_dir():
+        raise ModelFileError(f"{root}: not a folder")
+    return root
+
+
+def _remove_empty_parents(folder: Path, root: Path) -> None:
+    while folder != root and root in folder.parents:
+        try:
+            folder.rmdir()  # only when empty
+        except OSError:
+            return
+        folder = folder.parent
 
 
 def _fetch_and_convert_retinaface(target: Path) -> str | None:
@@ -196,7 +259,7 @@ def _fetch_and_convert_retinaface(target: Path) -> str | None:
             )
             rc.convert_retinaface(pth, target)
         except Exception as exc:  # network errors, HTTP errors, hash mismatch, conversion
-            return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            return _reason(exc)
     return None
 
 
@@ -215,7 +278,7 @@ def install_models(
     src = Path(source)
     if not src.is_dir():
         raise ModelFileError(f"{src}: not a folder")
-    root = Path(dest) if dest is not None else default_data_dir()
+    root = _target_folder(dest)
     report = InstallReport()
     for entry in _entries(groups):
         target = root / entry.path

@@ -6,7 +6,7 @@ the output). :func:`atomic_output` writes to a uniquely named temporary file in 
 folder and renames it into place only when complete: an existing file is replaced only by
 a complete one, two runs writing the same path leave the file of the last to finish, and
 the temporary file is removed on every failure (an exception, Ctrl-C, SIGTERM with
-:func:`terminate_on_sigterm`, a full disk or a file-size limit: Python ignores SIGXFSZ, so
+:func:`stop_on_signals`, a full disk or a file-size limit: Python ignores SIGXFSZ, so
 the write fails with ``EFBIG`` instead of killing the process).
 """
 
@@ -17,9 +17,10 @@ import glob
 import os
 import signal
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterable, Iterator
+from typing import IO, Any, Callable, Iterable, Iterator
 
 from ..errors import InputError
 
@@ -30,7 +31,7 @@ __all__ = [
     "check_output_path",
     "temp_dir",
     "temp_glob",
-    "terminate_on_sigterm",
+    "stop_on_signals",
 ]
 
 #: Suffix of the temporary file; its name is ``.<up to 40 characters of the name>.<random>.part``
@@ -40,7 +41,7 @@ _TEMP_NAME_CHARS = 40
 
 
 class Terminated(BaseException):
-    """Raised in the main thread by SIGTERM (see :func:`terminate_on_sigterm`), so that
+    """Raised in the main thread by SIGTERM (see :func:`stop_on_signals`), so that
     ``finally`` blocks remove temporary files; a BaseException like KeyboardInterrupt."""
 
 
@@ -180,22 +181,42 @@ def atomic_output(output: str | os.PathLike, mode: str = "w", **open_kwargs) -> 
         raise
 
 
-def _raise_terminated(signum: int, frame: object) -> None:
+def _raise_for_signal(signum: int, frame: Any) -> None:
+    if _in_kernel_callback is not None and _in_kernel_callback(frame):
+        # raised inside numba's C code the exception would be lost: deliver the signal
+        # again once the kernel has returned (a few microseconds)
+        threading.Timer(0.005, signal.raise_signal, (signum,)).start()
+        return
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
     raise Terminated(f"signal {signum}")
 
 
+_in_kernel_callback: Callable[[Any], bool] | None = None
+
+
 @contextmanager
-def terminate_on_sigterm() -> Iterator[None]:
-    """Within the block, SIGTERM raises :class:`Terminated` in the main thread (for
-    command-line use: the default action would end the process without removing
-    temporary files); the previous handler is restored after. Outside the main thread
-    (where handlers cannot be set) it does nothing."""
+def stop_on_signals() -> Iterator[None]:
+    """Within the block, Ctrl-C (SIGINT) raises KeyboardInterrupt and SIGTERM raises
+    :class:`Terminated` in the main thread (for command-line use: SIGTERM's default
+    action would end the process without removing temporary files), never inside a
+    compiled kernel's call back into Python (:func:`pyfaceau.jit.in_kernel_callback`);
+    the previous handlers are restored after. A signal the process ignores stays
+    ignored; outside the main thread (where handlers cannot be set) it does nothing."""
+    global _in_kernel_callback
+    from ..jit import in_kernel_callback
+
+    _in_kernel_callback = in_kernel_callback
+    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    previous: dict[int, Any] = {}
     try:
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    except ValueError:
-        yield
-        return
+        for signum, default in defaults.items():
+            if signal.getsignal(signum) is default:
+                previous[signum] = signal.signal(signum, _raise_for_signal)
+    except ValueError:  # not the main thread
+        pass
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -71,6 +71,8 @@ class AUTrack:
 def _read_csv(path: Path) -> pd.DataFrame:
     try:
         df = pd.read_csv(path, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path}: empty, not a CSV") from None
     except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read the CSV ({exc})") from exc
     df.columns = [str(c).strip() for c in df.columns]
@@ -96,6 +98,14 @@ def load_tracks(csv: str | os.PathLike[str] | pd.DataFrame) -> list[AUTrack]:
     aus = sorted({c[:4] for c in df.columns if c.startswith("AU") and c[4:] in ("_r", "_c")})
     if not aus:
         raise InputError(f"{name}: no AU columns (AUxx_r / AUxx_c): not an OpenFace CSV")
+    used = [c for c in df.columns if c in ("frame", "timestamp", "success", "face_id", "face")
+            or c[:4] in aus or c.startswith(("pose_R", "gaze_angle_"))]
+    for column in used:
+        if not pd.api.types.is_numeric_dtype(df[column]):
+            raise InputError(f"{name}: column {column} holds values that are not numbers")
+    if "success" in df and not (df["success"] > 0).any():
+        raise InputError(f"{name}: no frame has a face (success is 0 on every row): "
+                         "nothing to plot")
     ids = df["face_id"] if "face_id" in df else pd.Series(0, index=df.index)
     if "face" in df and "face_id" not in df:  # FaceLandmarkImg's layout
         ids = df["face"]

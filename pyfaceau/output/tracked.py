@@ -14,6 +14,7 @@ tracked each is labelled with its ``face_id`` (OpenFace's multi-face program dra
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +23,10 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from .atomic import check_output_path
 from .closing import ClosingWriter
 from ..errors import InputError
-from ..validation import require_bgr8
+from ..validation import require_bgr8, require_number
 from ..pdm.pose import default_intrinsics
 from ..pdm.rotation import euler_to_rotation_matrix
 
@@ -303,8 +305,8 @@ class TrackedVideoWriter(ClosingWriter):
     Parameters
     ----------
     path : the video file (``.avi``: OpenFace's DIVX codec; ``.mp4``: MPEG-4 ``mp4v``).
-    fps : frame rate of the output (the input's; 30 when unknown or not positive, as
-        OpenFace).
+    fps : frame rate of the output (the input's; 30 when unknown (None, NaN) or not
+        positive, as OpenFace).
     intrinsics : ``(fx, fy, cx, cy)``; default OpenFace's guess for the frame size.
     codec : a FourCC overriding the choice by extension (OpenFace's ``-oc``).
     label_faces : draw face ids: True always, False never, None (default) from the first
@@ -326,7 +328,9 @@ class TrackedVideoWriter(ClosingWriter):
         label_faces: bool | None = None,
     ) -> None:
         self.path = Path(path)
-        self.fps = float(fps) if fps and float(fps) > 0 else DEFAULT_FPS
+        unknown = fps is None or (isinstance(fps, float) and math.isnan(fps))
+        rate = None if unknown else require_number(fps, "fps")
+        self.fps = rate if rate is not None and rate > 0 else DEFAULT_FPS
         self.intrinsics = intrinsics
         self.codec = codec or _codec_for(self.path)
         if len(self.codec) != 4:
@@ -336,10 +340,8 @@ class TrackedVideoWriter(ClosingWriter):
         self._writer: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None
         self._closed = False
-        try:
-            self.path.resolve().parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InputError(f"{self.path}: cannot create its folder ({exc.strerror or exc})") from exc
+        # its folder made and writable now, not at the first frame (one line if not)
+        check_output_path(self.path)
 
     def add(self, image: np.ndarray, faces: Sequence[TrackedFace]) -> np.ndarray:
         """Draw ``faces`` on ``image`` and append the frame; returns the drawn frame.

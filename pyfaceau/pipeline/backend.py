@@ -87,8 +87,11 @@ class FrameResult:
     params_global : ``(6,)`` ``[scale, rx, ry, rz, tx, ty]`` (OpenFace's ``p_scale`` ...).
     params_local : ``(34,)`` PDM shape parameters (``p_0`` ...).
     gaze : ``(8,)`` ``[gaze_0_x, gaze_0_y, gaze_0_z, gaze_1_x, ..., gaze_angle_x,
-        gaze_angle_y]`` (unit vectors, radians) where the eye models ran, else None.
-    eye_landmarks : ``(56, 2)`` float64 pixels (both 28-point eye models), or None.
+        gaze_angle_y]`` (unit vectors, radians) when the front end has eye models (the
+        faithful path, ``--refine clnf-parts``; zeros on a failed frame, as OpenFace's
+        CSV), else None.
+    eye_landmarks : ``(56, 2)`` float64 pixels (both 28-point eye models; zeros before
+        any eye fit), or None as ``gaze``.
     au_intensity : ``(n_intensity,)`` online intensities in ``intensity_names`` order
         (OpenFace's raw model outputs; 0 when not successful).
     au_presence : ``(n_presence,)`` online presence (0/1) in ``presence_names`` order.
@@ -98,7 +101,8 @@ class FrameResult:
         ``hog_descriptor``) when the aligned face is asked for; on a failed frame the
         descriptor of an all-black face, as OpenFace's ``FaceAnalyser`` computes (and its
         ``.hog`` file holds) for those. Else None.
-    eye_landmarks_3d : ``(56, 3)`` float64 millimetres, camera coordinates, or None.
+    eye_landmarks_3d : ``(56, 3)`` float64 millimetres, camera coordinates, or None as
+        ``gaze``.
     """
 
     frame: int
@@ -352,6 +356,10 @@ class BackendSession:
             result.eye_landmarks = eye_columns["eye_landmarks"]
             result.eye_landmarks_3d = eye_columns["eye_landmarks_3d"]
             result.gaze = eye_columns["gaze"]
+        elif self._has_eyes:  # a front end with eye models, no eye fit yet: the CSV's zeros
+            result.gaze = np.zeros(8)
+            result.eye_landmarks = np.zeros((56, 2))
+            result.eye_landmarks_3d = np.zeros((56, 3))
         if self.record:
             self.table.add(row)
         return result

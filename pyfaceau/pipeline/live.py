@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 import cv2
+import numpy as np
 
 from ..errors import InputError
 from .sources import Frame, opencv_path, to_bgr8
@@ -138,8 +139,14 @@ def open_live(source: str | int | os.PathLike) -> LiveSource:
     InputError
         If the source cannot be opened or gives no frame.
     """
+    if isinstance(source, bool) or not isinstance(source, (str, os.PathLike, int, np.integer)):
+        raise InputError(f"{source!r}: a live source is a camera index (0, 1, ...), a "
+                         "stream URL or a video file")
     text = os.fspath(source) if isinstance(source, os.PathLike) else source
-    if isinstance(text, int) or (isinstance(text, str) and text.isdigit()):
+    if isinstance(text, (int, np.integer)) and text < 0:
+        # OpenCV takes -1 as "any camera" and crashes on it with some of its backends
+        raise InputError(f"camera {int(text)}: a camera index is 0 or more")
+    if isinstance(text, (int, np.integer)) or (isinstance(text, str) and text.isdigit()):
         with _opencv_log_quiet():
             capture = cv2.VideoCapture(int(text))
         name, paced = f"camera {int(text)}", False
@@ -150,7 +157,13 @@ def open_live(source: str | int | os.PathLike) -> LiveSource:
             capture = cv2.VideoCapture(text)
         name, paced = text, False
     else:
+        if not text:
+            raise InputError("the source is empty: give a camera index, a stream URL or a "
+                             "video file")
         path = Path(text)
+        if path.is_dir():
+            raise InputError(f"{path}: a folder; a live source is a camera index, a stream "
+                             "URL or a video file ('pyfaceau process' reads image folders)")
         if not path.is_file():
             raise InputError(f"{path}: no such video file (or a camera index / stream URL)")
         # any file name (the alias may go once the file is open: FFmpeg holds it)

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from ..options import Detector, LandmarkMethod, Options, Refinement
 from .backend import AUBackend
 from .types import LandmarkFrontEnd
 
-__all__ = ["Models"]
+__all__ = ["INPUT_KINDS", "Models"]
+
+#: The kinds of input a session is for.
+INPUT_KINDS = ("video", "sequence", "image", "stream")
 
 
 class Models:
@@ -127,10 +130,16 @@ class Models:
             raise KeyError(name)
         return loaders[name]()
 
-    def load(self) -> "Models":
-        """Load every part the configuration needs now (instead of on first use)."""
+    def load(self, kinds: Iterable[str] = INPUT_KINDS) -> "Models":
+        """Load every part the configuration needs now (instead of on first use), with
+        the AU models for inputs of ``kinds`` (``"video"``, ``"sequence"``, ``"image"``,
+        ``"stream"``; default: all)."""
         o = self.options
-        if o.landmarks is LandmarkMethod.CLNF:
+        for dynamic in sorted({o.dynamic_for(kind) for kind in kinds}):
+            self.backend(dynamic)
+        if o.landmarks is LandmarkMethod.CSV:
+            self._csv_landmarks()
+        elif o.landmarks is LandmarkMethod.CLNF:
             self._clnf(), self._validator(), self._mtcnn()
         elif o.landmarks is LandmarkMethod.PFLD:
             self._retinaface(), self._pfld()
@@ -139,6 +148,13 @@ class Models:
             elif o.refinement is Refinement.SVR:
                 self._svr_refiner()
         return self
+
+    def _csv_landmarks(self) -> Any:
+        from .csv_landmarks import CsvLandmarkFrontEnd
+
+        o = self.options
+        assert o.landmarks_csv is not None
+        return self._get("csv", lambda: CsvLandmarkFrontEnd(o.landmarks_csv, models=o.models))
 
     def detector(self) -> Any:
         """The configured full-image face detector (MTCNN or RetinaFace)."""
@@ -155,12 +171,7 @@ class Models:
         """
         o = self.options
         if o.landmarks is LandmarkMethod.CSV:
-            from .csv_landmarks import CsvLandmarkFrontEnd
-
-            assert o.landmarks_csv is not None
-            return self._get(
-                "csv", lambda: CsvLandmarkFrontEnd(o.landmarks_csv, models=o.models)
-            ).fresh()
+            return self._csv_landmarks().fresh()
         if o.landmarks is LandmarkMethod.CLNF:
             from .faithful import OpenFaceLandmarkFrontEnd
 

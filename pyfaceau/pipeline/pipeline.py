@@ -18,14 +18,15 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
 
-from ..errors import IncompleteInputWarning, InputError
+from ..errors import ClosedError, IncompleteInputWarning, InputError
 from ..options import Options
 from ..validation import require_index, require_number
 from .backend import Camera, FrameResult
 from .live import LiveSource, open_live
 from ..output.table import FrameTable
-from .models import Models
+from .models import INPUT_KINDS, Models
 from .session import InputSession, ProgressCallback, ResultCallback, single_threaded_blas
+from . import sources
 from .sources import Frame, open_source, to_bgr8
 
 if TYPE_CHECKING:
@@ -88,12 +89,16 @@ class Pipeline:
     def models(self) -> Models:
         """The loaded models (shared by every input)."""
         if self._models is None:
-            raise RuntimeError("this pipeline is closed")
+            raise ClosedError("this pipeline is closed: make a new one")
         return self._models
 
-    def load(self) -> "Pipeline":
-        """Load every model now instead of on the first input."""
-        self.models.load()
+    def load(self, kind: str | None = None) -> "Pipeline":
+        """Load every model now instead of on the first input (a missing or damaged file
+        fails here). ``kind``: only the AU models that inputs of this kind use
+        (``"video"``, ``"sequence"``, ``"image"``, ``"stream"``); None: every kind's."""
+        if kind is not None and kind not in INPUT_KINDS:
+            raise InputError(f"kind: expected one of {', '.join(INPUT_KINDS)}, got {kind!r}")
+        self.models.load(INPUT_KINDS if kind is None else (kind,))
         return self
 
     def close(self) -> None:
@@ -168,6 +173,9 @@ class Pipeline:
         from ..output.atomic import check_output_path
         from ..output.table import write_csv
 
+        if on_result is not None and not callable(on_result):
+            raise InputError(f"on_result: expected a function, got {type(on_result).__name__}")
+        input_path = sources.input_path(input_path)
         if output_csv is not None:  # before the work, not after
             check_output_path(output_csv, [input_path, self.options.landmarks_csv])
         source = open_source(input_path)
@@ -193,22 +201,37 @@ class Pipeline:
 
     def open_stream(self, width: int | None = None, height: int | None = None) -> "StreamSession":
         """A live stream fed frame by frame (:meth:`StreamSession.add`); online AU values,
-        nothing kept per frame."""
+        nothing kept per frame. ``width`` and ``height`` (pixels, both or neither) set
+        the frame size up front; otherwise the first frame gives it."""
+        self.models  # noqa: B018 - a closed pipeline fails here, not at the first frame
+        if (width is None) != (height is None):
+            raise InputError("open_stream: give width and height together, or neither")
+        if width is not None:
+            width = require_index(width, "width", minimum=1)
+            height = require_index(height, "height", minimum=1)
         return StreamSession(self, width, height)
 
     def stream(
         self, source: str | os.PathLike | Iterable[np.ndarray]
     ) -> Iterator[FrameResult]:
         """Per-frame results (online AU values) of a video file, an image folder or an
-        iterable of BGR images, as they are computed; memory stays flat."""
-        stream = self.open_stream()
-        if isinstance(source, (str, os.PathLike)):
-            frames: Iterable = open_source(source)
+        iterable of BGR images (or of :class:`~pyfaceau.pipeline.sources.Frame` objects,
+        whose index and timestamp are kept), as they are computed; memory stays flat."""
+        if isinstance(source, (str, bytes, os.PathLike)):
+            frames: Iterable = open_source(os.fsdecode(source))
+        elif isinstance(source, np.ndarray) or not isinstance(source, Iterable):
+            raise InputError(
+                f"stream: expected a video file, an image folder or an iterable of images, "
+                f"got {type(source).__name__} (one image: open_stream().add(image))")
         else:
             frames = source
+        return self._stream(frames)
+
+    def _stream(self, frames: Iterable) -> Iterator[FrameResult]:
+        stream = self.open_stream()
         for item in frames:
             if isinstance(item, Frame):
-                yield from stream.add(item.image, item.timestamp)
+                yield from stream.add(item.image, item.timestamp, frame_index=item.index)
             else:
                 yield from stream.add(item)
 
@@ -273,6 +296,8 @@ class StreamSession:
         ``timestamp`` in seconds (default 0); ``frame_index`` the 0-based frame number
         (default: one more than the last; results carry ``frame = frame_index + 1``).
         """
+        if self._pipeline._models is None:
+            raise ClosedError("this stream's pipeline is closed")
         if frame_index is not None:
             self._next_index = require_index(frame_index, "frame_index")
         timestamp = require_number(timestamp, "timestamp", allow_none=True)

@@ -22,6 +22,7 @@ from ..errors import InputError
 from ..options import ModelsArg
 from ..output.atomic import check_output_path
 from ..output.table import FrameTable
+from ..validation import require_index
 from .backend import AUBackend, Camera, FrameResult
 from .faces import FaceDetector, MultiFaceTracker
 from .sources import Frame
@@ -98,7 +99,8 @@ class InputSession:
         if kind not in ("video", "sequence", "image", "stream"):
             raise InputError(f"unknown input kind {kind!r}")
         self.kind = kind
-        self.width, self.height = int(width), int(height)
+        self.width = require_index(width, "width", minimum=1)
+        self.height = require_index(height, "height", minimum=1)
         self.camera = camera
         self.backend = backend
         self._new_tracker = new_tracker

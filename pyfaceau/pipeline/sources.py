@@ -25,6 +25,8 @@ __all__ = [
     "Frame",
     "FrameSource",
     "IMAGE_SUFFIXES",
+    "input_kind",
+    "input_path",
     "open_source",
     "opencv_path",
     "read_image",
@@ -70,8 +72,10 @@ def to_bgr8(image: np.ndarray, name: str = "image") -> np.ndarray:
     if img.dtype == np.uint16:
         img = (img >> 8).astype(np.uint8)
     elif img.dtype in (np.float32, np.float64):
-        img = np.clip(img * 255.0 if float(np.nanmax(img)) <= 1.0 else img, 0, 255)
-        img = np.nan_to_num(img).astype(np.uint8)
+        finite = np.isfinite(img)
+        top = float(img.max(initial=0.0, where=finite))  # NaN and inf count as black
+        img = np.clip(img * 255.0 if top <= 1.0 else img, 0, 255)
+        img = np.where(finite, img, 0.0).astype(np.uint8)
     elif img.dtype != np.uint8:
         raise InputError(f"{name}: unsupported pixel type {img.dtype}")
     if img.ndim == 2:
@@ -264,6 +268,18 @@ class FrameSource:
             yield Frame(index, 0.0, image)
 
 
+def input_path(path: object) -> Path:
+    """``path`` (str, bytes: any name the operating system accepts, or path-like) as a
+    Path; :class:`InputError` for anything else or an empty name."""
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise InputError(f"input: expected a path (video, image folder or image), got "
+                         f"{type(path).__name__}")
+    name = os.fsdecode(path)
+    if not name:
+        raise InputError("input: the path is empty")
+    return Path(name)
+
+
 def open_source(path: str | bytes | os.PathLike) -> FrameSource:
     """Open a video file, a folder of images or an image file.
 
@@ -272,11 +288,15 @@ def open_source(path: str | bytes | os.PathLike) -> FrameSource:
     InputError
         If the path does not exist or cannot be decoded.
     """
-    p = Path(os.fsdecode(path))  # bytes too: any name the operating system accepts
+    p = input_path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file or folder")
-    if p.is_dir():
-        return FrameSource(p, "sequence")
-    if p.suffix.lower() in IMAGE_SUFFIXES:
-        return FrameSource(p, "image")
-    return FrameSource(p, "video")
+    return FrameSource(p, input_kind(p))
+
+
+def input_kind(path: Path) -> str:
+    """What ``path`` is read as: ``"sequence"`` (a folder), ``"image"`` (an image file's
+    suffix, :data:`IMAGE_SUFFIXES`) or ``"video"``."""
+    if path.is_dir():
+        return "sequence"
+    return "image" if path.suffix.lower() in IMAGE_SUFFIXES else "video"

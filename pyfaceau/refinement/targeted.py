@@ -30,7 +30,7 @@ import numpy as np
 
 from .. import jit
 from ..errors import InputError
-from ..validation import require_gray, require_landmarks
+from ..validation import require_bgr8, require_gray, require_landmarks, require_number
 from ..modelstore import ModelsArg, resolve
 from ..pdm import PDM, calc_params, load_pdm
 from ..pdm.rotation import align_shapes_with_scale
@@ -367,16 +367,18 @@ class TargetedCLNFRefiner:
         pdm_constrain: bool = False,
         models: ModelsArg = None,
     ) -> None:
-        if not isinstance(search_window, (int, np.integer)) or not 1 <= search_window <= 15:
+        if isinstance(search_window, bool) or not isinstance(search_window, (int, np.integer)) \
+                or not 1 <= search_window <= 15:
             raise InputError(
-                f"search_window: expected an integer radius 1..15, got {search_window}"
+                f"search_window: expected an integer radius 1..15, got {search_window!r}"
             )
         if peak not in ("meanshift", "argmax", "argmax_subpixel"):
             raise InputError(
                 f"peak: expected 'meanshift', 'argmax' or 'argmax_subpixel', got {peak!r}"
             )
+        require_number(sigma, "sigma", minimum=0.0)
         if not sigma > 0:
-            raise InputError(f"sigma: expected a positive width, got {sigma}")
+            raise InputError(f"sigma: expected a positive width, got {sigma!r}")
         path = (
             Path(patch_expert_file)
             if patch_expert_file is not None
@@ -542,6 +544,8 @@ class TargetedCLNFRefiner:
         Refinement in ``image_bgr``'s pixels (the PDM translation too); the landmarks
         unchanged when the region is empty.
         """
+        image_bgr = require_bgr8(image_bgr, "image_bgr")
+        landmarks = self._check_landmarks(landmarks)
         h, w = image_bgr.shape[:2]
         mn, mx = landmarks.min(axis=0), landmarks.max(axis=0)
         half_area = (2 * self.search_window + 1 + self.patch_size - 1) / 2.0  # reference px
