@@ -229,12 +229,28 @@ def process_cmd(
             _fail(click.UsageError("--openface-img and --split exclude each other"))
     if not input_path.exists():  # before the models load
         _fail(PyFaceAUError(f"{input_path}: no such file or folder"))
+    if not input_path.is_file() and not input_path.is_dir():  # a FIFO would wait forever
+        _fail(PyFaceAUError(f"{input_path}: not a regular file or folder"))
     out = output if output is not None else Path(input_path.stem + ".csv")
     # Fail before hours of processing, not after.
-    from .output.atomic import check_output_path
+    from .output.atomic import StagedOutputs, check_output_folder, check_output_path
 
     try:
-        check_output_path(out, [input_path, flags.get("landmarks_csv")])
+        inputs = [input_path, flags.get("landmarks_csv")]
+        check_output_path(out, inputs)
+        named = {"-o": out, "--hog": hog_path, "--tracked": tracked_path, "--aligned": aligned_dir}
+        seen: dict[str, str] = {}
+        for flag, path in named.items():
+            if path is not None:
+                where = os.path.abspath(path)
+                if where in seen:
+                    raise PyFaceAUError(f"{flag} {path}: the same path as {seen[where]}")
+                seen[where] = flag
+        for side in (hog_path, tracked_path):
+            if side is not None:  # not over an input
+                check_output_path(side, inputs)
+        if aligned_dir is not None:
+            check_output_folder(aligned_dir, inputs)
     except PyFaceAUError as exc:
         _fail(exc)
     with _guarded_run(strict):
@@ -257,29 +273,37 @@ def process_cmd(
         from .pipeline.pipeline import side_writers
         from .pipeline.sources import input_kind
 
-        writers = side_writers(input_path, aligned_dir, hog_path, tracked_path)
+        # written beside their places, moved there once the run is complete
+        staged = StagedOutputs([aligned_dir, hog_path, tracked_path])
         try:
-            with Pipeline(options) as pipe:
-                pipe.load(input_kind(input_path))
-                resume_gc()
-                table = pipe.process(input_path,
-                                     output_csv=None if split or openface_img else out,
-                                     on_frame=on_frame, as_dataframe=False,
-                                     on_result=writers.add if writers is not None else None)
+            writers = side_writers(input_path, staged.path(aligned_dir),
+                                   staged.path(hog_path), staged.path(tracked_path))
+            try:
+                with Pipeline(options) as pipe:
+                    pipe.load(input_kind(input_path))
+                    resume_gc()
+                    table = pipe.process(input_path,
+                                         output_csv=None if split or openface_img else out,
+                                         on_frame=on_frame, as_dataframe=False,
+                                         on_result=writers.add if writers is not None else None)
+            finally:
+                if writers is not None:
+                    writers.close()
+                if bar is not None:  # as far as it got, before a message on how it ended
+                    bar.close()
+            written = [Path(out)]
+            if openface_img:
+                from .output.table import (FACE_LANDMARK_IMG_FORMATS, face_landmark_img_table,
+                                           write_csv)
+
+                write_csv(face_landmark_img_table(table), out, formats=FACE_LANDMARK_IMG_FORMATS)
+            if split:
+                from .output.table import write_split_csvs
+
+                written = write_split_csvs(table, out)
+            staged.commit()
         finally:
-            if writers is not None:
-                writers.close()
-            if bar is not None:  # as far as it got, before any message about how it ended
-                bar.close()
-        written = [Path(out)]
-        if openface_img:
-            from .output.table import FACE_LANDMARK_IMG_FORMATS, face_landmark_img_table, write_csv
-
-            write_csv(face_landmark_img_table(table), out, formats=FACE_LANDMARK_IMG_FORMATS)
-        if split:
-            from .output.table import write_split_csvs
-
-            written = write_split_csvs(table, out)
+            staged.discard()  # a run that did not finish: its side outputs are not kept
         elapsed = time.perf_counter() - t0
     save_kernels()  # for the next start, when this one ran numba
     n = len(table)

@@ -223,6 +223,73 @@ def test_interrupt_while_writing_leaves_nothing(tmp_path, sig, code):
     assert out.read_text() == "earlier\n" and leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_side_outputs_appear_only_when_the_run_completes(tmp_path, sig, code):
+    """Stopped while the HOG file, the tracked video and the aligned faces are being
+    written: the earlier files are as they were, nothing partial is left."""
+    import time
+
+    out = tmp_path / "r"
+    out.mkdir()
+    for name in ("k.hog", "k.avi"):
+        (out / name).write_text("earlier\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pyfaceau.cli", str(SAMPLES / "2015-10-15-15-14.avi"), "-o",
+         str(out / "k.csv"), "--fast", "--hog", str(out / "k.hog"), "--tracked",
+         str(out / "k.avi"), "--aligned", str(out / "al"), "--no-progress"],
+        stderr=subprocess.PIPE, env=dict(os.environ, PYFACEAU_MODELS=MODELS))
+    t0 = time.monotonic()
+    while not any(p.stat().st_size > 0 for p in out.glob(".k.hog.*.part/k.hog")):
+        assert proc.poll() is None and time.monotonic() - t0 < 300, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err.decode()[-500:]
+    assert sorted(p.name for p in out.iterdir()) == ["k.avi", "k.hog"]
+    assert (out / "k.hog").read_text() == (out / "k.avi").read_text() == "earlier\n"
+
+
+def test_outputs_never_replace_inputs_or_special_files(tmp_path):
+    """Every output option is checked against the inputs, the other outputs and what is
+    not a regular file, before anything is opened; a symbolic link is written through."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for p in sorted((SAMPLES / "image_sequence").glob("*.jpg"))[:3]:
+        shutil.copy(p, folder / p.name)
+    clip = tmp_path / "clip.wmv"
+    shutil.copy(SAMPLES / "default.wmv", clip)
+    first = sorted(folder.iterdir())[0]
+    fifo = tmp_path / "fifo.csv"
+    os.mkfifo(fifo)
+    csv = str(tmp_path / "o.csv")
+    refused = [
+        ([str(clip), "-o", csv, "--tracked", str(clip)], "is an input"),
+        ([str(clip), "-o", csv, "--hog", str(clip)], "is an input"),
+        ([str(folder), "-o", str(first)], "a file of the input folder"),
+        ([str(folder), "-o", csv, "--hog", str(first)], "a file of the input folder"),
+        ([str(folder), "-o", csv, "--aligned", str(folder)], "is an input"),
+        ([str(folder), "-o", csv, "--hog", csv], "the same path as -o"),
+        ([str(folder), "-o", str(fifo)], "not a regular file"),
+        ([str(fifo), "-o", csv], "not a regular file or folder"),  # would wait forever
+    ]
+    before = {p: p.read_bytes() for p in [clip, *folder.iterdir()]}
+    for args, message in refused:
+        r = CliRunner().invoke(main, [*args, "--fast", "--models", MODELS])
+        assert r.exit_code == 2 and message in r.output, (args, r.output)
+    assert {p: p.read_bytes() for p in [clip, *folder.iterdir()]} == before
+    assert not (tmp_path / "o.csv").exists()
+    target = tmp_path / "target.csv"
+    target.write_text("earlier\n")
+    target.chmod(0o640)
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    r = CliRunner().invoke(main, [str(folder), "-o", str(link), "--fast", "--no-progress",
+                                  "--models", MODELS])
+    assert r.exit_code == 0, r.output
+    assert link.is_symlink() and target.read_text().startswith("frame,")
+    assert (target.stat().st_mode & 0o777) == 0o640  # the replaced file's permissions
+
+
 def test_atomic_output_removes_its_file_on_any_exception(tmp_path):
     out = tmp_path / "o.csv"
     for exc in (RuntimeError("x"), KeyboardInterrupt()):
@@ -420,11 +487,10 @@ def test_models_verify_finds_damaged_and_missing_files(model_copy):
     (model_copy / pdm).unlink()
     (model_copy / pdm).write_bytes(data[:-100])
     (model_copy / "pfld.onnx").unlink()
-    for cmd in ("path", "verify"):
-        r = CliRunner().invoke(main, ["models", cmd])
-        assert r.exit_code == 1, r.output
-        assert "In-the-wild_aligned_PDM_68.txt" in r.output and "truncated" in r.output
-        assert "missing: 1 of" in r.output and "pfld.onnx" in r.output
+    r = CliRunner().invoke(main, ["models", "verify"])
+    assert r.exit_code == 1, r.output
+    assert "In-the-wild_aligned_PDM_68.txt" in r.output and "truncated" in r.output
+    assert "missing: 1 of" in r.output and "pfld.onnx" in r.output
     altered = bytearray(data)
     altered[1000] ^= 1
     (model_copy / pdm).write_bytes(bytes(altered))

@@ -19,12 +19,11 @@ makes the input again if one is missing.
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..output.atomic import temp_dir
+from ..output.atomic import StagedOutputs
 
 if TYPE_CHECKING:
     from ..output.writers import FrameWriters
@@ -62,12 +61,12 @@ class SideOutputs:
 
 class Staged:
     """The side outputs of one input while it is processed: written under a temporary
-    folder, moved into place by :meth:`commit`, removed by :meth:`discard`.
+    folder beside the CSV (named as the CSV's temporary files: a killed run's is found by
+    :func:`pyfaceau.batch.worker.stale_temp_files`), moved into place by :meth:`commit`,
+    removed by :meth:`discard` (:class:`~pyfaceau.output.atomic.StagedOutputs`).
 
     Attributes
     ----------
-    folder : the temporary folder (beside the CSV, named as the CSV's temporary files:
-        a killed run's is found by :func:`pyfaceau.batch.worker.stale_temp_files`).
     final : name -> final path (``aligned``, ``hog``, ``tracked``).
     """
 
@@ -76,13 +75,19 @@ class Staged:
         self.outputs = outputs
         self.output = out
         self.final = outputs.paths(out)
-        self.folder = temp_dir(out) if outputs else None
+        self._files = (StagedOutputs(self.final.values(), anchor=out, replace_folders=True)
+                       if outputs else None)
+
+    @property
+    def folder(self) -> Path | None:
+        """The temporary folder (None when no side output is asked for)."""
+        return self._files.folder if self._files is not None else None
 
     def staged(self, name: str) -> Path | None:
         """Where output ``name`` is written while the input is processed (None: not asked)."""
-        if self.folder is None or name not in self.final:
+        if self._files is None or name not in self.final:
             return None
-        return self.folder / self.final[name].name
+        return self._files.path(self.final[name])
 
     def writers(self, input_path: str | os.PathLike) -> "FrameWriters | None":
         """The frame writers of the aligned faces, HOG and tracked video, into the
@@ -96,26 +101,20 @@ class Staged:
         """Write the per-person CSVs (``--split``) of ``table``, move everything into place
         beside the CSV (replacing older ones) and remove the temporary folder; returns
         the final paths."""
-        if self.folder is None:
+        if self._files is None:
             return []
-        moves: list[tuple[Path, Path]] = []
-        for name, final in self.final.items():
-            staged = self.staged(name)
-            if staged is not None and staged.exists():  # an empty input writes no HOG file
-                moves.append((staged, final))
+        moved: list[Path] = []
         if self.outputs.split:
             from ..output.table import write_split_csvs
 
+            assert self.folder is not None
             for staged in write_split_csvs(table, self.folder / self.output.name):
-                moves.append((staged, self.output.with_name(staged.name)))
-        for staged, final in moves:
-            if final.is_dir() and not final.is_symlink():
-                shutil.rmtree(final)
-            os.replace(staged, final)
-        self.discard()
-        return [final for _, final in moves]
+                final = self.output.with_name(staged.name)
+                os.replace(staged, final)
+                moved.append(final)
+        return self._files.commit() + moved
 
     def discard(self) -> None:
         """Remove the temporary folder and whatever is still in it."""
-        if self.folder is not None:
-            shutil.rmtree(self.folder, ignore_errors=True)
+        if self._files is not None:
+            self._files.discard()

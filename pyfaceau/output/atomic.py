@@ -15,7 +15,9 @@ from __future__ import annotations
 import errno
 import glob
 import os
+import shutil
 import signal
+import stat
 import tempfile
 import threading
 from contextlib import contextmanager
@@ -26,8 +28,10 @@ from ..errors import InputError
 
 __all__ = [
     "TEMP_SUFFIX",
+    "StagedOutputs",
     "Terminated",
     "atomic_output",
+    "check_output_folder",
     "check_output_path",
     "temp_dir",
     "temp_glob",
@@ -113,9 +117,19 @@ def check_output_path(
         raise InputError(f"{out}: cannot be written ({_reason(exc)})") from None
     if is_dir:
         raise InputError(f"{out}: is a folder; give a file name for the output (-o FILE.csv)")
+    if out.exists() and not out.is_file():  # a FIFO, a device: never replaced by a file
+        raise InputError(f"{out}: not a regular file; give a file name for the output")
     for src in inputs:
-        if src is not None and (_same_file(out, Path(src)) or out.absolute() == Path(src).absolute()):
+        if src is None:
+            continue
+        source = Path(src)
+        if _same_file(out, source) or out.absolute() == source.absolute():
             raise InputError(f"{out}: is an input of this run; choose another output file")
+        if source.is_dir() and os.path.lexists(out) and _same_file(out.parent, source):
+            raise InputError(f"{out}: a file of the input folder {source}; choose another "
+                             "output file")
+    out = _written_path(out)
+    folder = out.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=_temp_prefix(out), suffix=TEMP_SUFFIX)
@@ -124,6 +138,39 @@ def check_output_path(
     os.close(fd)
     os.unlink(tmp)
     return out
+
+
+def check_output_folder(
+    folder: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = ()
+) -> Path:
+    """:func:`check_output_path` for a folder of outputs (the aligned faces): not a file,
+    not one of ``inputs`` (an image folder would take the faces as frames), creatable and
+    writable. Returns ``folder`` as a Path."""
+    out = Path(folder)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: not a folder; give a folder for the aligned faces")
+    for src in inputs:
+        if src is not None and (_same_file(out, Path(src))
+                                or out.absolute() == Path(src).absolute()):
+            raise InputError(f"{out}: is an input of this run; choose another folder")
+    # writable there (the folder itself is made when the outputs are moved into it)
+    check_output_path(out / "frame_det_00_000001.bmp" if out.is_dir() else out)
+    return out
+
+
+def _written_path(out: Path) -> Path:
+    """Where writing ``out`` puts the bytes: a symbolic link's target (the link stays a
+    link), else ``out``."""
+    return Path(os.path.realpath(out)) if out.is_symlink() else out
+
+
+def _mode_for(out: Path) -> int:
+    try:
+        return stat.S_IMODE(os.stat(out).st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _reason(exc: OSError) -> str:
@@ -154,7 +201,7 @@ def atomic_output(output: str | os.PathLike, mode: str = "w", **open_kwargs) -> 
         Any other exception (or KeyboardInterrupt, :class:`Terminated`) also removes it
         and propagates unchanged.
     """
-    out = Path(output)
+    out = _written_path(Path(output))
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=_temp_prefix(out), suffix=TEMP_SUFFIX)
@@ -166,10 +213,9 @@ def atomic_output(output: str | os.PathLike, mode: str = "w", **open_kwargs) -> 
                 yield f
                 f.flush()
                 os.fsync(f.fileno())
-            # mkstemp makes the file private (0600); the output gets the usual permissions.
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
+            # mkstemp makes the file private (0600); the output gets the permissions of
+            # the file it replaces, else the usual ones.
+            os.chmod(tmp, _mode_for(out))
             os.replace(tmp, out)
         except OSError as exc:
             raise InputError(f"{out}: cannot be written ({_reason(exc)})") from None
@@ -179,6 +225,74 @@ def atomic_output(output: str | os.PathLike, mode: str = "w", **open_kwargs) -> 
         except FileNotFoundError:
             pass
         raise
+
+
+class StagedOutputs:
+    """Outputs beside the CSV (a file or a folder each) written under temporary folders
+    and moved into place by :meth:`commit` only when the run is complete: a run that fails
+    or is stopped leaves the earlier outputs as they were and no partial ones
+    (:meth:`discard`).
+
+    Parameters
+    ----------
+    finals : the final paths (None entries are ignored).
+    anchor : one temporary folder beside this path for every output (they must be on
+        its file system; a batch's, named after the CSV so that a killed run's is found);
+        default: one beside each output.
+    replace_folders : a folder output replaces the older folder (a batch's own); default:
+        its files join the folder there, replacing those of the same names.
+    """
+
+    def __init__(self, finals: Iterable[str | os.PathLike | None], *,
+                 anchor: str | os.PathLike | None = None, replace_folders: bool = False) -> None:
+        self.replace_folders = replace_folders
+        self._staged: dict[Path, tuple[Path, Path]] = {}  # final -> (temp folder, staged)
+        #: The shared temporary folder (with ``anchor``), else None.
+        self.folder = temp_dir(anchor) if anchor is not None else None
+        final = None
+        try:
+            for final in finals:
+                if final is None:
+                    continue
+                target = _written_path(Path(final))
+                if self.folder is None:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                folder = self.folder or temp_dir(target)
+                self._staged[Path(final)] = (folder, folder / target.name)
+        except OSError as exc:
+            self.discard()
+            raise InputError(f"{final}: cannot be written ({_reason(exc)})") from None
+
+    def path(self, final: str | os.PathLike | None) -> Path | None:
+        """Where ``final`` is written meanwhile (None for None)."""
+        return None if final is None else self._staged[Path(final)][1]
+
+    def commit(self) -> list[Path]:
+        """Move every output written into place (a file through a symbolic link); returns
+        the final paths of those moved."""
+        moved = []
+        for final, (_, staged) in self._staged.items():
+            target = _written_path(final)
+            if not os.path.lexists(staged):  # e.g. an input without frames: no HOG file
+                continue
+            if staged.is_dir() and target.is_dir() and not self.replace_folders:
+                for entry in staged.iterdir():
+                    os.replace(entry, target / entry.name)
+            else:
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                if staged.is_file():
+                    os.chmod(staged, _mode_for(target))
+                os.replace(staged, target)
+            moved.append(final)
+        self.discard()
+        return moved
+
+    def discard(self) -> None:
+        """Remove the temporary folders and whatever is in them."""
+        for folder in {f for f, _ in self._staged.values()} | ({self.folder} - {None}):
+            shutil.rmtree(folder, ignore_errors=True)
+        self._staged.clear()
 
 
 def _raise_for_signal(signum: int, frame: Any) -> None:

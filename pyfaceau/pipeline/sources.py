@@ -291,6 +291,8 @@ def open_source(path: str | bytes | os.PathLike) -> FrameSource:
     p = input_path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file or folder")
+    if not p.is_dir() and not p.is_file():  # reading a FIFO or a device could wait forever
+        raise InputError(f"{p}: not a regular file or folder")
     return FrameSource(p, input_kind(p))
 
 
