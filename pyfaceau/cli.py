@@ -137,8 +137,8 @@ def _guarded_run(strict: bool) -> Iterator[None]:
             warnings.simplefilter("error", IncompleteInputWarning)
         try:
             yield
-        except IncompleteInputWarning as exc:
-            _fail(exc, EXIT_INCOMPLETE)
+        except IncompleteInputWarning as exc:  # the warning's words, then what --strict did
+            _fail(PyFaceAUError(f"{exc} [--strict: stopped, nothing written]"), EXIT_INCOMPLETE)
         except PyFaceAUError as exc:
             _fail(exc)
         except KeyboardInterrupt:
@@ -258,8 +258,11 @@ def process_cmd(
 
         bar = None
 
+        frames_done = 0
+
         def on_frame(done: int, total: int) -> None:
-            nonlocal bar
+            nonlocal bar, frames_done
+            frames_done = done
             if no_progress:
                 return
             if bar is None:
@@ -310,18 +313,24 @@ def process_cmd(
     column = table.column if hasattr(table, "column") else (lambda c: table[c].to_numpy())
     ok = int(column("success").sum()) if n else 0
     if n > 1 and len(set(column("frame").tolist())) == 1:  # a still, every face
-        click.echo(f"{out}: {n} faces, {ok} fitted, {elapsed:.1f} s")
+        click.echo(f"{out}: {_count(n, 'face')}, {ok} fitted, {elapsed:.1f} s")
         return
     if options.max_faces > 1:
-        frames = len(set(column("frame").tolist())) if n else 0
         people = len(set(column("face_id").tolist())) if n else 0
-        fps = frames / elapsed if elapsed > 0 else float("nan")
+        fps = frames_done / elapsed if elapsed > 0 else float("nan")
+        if not written:  # --split, and nobody to write a CSV for
+            click.echo(f"{out}: nobody found in {_count(frames_done, 'frame')}; no CSV written")
+            return
         names = ", ".join(str(p) for p in written)
-        click.echo(f"{names}: {people} people in {frames} frames, {ok} faces found, "
-                   f"{fps:.1f} frames/s")
+        click.echo(f"{names}: {_count(people, 'person', 'people')} in "
+                   f"{_count(frames_done, 'frame')}, {ok} faces found, {fps:.1f} frames/s")
         return
     fps = n / elapsed if elapsed > 0 else float("nan")
-    click.echo(f"{out}: {n} frames, face found in {ok}, {fps:.1f} frames/s")
+    click.echo(f"{out}: {_count(n, 'frame')}, face found in {ok}, {fps:.1f} frames/s")
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
 def _result_json(result) -> str:

@@ -10,10 +10,10 @@ from click.testing import CliRunner
 
 from conftest import REFERENCE, SAMPLES
 from pyfaceau.cli import main
-from pyfaceau.errors import InputError
+from pyfaceau.errors import IncompleteInputWarning, InputError
 from pyfaceau.output.table import FrameTable, write_csv
 from pyfaceau.pipeline.csv_landmarks import CsvLandmarkFrontEnd
-from pyfaceau.pipeline.sources import open_source, to_bgr8
+from pyfaceau.pipeline.sources import open_source, read_image, to_bgr8
 
 
 def test_missing_file(tmp_path):
@@ -61,6 +61,22 @@ def test_sixteen_bit_png_file(tmp_path):
     assert frame.image.shape == (16, 16, 3) and frame.image[0, 0, 0] == 40000 >> 8
 
 
+def test_a_photos_exif_orientation_is_applied(tmp_path):
+    """A phone's portrait photo is stored sideways with an EXIF orientation; OpenFace's
+    ``imread(IMREAD_COLOR)`` turns it upright, and so does pyfaceau."""
+    import struct
+
+    upright = cv2.imread(str(SAMPLES / "image_sequence" / "001.jpg"))
+    stored = cv2.imencode(".jpg", cv2.rotate(upright, cv2.ROTATE_90_COUNTERCLOCKWISE))[1].tobytes()
+    tiff = (b"II*\x00" + struct.pack("<IH", 8, 1)
+            + struct.pack("<HHII", 0x0112, 3, 1, 6) + struct.pack("<I", 0))  # rotate 90 cw
+    app1 = b"Exif\x00\x00" + tiff
+    path = tmp_path / "portrait.jpg"
+    path.write_bytes(stored[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + stored[2:])
+    sideways = cv2.imdecode(np.frombuffer(stored, np.uint8), cv2.IMREAD_COLOR)
+    np.testing.assert_array_equal(read_image(path), cv2.rotate(sideways, cv2.ROTATE_90_CLOCKWISE))
+
+
 def test_bad_image_types_rejected():
     with pytest.raises(InputError):
         to_bgr8(np.zeros((4, 4, 2), np.uint8))
@@ -77,6 +93,22 @@ def test_landmark_csv_errors(tmp_path):
     bad.write_text("frame,success\n1,1\n")
     with pytest.raises(InputError, match="not an OpenFace landmark CSV"):
         CsvLandmarkFrontEnd(bad)
+    ref = pd.read_csv(REFERENCE / "image_sequence.csv", skipinitialspace=True)
+    text, nan, twice = ref.copy(), ref.copy(), pd.concat([ref, ref.iloc[[3]]])
+    text["x_0"] = text["x_0"].astype(object)
+    text.loc[3, "x_0"] = "abc"
+    nan.loc[4, "y_5"] = np.nan  # as a file cut in the middle of a row reads
+    for table, message in ((text, "x_0 is not a number in row 5"),
+                           (nan, "frame 5 has missing or infinite landmarks"),
+                           (twice, "frame 4 appears twice"), (ref.iloc[:0], "no rows")):
+        table.to_csv(bad, index=False)
+        with pytest.raises(InputError, match=message):
+            CsvLandmarkFrontEnd(bad)
+    ref.iloc[:19].to_csv(bad, index=False)  # fewer rows than the input has frames: said once
+    fe = CsvLandmarkFrontEnd(bad, dequantise=False)
+    with pytest.warns(IncompleteInputWarning, match="no row for frame 20") as said:
+        results = [fe.track(np.zeros((1, 1, 3), np.uint8)) for _ in range(30)]
+    assert len(said) == 1 and [r.success for r in results] == [True] * 19 + [False] * 11
 
 
 def test_landmark_csv_replays_frames():
@@ -84,7 +116,8 @@ def test_landmark_csv_replays_frames():
     results = [fe.track(np.zeros((1, 1, 3), np.uint8)) for _ in range(702)]
     assert sum(r.success for r in results) == 700
     assert not results[577].success and results[0].landmarks.shape == (68, 2)
-    assert not fe.track(np.zeros((1, 1, 3), np.uint8)).success  # past the end
+    with pytest.warns(IncompleteInputWarning, match="no row for frame 703"):
+        assert not fe.track(np.zeros((1, 1, 3), np.uint8)).success  # past the end
 
 
 def test_csv_written_atomically(tmp_path):
@@ -166,7 +199,7 @@ def test_cli_single_image_uses_static_models(tmp_path, monkeypatch):
     r = CliRunner().invoke(main, [str(SAMPLES / "images" / "Obama.jpg"), "-o", str(out), "--no-progress"])
     assert r.exit_code == 0, r.output
     assert seen["dynamic"] is False
-    assert "1 frames, face found in 1" in r.output
+    assert "1 frame, face found in 1" in r.output
 
 
 @pytest.mark.parametrize("fast", [False, True])

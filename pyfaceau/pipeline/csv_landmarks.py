@@ -13,12 +13,13 @@ OpenFace prints landmarks rounded to 0.1 px. When the CSV also has the fitter's 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
+from ..errors import IncompleteInputWarning, InputError
 from ..modelstore import resolve
 from ..pdm import load_pdm
 from ..pdm.dequantise import dequantise_landmarks
@@ -47,6 +48,25 @@ def read_openface_csv(path: str | os.PathLike) -> pd.DataFrame:
         raise InputError(
             f"{p}: not an OpenFace landmark CSV (missing columns {', '.join(missing[:4])}...)"
         )
+    if df.empty:
+        raise InputError(f"{p}: no rows")
+    used = needed + [c for c in ["confidence", "face_id", *_GLOBAL_COLUMNS] if c in df.columns]
+    used += [c for c in df.columns if c.startswith("p_") and c[2:].isdigit()]
+    for column in used:
+        if not pd.api.types.is_numeric_dtype(df[column]):
+            bad = pd.to_numeric(df[column], errors="coerce").isna() & df[column].notna()
+            raise InputError(f"{p}: {column} is not a number in row {int(bad.idxmax()) + 2} "
+                             "(counting the header as row 1)")
+    points = df[needed[2:]].to_numpy(np.float64)
+    broken = (df["success"].to_numpy() > 0) & ~np.isfinite(points).all(axis=1)
+    if broken.any():
+        row = int(np.argmax(broken))
+        raise InputError(f"{p}: frame {df['frame'].iloc[row]} has missing or infinite "
+                         "landmarks (a truncated file?)")
+    keys = ["frame", "face_id"] if "face_id" in df.columns else ["frame"]
+    twice = df.duplicated(keys)
+    if twice.any():
+        raise InputError(f"{p}: frame {df['frame'][twice].iloc[0]} appears twice")
     return df
 
 
@@ -83,10 +103,11 @@ class CsvLandmarkFrontEnd:
             df["confidence"].to_numpy(np.float64) if "confidence" in df else np.ones(len(df))
         )
         self._row_of_frame = {int(f): i for i, f in enumerate(df["frame"].to_numpy())}
-        self._next_frame = 1
+        self.reset()
 
     def reset(self) -> None:
         self._next_frame = 1
+        self._warned = False  # about frames without a row: once per replay
 
     def fresh(self) -> "CsvLandmarkFrontEnd":
         """A new replay from the first frame, sharing the parsed CSV (one per input)."""
@@ -102,6 +123,11 @@ class CsvLandmarkFrontEnd:
 
     def track(self, frame_bgr: np.ndarray) -> LandmarkResult:
         row = self._row_of_frame.get(self._next_frame)
+        if row is None and not self._warned:
+            self._warned = True
+            warnings.warn(IncompleteInputWarning(
+                f"{self.csv_path}: no row for frame {self._next_frame} of the input (nor, "
+                "perhaps, for later ones): success = 0 there"), stacklevel=2)
         self._next_frame += 1
         if row is None or not self._success[row]:
             return LandmarkResult.failed()

@@ -329,8 +329,10 @@ class InputSession:
         if self._faces is not None:
             # each person's rows run from its first to its last appearance
             tables = [_until_last_success(t) for t in tables]
-            if not tables:
-                return self.backend.new_session(self.width, self.height).finish()
+            if not tables:  # nobody found: the header, in the layout of this front end
+                eyes = has_eye_models(self._new_tracker())
+                return self.backend.new_session(self.width, self.height,
+                                                eye_columns=eyes).finish()
         if len(tables) == 1:
             return tables[0]
         df = pd.concat(tables, ignore_index=True)

@@ -134,9 +134,11 @@ def opencv_path(path: str | os.PathLike) -> Iterator[str]:
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Decode an image file to ``(H, W, 3)`` uint8 BGR (see :func:`to_bgr8`).
 
-    The bytes are read by Python and decoded by ``cv2.imdecode`` (the same decoders and
-    flags as ``cv2.imread(path, IMREAD_UNCHANGED)``), so any file name the operating
-    system accepts works.
+    The bytes are read by Python and decoded by ``cv2.imdecode`` (OpenCV's decoders), so
+    any file name the operating system accepts works. As OpenFace's ``cv::imread(path,
+    IMREAD_COLOR)``, a photo's EXIF orientation is applied (a phone's portrait picture
+    comes upright); unlike it, 16-bit, grey and float images keep their depth and
+    channels until :func:`to_bgr8` (the same 8-bit result where OpenFace reads them).
 
     Raises
     ------
@@ -147,7 +149,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    img = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR) if data.size else None
     if img is None:
         raise InputError(f"{path}: cannot be decoded as an image")
     return to_bgr8(img, str(path))
