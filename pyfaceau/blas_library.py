@@ -101,14 +101,15 @@ def single_threaded_blas() -> Iterator[None]:
                 _take_openblas_control()
                 _one_thread_limits.restore_original_limits()
                 _one_thread_limits = None
+                _take_openblas_control()  # leave no thread in control: the caller's limits count
 
 
 def _take_openblas_control() -> None:
     """threadpoolctl >= 3.6 lets only one Python thread (the first that set a limit,
     while it lives) change OpenBLAS's process-wide thread count and ignores the others:
     a session run on any other thread would have kept BLAS on every core. Calls here
-    are serialised by ``_one_thread_lock``, so this thread takes that role for the
-    change."""
+    are serialised by ``_one_thread_lock``: the role is cleared before each change and
+    after the last, so that this thread takes it for the change and nobody keeps it."""
     import threadpoolctl
 
     controller = getattr(threadpoolctl, "OpenBLASController", None)

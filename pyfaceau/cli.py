@@ -233,7 +233,8 @@ def process_cmd(
         _fail(PyFaceAUError(f"{input_path}: not a regular file or folder"))
     out = output if output is not None else Path(input_path.stem + ".csv")
     # Fail before hours of processing, not after.
-    from .output.atomic import StagedOutputs, check_output_folder, check_output_path
+    from .output.atomic import (StagedOutputs, check_output_folder, check_output_path,
+                                remove_stale_temps)
 
     try:
         inputs = [input_path, flags.get("landmarks_csv")]
@@ -276,7 +277,11 @@ def process_cmd(
         from .pipeline.pipeline import side_writers
         from .pipeline.sources import input_kind
 
-        # written beside their places, moved there once the run is complete
+        # written beside their places, moved there once the run is complete (what a
+        # killed run left there, untouched for 10 minutes, goes first: it may be large)
+        for path in (out, aligned_dir, hog_path, tracked_path):
+            if path is not None:
+                remove_stale_temps(path)
         staged = StagedOutputs([aligned_dir, hog_path, tracked_path])
         try:
             writers = side_writers(input_path, staged.path(aligned_dir),
@@ -386,8 +391,12 @@ def stream_cmd(source: str, output: str, fast: bool, max_faces: int, threads: in
         if output == "-":
             if sys.stdout is None:
                 raise PyFaceAUError("standard output is closed; give -o FILE")
-        else:  # before anything is opened: not the source itself, a folder or unwritable
+        elif Path(output).is_file() or not Path(output).exists():
+            # before anything is opened: not the source itself, not unwritable; a FIFO or
+            # a device (a named pipe to another program, /dev/stdout) is written as it is
             check_output_path(output, [source])
+        elif Path(output).is_dir():
+            raise PyFaceAUError(f"{output}: is a folder; give a file name for the output")
     except PyFaceAUError as exc:
         _fail(exc)
     sink = None

@@ -145,8 +145,8 @@ class Options:
                 set_(self, name, os.fspath(value))
         if self.landmarks is LandmarkMethod.PFLD and self.detector is not Detector.RETINAFACE:
             raise InputError("landmarks 'pfld' goes with detector 'retinaface'")
-        if self.landmarks is not LandmarkMethod.PFLD and self.detector is not Detector.MTCNN:
-            # CLNF starts from MTCNN's boxes, as OpenFace does; a CSV needs no detector
+        if self.landmarks is LandmarkMethod.CLNF and self.detector is not Detector.MTCNN:
+            # CLNF starts from MTCNN's boxes, as OpenFace does (a CSV needs no detector)
             raise InputError(
                 f"detector '{self.detector.value}' goes with landmarks 'pfld' only "
                 "(Options.fast())")

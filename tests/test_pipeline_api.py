@@ -44,8 +44,6 @@ def test_options_validate_and_normalise():
     ):
         with pytest.raises(InputError):
             Options(**bad)
-    with pytest.raises(InputError):
-        Options.openface_csv("x.csv", detector="retinaface")
     threads = Options(threads=np.int64(2)).threads
     assert threads == 2 and type(threads) is int
     assert Options(strict=np.True_).strict is True

@@ -239,7 +239,7 @@ def test_side_outputs_appear_only_when_the_run_completes(tmp_path, sig, code):
          str(out / "k.avi"), "--aligned", str(out / "al"), "--no-progress"],
         stderr=subprocess.PIPE, env=dict(os.environ, PYFACEAU_MODELS=MODELS))
     t0 = time.monotonic()
-    while not any(p.stat().st_size > 0 for p in out.glob(".k.hog.*.part/k.hog")):
+    while not any(p.stat().st_size > 0 for p in out.glob(".k.hog.*.part/staged.hog")):
         assert proc.poll() is None and time.monotonic() - t0 < 300, proc.communicate()
         time.sleep(0.05)
     proc.send_signal(sig)
@@ -265,8 +265,8 @@ def test_outputs_never_replace_inputs_or_special_files(tmp_path):
     refused = [
         ([str(clip), "-o", csv, "--tracked", str(clip)], "is an input"),
         ([str(clip), "-o", csv, "--hog", str(clip)], "is an input"),
-        ([str(folder), "-o", str(first)], "a file of the input folder"),
-        ([str(folder), "-o", csv, "--hog", str(first)], "a file of the input folder"),
+        ([str(folder), "-o", str(first)], "an image of the input folder"),
+        ([str(folder), "-o", csv, "--hog", str(first)], "an image of the input folder"),
         ([str(folder), "-o", csv, "--aligned", str(folder)], "is an input"),
         ([str(folder), "-o", csv, "--hog", csv], "the same path as -o"),
         ([str(folder), "-o", str(fifo)], "not a regular file"),
@@ -278,6 +278,10 @@ def test_outputs_never_replace_inputs_or_special_files(tmp_path):
         assert r.exit_code == 2 and message in r.output, (args, r.output)
     assert {p: p.read_bytes() for p in [clip, *folder.iterdir()]} == before
     assert not (tmp_path / "o.csv").exists()
+    for _ in range(2):  # a CSV in the image folder, written again: not an image of it
+        r = CliRunner().invoke(main, [str(folder), "-o", str(folder / "au.csv"), "--fast",
+                                      "--no-progress", "--models", MODELS])
+        assert r.exit_code == 0, r.output
     target = tmp_path / "target.csv"
     target.write_text("earlier\n")
     target.chmod(0o640)
@@ -288,6 +292,53 @@ def test_outputs_never_replace_inputs_or_special_files(tmp_path):
     assert r.exit_code == 0, r.output
     assert link.is_symlink() and target.read_text().startswith("frame,")
     assert (target.stat().st_mode & 0o777) == 0o640  # the replaced file's permissions
+
+
+def test_staged_outputs_move_only_what_the_run_wrote(tmp_path, monkeypatch):
+    """``--aligned ..`` names the parent by "..": only the new faces go there (the staged
+    name is fixed, not the final's); a replaced folder goes only once the new one is in;
+    a killed run's staging folders are removed by the next run after 10 minutes."""
+    from pyfaceau.output.atomic import StagedOutputs, remove_stale_temps
+
+    work = tmp_path / "parent" / "work"
+    work.mkdir(parents=True)
+    (work / "input.avi").write_text("input")
+    monkeypatch.chdir(work)
+    staged = StagedOutputs([".."])
+    (staged.path("..")).mkdir()
+    (staged.path("..") / "frame_det_00_000001.bmp").write_text("face")
+    staged.commit()
+    assert sorted(p.name for p in (tmp_path / "parent").iterdir()) == [
+        "frame_det_00_000001.bmp", "work"]
+    assert sorted(p.name for p in work.iterdir()) == ["input.avi"]
+
+    old = tmp_path / "out" / "clip_aligned"
+    old.mkdir(parents=True)
+    (old / "stale.bmp").write_text("old")
+    staged = StagedOutputs([old], anchor=tmp_path / "out" / "clip.csv", replace_folders=True)
+    staged.path(old).mkdir()
+    (staged.path(old) / "new.bmp").write_text("new")
+    staged.commit()
+    assert [p.name for p in old.iterdir()] == ["new.bmp"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip_aligned"]
+
+    left = StagedOutputs([tmp_path / "out" / "k.hog"])  # as a killed run leaves it
+    left.path(tmp_path / "out" / "k.hog").write_text("partial")
+    remove_stale_temps(tmp_path / "out" / "k.hog")  # young: may be a run still writing
+    assert len(list((tmp_path / "out").glob(".k.hog.*.part"))) == 1
+    remove_stale_temps(tmp_path / "out" / "k.hog", older_than=-1)
+    assert not list((tmp_path / "out").glob(".k.hog.*.part"))
+
+
+def test_a_signal_put_off_at_the_end_of_the_block_is_not_lost():
+    """A signal deferred out of a kernel's callback just as the block ends is raised by
+    the block's end, not delivered later to the restored default handler."""
+    from pyfaceau.output import atomic
+
+    with pytest.raises(atomic.Terminated):
+        with atomic.stop_on_signals():
+            atomic._pending_signal = signal.SIGTERM  # as the handler leaves it in a callback
+    assert atomic._pending_signal is None
 
 
 def test_atomic_output_removes_its_file_on_any_exception(tmp_path):

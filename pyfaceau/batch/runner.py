@@ -309,7 +309,7 @@ def _plan(
         row = SummaryRow(str(item.path), str(output))
         rows.append(row)
         for part in stale_temp_files(output):  # left by a killed run, even if now skipped
-            if part.is_dir():
+            if part.is_dir() and not part.is_symlink():
                 shutil.rmtree(part, ignore_errors=True)
             else:
                 part.unlink(missing_ok=True)

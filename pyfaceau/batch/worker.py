@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import IncompleteInputWarning, ModelFileError, PyFaceAUError
 from ..options import Options
-from ..output.atomic import temp_glob
+from ..output.atomic import stale_temps
 from .inputs import input_signature
 from .outputs import SideOutputs, Staged
 from .records import Status, record_path, write_record
@@ -194,33 +194,8 @@ def run_task(
 
 def stale_temp_files(output: str | os.PathLike, older_than: float = STALE_TEMP_SECONDS) -> list[Path]:
     """Temporary files of ``output`` and its record, and temporary folders of its side
-    outputs, that a killed writer left behind (:func:`~pyfaceau.output.atomic.atomic_output`
-    and :func:`~pyfaceau.output.atomic.temp_dir` name them ``.NAME.RANDOM.part``), not
-    modified for ``older_than`` seconds (a younger one may belong to a run still writing)."""
+    outputs, that a killed writer left behind, not modified for ``older_than`` seconds
+    (:func:`pyfaceau.output.atomic.stale_temps`)."""
     out = Path(output)
-    if not out.parent.is_dir():
-        return []
-    now = time.time()
-    found = []
-    for target in (out, record_path(out)):
-        for p in out.parent.glob(temp_glob(target)):
-            try:  # files, and the folders of the side outputs (batch.outputs.Staged)
-                if now - _newest_mtime(p) > older_than:
-                    found.append(p)
-            except OSError:
-                continue
+    found = stale_temps(out, older_than) + stale_temps(record_path(out), older_than)
     return list(dict.fromkeys(found))  # the CSV's pattern also matches the record's files
-
-
-def _newest_mtime(path: Path) -> float:
-    """The latest modification time of ``path`` and, for a folder, of everything in it
-    (a folder's own time stops changing once its entries exist)."""
-    newest = path.stat().st_mtime
-    if path.is_dir():
-        for dirpath, dirnames, filenames in os.walk(path):
-            for name in (*dirnames, *filenames):
-                try:
-                    newest = max(newest, os.stat(os.path.join(dirpath, name)).st_mtime)
-                except OSError:
-                    continue
-    return newest

@@ -20,6 +20,7 @@ import signal
 import stat
 import tempfile
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator
@@ -33,6 +34,8 @@ __all__ = [
     "atomic_output",
     "check_output_folder",
     "check_output_path",
+    "remove_stale_temps",
+    "stale_temps",
     "temp_dir",
     "temp_glob",
     "stop_on_signals",
@@ -66,6 +69,48 @@ def temp_dir(output: str | os.PathLike) -> Path:
     return Path(tempfile.mkdtemp(prefix=_temp_prefix(out), suffix=TEMP_SUFFIX, dir=out.parent))
 
 
+def stale_temps(output: str | os.PathLike, older_than: float) -> list[Path]:
+    """The temporary files and folders of ``output`` (:func:`atomic_output`'s,
+    :func:`temp_dir`'s: ``.NAME.RANDOM.part``, beside it or beside a symbolic link's
+    target) that a killed writer left behind: not modified for ``older_than`` seconds (a
+    younger one may belong to a run still writing)."""
+    out = _written_path(Path(os.path.abspath(output)))
+    if not out.parent.is_dir():
+        return []
+    now = time.time()
+    found = []
+    for p in out.parent.glob(temp_glob(out)):
+        try:
+            if now - _newest_mtime(p) > older_than:
+                found.append(p)
+        except OSError:
+            continue
+    return found
+
+
+def remove_stale_temps(output: str | os.PathLike, older_than: float = 600.0) -> None:
+    """Remove :func:`stale_temps` (a killed run's partial outputs, which may be large)."""
+    for part in stale_temps(output, older_than):
+        if part.is_dir() and not part.is_symlink():
+            shutil.rmtree(part, ignore_errors=True)
+        else:
+            part.unlink(missing_ok=True)
+
+
+def _newest_mtime(path: Path) -> float:
+    """The latest modification time of ``path`` and, for a folder, of everything in it
+    (a folder's own time stops changing once its entries exist)."""
+    newest = path.stat().st_mtime
+    if path.is_dir():
+        for dirpath, dirnames, filenames in os.walk(path):
+            for name in (*dirnames, *filenames):
+                try:
+                    newest = max(newest, os.stat(os.path.join(dirpath, name)).st_mtime)
+                except OSError:
+                    continue
+    return newest
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return a.exists() and b.exists() and os.path.samefile(a, b)
@@ -89,13 +134,14 @@ def check_output_path(
 
     Returns
     -------
-    ``output`` as a Path.
+    The path the bytes will go to: ``output``, or a symbolic link's target.
 
     Raises
     ------
     InputError
-        One line: ``output`` is a folder, is one of ``inputs``, has a name longer than
-        the file system allows, or its folder cannot be created or written.
+        One line: ``output`` is a folder, not a regular file (a FIFO, a device), one of
+        ``inputs`` or an image of an input folder, has a name longer than the file
+        system allows, or its folder cannot be created or written.
     """
     raw = os.fsdecode(output)
     out = Path(raw)
@@ -125,8 +171,9 @@ def check_output_path(
         source = Path(src)
         if _same_file(out, source) or out.absolute() == source.absolute():
             raise InputError(f"{out}: is an input of this run; choose another output file")
-        if source.is_dir() and os.path.lexists(out) and _same_file(out.parent, source):
-            raise InputError(f"{out}: a file of the input folder {source}; choose another "
+        if source.is_dir() and out.is_file() and _same_file(out.parent, source) \
+                and _is_image(out):
+            raise InputError(f"{out}: an image of the input folder {source}; choose another "
                              "output file")
     out = _written_path(out)
     folder = out.parent
@@ -156,6 +203,13 @@ def check_output_folder(
     # writable there (the folder itself is made when the outputs are moved into it)
     check_output_path(out / "frame_det_00_000001.bmp" if out.is_dir() else out)
     return out
+
+
+def _is_image(path: Path) -> bool:
+    """Whether OpenCV reads ``path`` as an image (a frame of an image folder)."""
+    import cv2
+
+    return bool(cv2.haveImageReader(str(path)))
 
 
 def _written_path(out: Path) -> Path:
@@ -236,9 +290,9 @@ class StagedOutputs:
     Parameters
     ----------
     finals : the final paths (None entries are ignored).
-    anchor : one temporary folder beside this path for every output (they must be on
-        its file system; a batch's, named after the CSV so that a killed run's is found);
-        default: one beside each output.
+    anchor : one temporary folder beside this path for the outputs on its file system
+        (a batch's, named after the CSV so that a killed run's is found); default, and
+        for an output elsewhere (a symbolic link to another disk): one beside each.
     replace_folders : a folder output replaces the older folder (a batch's own); default:
         its files join the folder there, replacing those of the same names.
     """
@@ -254,11 +308,13 @@ class StagedOutputs:
             for final in finals:
                 if final is None:
                     continue
-                target = _written_path(Path(final))
-                if self.folder is None:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                folder = self.folder or temp_dir(target)
-                self._staged[Path(final)] = (folder, folder / target.name)
+                target = _written_path(Path(os.path.abspath(final)))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shared = self.folder is not None and (
+                    os.stat(self.folder).st_dev == os.stat(target.parent).st_dev)
+                folder = self.folder if shared else temp_dir(target)
+                # a fixed name ("..", "." are names too), with the suffix writers go by
+                self._staged[Path(final)] = (folder, folder / f"staged{target.suffix}")
         except OSError as exc:
             self.discard()
             raise InputError(f"{final}: cannot be written ({_reason(exc)})") from None
@@ -278,9 +334,12 @@ class StagedOutputs:
             if staged.is_dir() and target.is_dir() and not self.replace_folders:
                 for entry in staged.iterdir():
                     os.replace(entry, target / entry.name)
+            elif staged.is_dir() and target.is_dir():  # the old folder goes once the new is in
+                old = temp_dir(target)
+                os.replace(target, old / "old")
+                os.replace(staged, target)
+                shutil.rmtree(old, ignore_errors=True)
             else:
-                if target.is_dir() and not target.is_symlink():
-                    shutil.rmtree(target)
                 if staged.is_file():
                     os.chmod(staged, _mode_for(target))
                 os.replace(staged, target)
@@ -296,16 +355,30 @@ class StagedOutputs:
 
 
 def _raise_for_signal(signum: int, frame: Any) -> None:
+    global _pending_signal
     if _in_kernel_callback is not None and _in_kernel_callback(frame):
         # raised inside numba's C code the exception would be lost: deliver the signal
         # again once the kernel has returned (a few microseconds)
-        threading.Timer(0.005, signal.raise_signal, (signum,)).start()
+        _pending_signal = signum
+        threading.Timer(0.005, _deliver_again, (signum,)).start()
         return
-    if signum == signal.SIGINT:
-        raise KeyboardInterrupt
-    raise Terminated(f"signal {signum}")
+    _pending_signal = None
+    raise _exception_for(signum)
 
 
+def _exception_for(signum: int) -> BaseException:
+    return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(f"signal {signum}")
+
+
+def _deliver_again(signum: int) -> None:
+    with _handlers_lock:  # not once the block has ended (its end raises it instead)
+        if _pending_signal == signum and signal.getsignal(signum) is _raise_for_signal:
+            signal.raise_signal(signum)
+
+
+#: A signal put off while a kernel called back into Python, not yet raised.
+_pending_signal: int | None = None
+_handlers_lock = threading.Lock()
 _in_kernel_callback: Callable[[Any], bool] | None = None
 
 
@@ -332,5 +405,10 @@ def stop_on_signals() -> Iterator[None]:
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        global _pending_signal
+        with _handlers_lock:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            pending, _pending_signal = _pending_signal, None
+        if pending is not None and previous:  # came as the block ended: not lost
+            raise _exception_for(pending)
