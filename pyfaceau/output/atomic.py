@@ -230,6 +230,11 @@ def _mode_for(out: Path) -> int:
 def _reason(exc: OSError) -> str:
     if exc.errno == errno.EFBIG:
         return "file size limit reached"
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR) and exc.filename:
+        # mkdir over a file on the way: say which
+        for parent in (Path(exc.filename), *Path(exc.filename).parents):
+            if parent.exists() and not parent.is_dir():
+                return f"{parent} is a file, not a folder"
     return exc.strerror or str(exc)
 
 
