@@ -391,12 +391,9 @@ def stream_cmd(source: str, output: str, fast: bool, max_faces: int, threads: in
         if output == "-":
             if sys.stdout is None:
                 raise PyFaceAUError("standard output is closed; give -o FILE")
-        elif Path(output).is_file() or not Path(output).exists():
-            # before anything is opened: not the source itself, not unwritable; a FIFO or
-            # a device (a named pipe to another program, /dev/stdout) is written as it is
-            check_output_path(output, [source])
-        elif Path(output).is_dir():
-            raise PyFaceAUError(f"{output}: is a folder; give a file name for the output")
+        else:  # before anything is opened: not the source itself, a folder or unwritable;
+            # a FIFO or a device (a named pipe to another program) is written as it is
+            check_output_path(output, [source], special_files=True)
     except PyFaceAUError as exc:
         _fail(exc)
     sink = None

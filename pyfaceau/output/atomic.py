@@ -119,7 +119,8 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def check_output_path(
-    output: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = ()
+    output: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = (), *,
+    special_files: bool = False,
 ) -> Path:
     """Check that ``output`` can be written, before any work is done.
 
@@ -131,6 +132,8 @@ def check_output_path(
     output : the file to write.
     inputs : files or folders read by the run (None entries are ignored); ``output`` must
         be none of them.
+    special_files : a FIFO or a device is written as it is (a stream of lines into a
+        named pipe, ``/dev/stdout``) instead of refused.
 
     Returns
     -------
@@ -163,18 +166,18 @@ def check_output_path(
         raise InputError(f"{out}: cannot be written ({_reason(exc)})") from None
     if is_dir:
         raise InputError(f"{out}: is a folder; give a file name for the output (-o FILE.csv)")
-    if out.exists() and not out.is_file():  # a FIFO, a device: never replaced by a file
+    special = out.exists() and not out.is_file()
+    if special and not special_files:  # a FIFO, a device: never replaced by a file
         raise InputError(f"{out}: not a regular file; give a file name for the output")
+    _refuse_inputs(out, inputs, "output file")
     for src in inputs:
-        if src is None:
-            continue
-        source = Path(src)
-        if _same_file(out, source) or out.absolute() == source.absolute():
-            raise InputError(f"{out}: is an input of this run; choose another output file")
-        if source.is_dir() and out.is_file() and _same_file(out.parent, source) \
-                and _is_image(out):
+        source = Path(src) if src is not None else None
+        if source is not None and source.is_dir() and out.is_file() \
+                and _same_file(out.parent, source) and _is_image(out):
             raise InputError(f"{out}: an image of the input folder {source}; choose another "
                              "output file")
+    if special:
+        return out
     out = _written_path(out)
     folder = out.parent
     try:
@@ -196,13 +199,17 @@ def check_output_folder(
     out = Path(folder)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: not a folder; give a folder for the aligned faces")
-    for src in inputs:
-        if src is not None and (_same_file(out, Path(src))
-                                or out.absolute() == Path(src).absolute()):
-            raise InputError(f"{out}: is an input of this run; choose another folder")
+    _refuse_inputs(out, inputs, "folder")
     # writable there (the folder itself is made when the outputs are moved into it)
     check_output_path(out / "frame_det_00_000001.bmp" if out.is_dir() else out)
     return out
+
+
+def _refuse_inputs(out: Path, inputs: Iterable[str | os.PathLike | None], what: str) -> None:
+    for src in inputs:
+        if src is not None and (_same_file(out, Path(src))
+                                or out.absolute() == Path(src).absolute()):
+            raise InputError(f"{out}: is an input of this run; choose another {what}")
 
 
 def _is_image(path: Path) -> bool:
