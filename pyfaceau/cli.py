@@ -418,6 +418,7 @@ def stream_cmd(source: str, output: str, fast: bool, max_faces: int, threads: in
         sys.exit(EXIT_SIGINT)
     except Terminated:
         click.echo("pyfaceau: terminated", err=True)
+        save_kernels()
         sys.exit(EXIT_SIGTERM)
     except BrokenPipeError:  # the reader went away (e.g. | head)
         sys.stderr.close()
