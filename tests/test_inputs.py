@@ -35,6 +35,17 @@ def test_empty_folder_and_undecodable_image(tmp_path):
     img.write_bytes(b"not a png")
     with pytest.raises(InputError, match="cannot be decoded as an image"):
         list(open_source(img))
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "1.png"), np.full((20, 30, 3), 100, np.uint8))
+    (folder / "2.png").symlink_to(tmp_path / "gone.png")  # a dangling link: said, not dropped
+    with pytest.warns(IncompleteInputWarning, match="2.png: cannot be read"):
+        frames = list(open_source(folder))
+    assert [f.decoded for f in frames] == [True, False]
+    empty = tmp_path / "empty.avi"
+    cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 30, (64, 48)).release()
+    with pytest.raises(InputError, match="a video without frames"):
+        open_source(empty)
 
 
 @pytest.mark.parametrize(

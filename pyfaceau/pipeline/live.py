@@ -9,7 +9,6 @@ falling behind it, and memory stays flat.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import time
@@ -20,7 +19,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
-from .sources import Frame, opencv_path, to_bgr8
+from .sources import Frame, opencv_log_quiet, opencv_path, to_bgr8
 
 __all__ = ["LiveSource", "open_live"]
 
@@ -116,20 +115,6 @@ def _utf8(text: str) -> bool:
     return True
 
 
-@contextlib.contextmanager
-def _opencv_log_quiet() -> Iterator[None]:
-    """OpenCV's own warnings off while a camera or URL is opened: the backends it tries
-    and gives up on log a line each (e.g. its FFmpeg backend on a camera index), which
-    would precede pyfaceau's one-line error."""
-    log = cv2.utils.logging
-    level = log.getLogLevel()
-    log.setLogLevel(log.LOG_LEVEL_ERROR)
-    try:
-        yield
-    finally:
-        log.setLogLevel(level)
-
-
 def open_live(source: str | int | os.PathLike) -> LiveSource:
     """Open a camera (an index such as ``0``), a stream URL (``rtsp://``, ``http://`` ...)
     or a video file (played at its frame rate, as if live).
@@ -147,13 +132,13 @@ def open_live(source: str | int | os.PathLike) -> LiveSource:
         # OpenCV takes -1 as "any camera" and crashes on it with some of its backends
         raise InputError(f"camera {int(text)}: a camera index is 0 or more")
     if isinstance(text, (int, np.integer)) or (isinstance(text, str) and text.isdigit()):
-        with _opencv_log_quiet():
+        with opencv_log_quiet():
             capture = cv2.VideoCapture(int(text))
         name, paced = f"camera {int(text)}", False
     elif isinstance(text, str) and "://" in text:
         if not _utf8(text):  # OpenCV's binding would crash on it
             raise InputError(f"{text!r}: a stream URL must be valid UTF-8")
-        with _opencv_log_quiet():
+        with opencv_log_quiet():
             capture = cv2.VideoCapture(text)
         name, paced = text, False
     else:

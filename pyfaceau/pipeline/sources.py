@@ -28,6 +28,7 @@ __all__ = [
     "input_kind",
     "input_path",
     "open_source",
+    "opencv_log_quiet",
     "opencv_path",
     "read_image",
     "to_bgr8",
@@ -99,6 +100,20 @@ FRAME_COUNT_SLACK = 2
 def _is_hidden(path: Path) -> bool:
     """Hidden files and macOS's AppleDouble companions (``._x.jpg``) are not images."""
     return path.name.startswith(".")
+
+
+@contextmanager
+def opencv_log_quiet() -> Iterator[None]:
+    """OpenCV's own warnings off while a video, camera or URL is opened: the back ends it
+    tries and gives up on, and its AVI parser on a damaged file, log lines (raw bytes at
+    times) that would precede pyfaceau's one-line error."""
+    log = cv2.utils.logging
+    level = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_ERROR)
+    try:
+        yield
+    finally:
+        log.setLogLevel(level)
 
 
 @contextmanager
@@ -181,11 +196,14 @@ class FrameSource:
         self.fps = 0.0
         self.frames_read = 0
         if kind == "video":
-            with opencv_path(path) as name:
+            with opencv_path(path) as name, opencv_log_quiet():
                 cap = cv2.VideoCapture(name)
                 ok, first = cap.read() if cap.isOpened() else (False, None)
                 if not ok or first is None:
+                    announced = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else -1
                     cap.release()
+                    if announced == 0:
+                        raise InputError(f"{path}: a video without frames")
                     raise InputError(f"{path}: cannot be decoded as a video (corrupt or unsupported)")
                 self.fps = float(cap.get(cv2.CAP_PROP_FPS)) or 30.0
                 self.frame_count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
@@ -196,9 +214,10 @@ class FrameSource:
             self.frame_count = 1
             self.height, self.width = read_image(path).shape[:2]
         else:
-            self._images = sorted(
+            self._images = sorted(  # a dangling link too: a success = 0 row and a warning
                 p for p in path.iterdir()
-                if p.suffix.lower() in IMAGE_SUFFIXES and not _is_hidden(p) and p.is_file()
+                if p.suffix.lower() in IMAGE_SUFFIXES and not _is_hidden(p)
+                and (p.is_file() or (p.is_symlink() and not p.exists()))
             )
             if not self._images:
                 raise InputError(f"{path}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
