@@ -315,10 +315,11 @@ def process_cmd(
         elapsed = time.perf_counter() - t0
     save_kernels()  # for the next start, when this one ran numba
     n = len(table)
+    names = ", ".join(str(p) for p in written)  # --split: the per-person files
     column = table.column if hasattr(table, "column") else (lambda c: table[c].to_numpy())
     ok = int(column("success").sum()) if n else 0
     if n > 1 and len(set(column("frame").tolist())) == 1:  # a still, every face
-        click.echo(f"{out}: {_count(n, 'face')}, {ok} fitted, {elapsed:.1f} s")
+        click.echo(f"{names}: {_count(n, 'face')}, {ok} fitted, {elapsed:.1f} s")
         return
     if options.max_faces > 1:
         people = len(set(column("face_id").tolist())) if n else 0
@@ -326,12 +327,11 @@ def process_cmd(
         if not written:  # --split, and nobody to write a CSV for
             click.echo(f"{out}: nobody found in {_count(frames_done, 'frame')}; no CSV written")
             return
-        names = ", ".join(str(p) for p in written)
         click.echo(f"{names}: {_count(people, 'person', 'people')} in "
                    f"{_count(frames_done, 'frame')}, {ok} faces found, {fps:.1f} frames/s")
         return
     fps = n / elapsed if elapsed > 0 else float("nan")
-    click.echo(f"{out}: {_count(n, 'frame')}, face found in {ok}, {fps:.1f} frames/s")
+    click.echo(f"{names or out}: {_count(n, 'frame')}, face found in {ok}, {fps:.1f} frames/s")
 
 
 def _count(n: int, one: str, many: str | None = None) -> str:
@@ -412,14 +412,12 @@ def stream_cmd(source: str, output: str, fast: bool, max_faces: int, threads: in
                 count += 1
     except PyFaceAUError as exc:
         _fail(exc)
-    except KeyboardInterrupt:
-        click.echo("pyfaceau: stopped", err=True)
+    except (KeyboardInterrupt, Terminated) as exc:  # how a camera's stream ends
+        _stream_summary(results, count)
+        click.echo("pyfaceau: stopped" if isinstance(exc, KeyboardInterrupt)
+                   else "pyfaceau: terminated", err=True)
         save_kernels()
-        sys.exit(EXIT_SIGINT)
-    except Terminated:
-        click.echo("pyfaceau: terminated", err=True)
-        save_kernels()
-        sys.exit(EXIT_SIGTERM)
+        sys.exit(EXIT_SIGINT if isinstance(exc, KeyboardInterrupt) else EXIT_SIGTERM)
     except BrokenPipeError:  # the reader went away (e.g. | head)
         sys.stderr.close()
         sys.exit(0)
@@ -433,11 +431,15 @@ def stream_cmd(source: str, output: str, fast: bool, max_faces: int, threads: in
                 sink.close()
             except OSError:  # e.g. a full disk, reported above
                 pass
+    _stream_summary(results, count)
+    save_kernels()  # for the next start, when this one ran numba
+
+
+def _stream_summary(results, count: int) -> None:  # noqa: ANN001 - pipeline.LiveResults
     if results is not None:
         src = results.source
         click.echo(f"{src.name}: {count} results, {src.delivered} frames, "
                    f"{src.skipped} skipped to keep up", err=True)
-    save_kernels()  # for the next start, when this one ran numba
 
 
 @main.group("models")

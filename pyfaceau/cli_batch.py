@@ -180,3 +180,10 @@ def batch_cmd(
         sys.exit(130)
     if report.failed:
         sys.exit(1)
+
+
+# The shared options include --landmarks-csv, one input's landmarks: batch refuses it (with
+# a hint), so its help does not offer it.
+for _param in batch_cmd.params:
+    if _param.name == "landmarks_csv":
+        _param.hidden = True

@@ -389,3 +389,22 @@ def test_stills_match_face_landmark_img(stem):
         mae = np.abs(ours.loc[face, aus].to_numpy(float) - ref.loc[face, aus].to_numpy(float))
         assert mae.mean() <= 0.02, (face, mae.mean())
         assert abs(ours.loc[face, "confidence"] - ref.loc[face, "confidence"]) <= 0.005
+
+
+def test_tracked_video_keeps_the_frames_before_anybody_is_found(tmp_path):
+    """With several faces, frames before the first person (and a video without anybody)
+    are in the tracked video too, undrawn: it stays in step with the input."""
+    from pyfaceau.output import FrameWriters
+
+    clip = tmp_path / "late.avi"
+    cap = cv2.VideoCapture(str(SAMPLES / "default.wmv"))
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 480))
+    for i in range(16):
+        ok, image = cap.read()
+        writer.write(np.zeros((480, 640, 3), np.uint8) if i < 6 else cv2.resize(image, (640, 480)))
+    writer.release()
+    with Pipeline(Options.fast(), max_faces=2, threads=1) as pipe:
+        with FrameWriters(tracked_path=tmp_path / "t.avi", fps=30) as writers:
+            df = pipe.process(clip, on_result=writers.add)
+    assert df["success"].sum() > 0 and df["frame"].min() > 6  # rows from the first face
+    assert int(cv2.VideoCapture(str(tmp_path / "t.avi")).get(cv2.CAP_PROP_FRAME_COUNT)) == 16

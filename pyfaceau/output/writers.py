@@ -77,8 +77,14 @@ class FrameWriters(ClosingWriter):
         Parameters
         ----------
         frame : the frame (``index``, ``image``: ``(H, W, 3)`` uint8 BGR).
-        result : its per-face result (:class:`pyfaceau.pipeline.backend.FrameResult`).
+        result : its per-face result (:class:`pyfaceau.pipeline.backend.FrameResult`), or
+            None for a frame without any face (the tracked video shows it undrawn).
         """
+        if result is None:
+            if self.tracked is not None and int(frame.index) != self._pending_key:
+                self._flush()
+                self._pending_key, self._pending_image = int(frame.index), frame.image
+            return
         frame_number = int(result.frame)
         face_id = int(getattr(result, "face_id", 0))
         success = bool(result.success)

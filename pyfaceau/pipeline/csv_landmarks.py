@@ -88,7 +88,11 @@ class CsvLandmarkFrontEnd:
         self.csv_path = Path(path)  # an input of the run: never its output
         df = read_openface_csv(path)
         if "face_id" in df.columns and df["face_id"].nunique() > 1:
-            df = df[df["face_id"] == df["face_id"].min()]
+            first = df["face_id"].min()
+            warnings.warn(  # FaceLandmarkVidMulti's ids are slots that change person
+                f"{path}: holds {df['face_id'].nunique()} faces; only face_id {first} is "
+                "re-scored (one CSV per face for the others)", UserWarning, stacklevel=2)
+            df = df[df["face_id"] == first]
         xs = df[[f"x_{i}" for i in range(68)]].to_numpy(np.float64)
         ys = df[[f"y_{i}" for i in range(68)]].to_numpy(np.float64)
         self._landmarks = np.stack([xs, ys], axis=-1)

@@ -161,7 +161,9 @@ class Pipeline:
         output_csv : also write the table there, as OpenFace's CSV (atomically).
         on_frame : called after each frame with (frames done, frames announced).
         on_result : called with each frame and each of its per-face results (aligned face
-            and HOG included), e.g. :meth:`pyfaceau.output.FrameWriters.add`.
+            and HOG included), e.g. :meth:`pyfaceau.output.FrameWriters.add`; with
+            ``(frame, None)`` for a frame without any face (``max_faces`` > 1, before
+            anybody is found).
         as_dataframe : False returns the :class:`~pyfaceau.output.table.FrameTable`
             instead (no pandas, no copy of the table: what the CLI uses for long videos).
 

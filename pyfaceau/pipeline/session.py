@@ -159,6 +159,8 @@ class InputSession:
         if self._on_result is not None:
             for result in results:
                 self._on_result(frame, result)
+            if not results:  # nobody yet (several faces): the frame still counts
+                self._on_result(frame, None)
         return results
 
     def _redetect_after_gap(self, frame: Frame) -> None:
@@ -270,6 +272,8 @@ class InputSession:
                 result = future.result()
                 if self._on_result is not None:
                     self._on_result(frame, result)
+            if not futures and self._on_result is not None:  # nobody yet (several faces)
+                self._on_result(frame, None)
             done += 1
             if on_frame is not None:
                 on_frame(done, total)
