@@ -154,6 +154,29 @@ def test_max_faces_one_face_video_gives_one_person():
     assert df.success.mean() > 0.9
 
 
+def test_a_failing_tracker_does_not_keep_its_slot_from_a_face_found_elsewhere(tmp_path):
+    """``max_faces`` equal to the number of people: a person whose tracker fails and who
+    shows up elsewhere is measured there as with a free slot (frames 441-500 of
+    ``multi_face.avi``: one person's tracker failed from frame 5 and kept the third slot,
+    so 119 face-frames were found against 178 with ``max_faces=4``)."""
+    import cv2
+
+    clip = tmp_path / "mf.avi"
+    cap = cv2.VideoCapture(str(REPO.parent / "shared" / "samples" / "multi_face.avi"))
+    cap.set(cv2.CAP_PROP_POS_FRAMES, 440)
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"FFV1"), 30, (640, 480))
+    for _ in range(60):
+        ok, image = cap.read()
+        writer.write(image)
+    writer.release()
+    found = {}
+    for n in (3, 4):
+        with pyfaceau.Pipeline(max_faces=n) as pipe:
+            df = pipe.process(clip)
+        found[n] = df.groupby("face_id").success.sum().to_dict()
+    assert found[3] == found[4] and sum(found[3].values()) >= 170, found
+
+
 def test_csv_landmarks_refuse_several_faces(tmp_path):
     with pytest.raises(pyfaceau.errors.InputError, match="max_faces"):
         pyfaceau.Pipeline(pyfaceau.Options.openface_csv(tmp_path / "x.csv", max_faces=2))

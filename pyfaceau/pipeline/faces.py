@@ -245,9 +245,9 @@ class MultiFaceTracker:
             r = p.track.track(image)
             results[k] = r
             self._after(p, r, image)
-        # 3. new faces
-        live = [p for p in self.people if p.view is not None]
-        if len(live) < self.max_faces and (
+        # 3. new faces, while fewer than N trackers work: a failing tracker keeps looking
+        # over its own face, but does not keep a face found elsewhere from being measured
+        if self._working() < self.max_faces and (
             index % self.detect_every == 0 or self.detections.ran
         ):
             self.stats["scans"] += 1
@@ -284,7 +284,7 @@ class MultiFaceTracker:
         order = np.argsort(-(dets.boxes[:, 2] - dets.boxes[:, 0]), kind="stable")  # widest first
         for k in order:
             k = int(k)
-            if sum(p.view is not None for p in self.people) >= self.max_faces:
+            if self._working() >= self.max_faces:
                 break
             box = dets.boxes[k]
             if k in self.detections.claimed or any(
@@ -306,6 +306,9 @@ class MultiFaceTracker:
             desc = face_descriptor(image, r.landmarks, self._pdm, self._tri)
             person = self._match(desc)
             if person is None:
+                trackers = [q for q in self.people if q.view is not None]
+                if len(trackers) >= self.max_faces:  # the slot of the longest failing one
+                    self._drop(max(trackers, key=lambda q: q.failures), "replaced")
                 track = self._new_track(tracker)
                 log.debug(
                     "frame %d: new face %d (nearest person at %.3f)",
@@ -332,6 +335,10 @@ class MultiFaceTracker:
             view.region = landmark_box(r.landmarks)
             person.gallery.add(desc)
             results[self.people.index(person)] = r
+
+    def _working(self) -> int:
+        """Trackers that did not fail in their last frame."""
+        return sum(p.view is not None and p.failures == 0 for p in self.people)
 
     def _match(self, desc: np.ndarray) -> _Person | None:
         """The person without a working tracker whose appearance is nearest ``desc``,
