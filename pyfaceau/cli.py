@@ -220,17 +220,18 @@ def process_cmd(
     except (click.UsageError, PyFaceAUError) as exc:
         _fail(exc)
         return
-    if openface_img:
-        from .pipeline.sources import IMAGE_SUFFIXES
+    from .pipeline.sources import input_kind
+    from .pipeline.sources import input_path as checked_input
 
-        if input_path.is_dir() or input_path.suffix.lower() not in IMAGE_SUFFIXES:
+    if openface_img:
+        if input_kind(input_path) != "image":
             _fail(click.UsageError("--openface-img is for a still image (FaceLandmarkImg's layout)"))
         if split:
             _fail(click.UsageError("--openface-img and --split exclude each other"))
-    if not input_path.exists():  # before the models load
-        _fail(PyFaceAUError(f"{input_path}: no such file or folder"))
-    if not input_path.is_file() and not input_path.is_dir():  # a FIFO would wait forever
-        _fail(PyFaceAUError(f"{input_path}: not a regular file or folder"))
+    try:
+        checked_input(input_path)  # before the models load
+    except PyFaceAUError as exc:
+        _fail(exc)
     out = output if output is not None else Path(input_path.stem + ".csv")
     # Fail before hours of processing, not after.
     from .output.atomic import (StagedOutputs, check_output_folder, check_output_path,
@@ -275,7 +276,6 @@ def process_cmd(
 
         t0 = time.perf_counter()
         from .pipeline.pipeline import side_writers
-        from .pipeline.sources import input_kind
 
         # written beside their places, moved there once the run is complete (what a
         # killed run left there, untouched for 10 minutes, goes first: it may be large)

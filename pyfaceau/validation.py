@@ -23,6 +23,7 @@ __all__ = [
     "require_landmarks",
     "require_index",
     "require_number",
+    "require_numeric_columns",
 ]
 
 #: Smallest extent (pixels) of a landmark set, in x and in y, that a fit can use: below
@@ -159,3 +160,17 @@ def require_number(
         bound = f" >= {minimum}" if minimum is not None else ""
         raise InputError(f"{name}: expected a finite number{bound}, got {value!r}")
     return v
+
+
+def require_numeric_columns(table: object, columns: Sequence[str], name: str) -> None:
+    """Every one of ``columns`` of the pandas DataFrame ``table`` (a CSV as read) holds
+    numbers, else :class:`InputError` naming ``name``, the column and the first row that
+    is not one (counting the header as row 1)."""
+    import pandas as pd
+
+    for column in columns:
+        values = table[column]  # type: ignore[index]
+        if not pd.api.types.is_numeric_dtype(values):
+            bad = (pd.to_numeric(values, errors="coerce").isna() & values.notna()).to_numpy()
+            raise InputError(f"{name}: {column} is not a number in row "
+                             f"{int(np.argmax(bad)) + 2} (counting the header as row 1)")

@@ -11,7 +11,6 @@ import dataclasses
 import logging
 import os
 import re
-import shutil
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Sequence
 
 from ..errors import InputError, ModelFileError
 from ..options import Options, available_cores
+from ..output.atomic import remove_temps
 from .inputs import BatchInput, discover_inputs, input_signature
 from .outputs import SideOutputs
 from .records import SUMMARY_NAME, Status, SummaryRow, read_valid_record, write_summary
@@ -308,11 +308,7 @@ def _plan(
         output = out_root / item.relative
         row = SummaryRow(str(item.path), str(output))
         rows.append(row)
-        for part in stale_temp_files(output):  # left by a killed run, even if now skipped
-            if part.is_dir() and not part.is_symlink():
-                shutil.rmtree(part, ignore_errors=True)
-            else:
-                part.unlink(missing_ok=True)
+        remove_temps(stale_temp_files(output))  # left by a killed run, even if now skipped
         record = None
         if not force:
             try:

@@ -22,15 +22,13 @@ import numpy as np
 
 from ..errors import IncompleteInputWarning, ModelFileError, PyFaceAUError
 from ..options import Options
-from ..output.atomic import stale_temps
+from ..output.atomic import STALE_TEMP_SECONDS, stale_temps
 from .inputs import input_signature
 from .outputs import SideOutputs, Staged
 from .records import Status, record_path, write_record
 
 __all__ = ["BatchTask", "TaskResult", "StopRequested", "pipeline_for", "run_task", "stale_temp_files"]
 
-#: A temporary output file untouched this long (seconds) is left over from a killed run.
-STALE_TEMP_SECONDS = 600.0
 
 log = logging.getLogger(__name__)
 

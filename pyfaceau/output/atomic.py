@@ -34,7 +34,9 @@ __all__ = [
     "atomic_output",
     "check_output_folder",
     "check_output_path",
+    "STALE_TEMP_SECONDS",
     "remove_stale_temps",
+    "remove_temps",
     "stale_temps",
     "temp_dir",
     "temp_glob",
@@ -88,9 +90,18 @@ def stale_temps(output: str | os.PathLike, older_than: float) -> list[Path]:
     return found
 
 
-def remove_stale_temps(output: str | os.PathLike, older_than: float = 600.0) -> None:
+#: A temporary file or folder untouched for this long (seconds) is a killed run's.
+STALE_TEMP_SECONDS = 600.0
+
+
+def remove_stale_temps(output: str | os.PathLike, older_than: float = STALE_TEMP_SECONDS) -> None:
     """Remove :func:`stale_temps` (a killed run's partial outputs, which may be large)."""
-    for part in stale_temps(output, older_than):
+    remove_temps(stale_temps(output, older_than))
+
+
+def remove_temps(parts: Iterable[Path]) -> None:
+    """Remove temporary files and folders (a folder with what is in it; a link itself)."""
+    for part in parts:
         if part.is_dir() and not part.is_symlink():
             shutil.rmtree(part, ignore_errors=True)
         else:
@@ -146,6 +157,7 @@ def check_output_path(
         ``inputs`` or an image of an input folder, has a name longer than the file
         system allows, or its folder cannot be created or written.
     """
+    inputs = list(inputs)  # read twice below
     raw = os.fsdecode(output)
     out = Path(raw)
     if raw.endswith(("/", os.sep)):  # Path drops the slash that says "a folder"

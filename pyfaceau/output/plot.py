@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError, PyFaceAUError
+from ..validation import require_numeric_columns
 
 __all__ = ["AU_DESCRIPTIONS", "AUTrack", "load_tracks", "plot_csv", "plot_png", "plot_html"]
 
@@ -100,9 +101,7 @@ def load_tracks(csv: str | os.PathLike[str] | pd.DataFrame) -> list[AUTrack]:
         raise InputError(f"{name}: no AU columns (AUxx_r / AUxx_c): not an OpenFace CSV")
     used = [c for c in df.columns if c in ("frame", "timestamp", "success", "face_id", "face")
             or c[:4] in aus or c.startswith(("pose_R", "gaze_angle_"))]
-    for column in used:
-        if not pd.api.types.is_numeric_dtype(df[column]):
-            raise InputError(f"{name}: column {column} holds values that are not numbers")
+    require_numeric_columns(df, used, name)
     if "success" in df and not (df["success"] > 0).any():
         raise InputError(f"{name}: no frame has a face (success is 0 on every row): "
                          "nothing to plot")

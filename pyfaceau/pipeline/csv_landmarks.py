@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import IncompleteInputWarning, InputError
+from ..validation import require_numeric_columns
 from ..modelstore import resolve
 from ..pdm import load_pdm
 from ..pdm.dequantise import dequantise_landmarks
@@ -52,11 +53,7 @@ def read_openface_csv(path: str | os.PathLike) -> pd.DataFrame:
         raise InputError(f"{p}: no rows")
     used = needed + [c for c in ["confidence", "face_id", *_GLOBAL_COLUMNS] if c in df.columns]
     used += [c for c in df.columns if c.startswith("p_") and c[2:].isdigit()]
-    for column in used:
-        if not pd.api.types.is_numeric_dtype(df[column]):
-            bad = pd.to_numeric(df[column], errors="coerce").isna() & df[column].notna()
-            raise InputError(f"{p}: {column} is not a number in row {int(bad.idxmax()) + 2} "
-                             "(counting the header as row 1)")
+    require_numeric_columns(df, used, str(p))
     points = df[needed[2:]].to_numpy(np.float64)
     broken = (df["success"].to_numpy() > 0) & ~np.isfinite(points).all(axis=1)
     if broken.any():

@@ -291,14 +291,21 @@ class FrameSource:
 
 def input_path(path: object) -> Path:
     """``path`` (str, bytes: any name the operating system accepts, or path-like) as a
-    Path; :class:`InputError` for anything else or an empty name."""
+    Path, checked without opening it; :class:`InputError` for anything else, an empty
+    name, a path that does not exist, or neither a file nor a folder (a FIFO or a device,
+    whose reading could wait forever)."""
     if not isinstance(path, (str, bytes, os.PathLike)):
         raise InputError(f"input: expected a path (video, image folder or image), got "
                          f"{type(path).__name__}")
     name = os.fsdecode(path)
     if not name:
         raise InputError("input: the path is empty")
-    return Path(name)
+    p = Path(name)
+    if not p.exists():
+        raise InputError(f"{p}: no such file or folder")
+    if not p.is_dir() and not p.is_file():
+        raise InputError(f"{p}: not a regular file or folder")
+    return p
 
 
 def open_source(path: str | bytes | os.PathLike) -> FrameSource:
@@ -310,10 +317,6 @@ def open_source(path: str | bytes | os.PathLike) -> FrameSource:
         If the path does not exist or cannot be decoded.
     """
     p = input_path(path)
-    if not p.exists():
-        raise InputError(f"{p}: no such file or folder")
-    if not p.is_dir() and not p.is_file():  # reading a FIFO or a device could wait forever
-        raise InputError(f"{p}: not a regular file or folder")
     return FrameSource(p, input_kind(p))
 
 
