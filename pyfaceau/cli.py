@@ -253,6 +253,13 @@ def process_cmd(
                 check_output_path(side, inputs)
         if aligned_dir is not None:
             check_output_folder(aligned_dir, inputs)
+        if split:
+            from .output.table import is_split_csv_of
+
+            for given in inputs:
+                if given is not None and is_split_csv_of(out, given):
+                    raise PyFaceAUError(f"{given}: an input named as a per-person CSV of -o "
+                                        f"{out} (--split would replace it); choose another -o")
     except PyFaceAUError as exc:
         _fail(exc)
     with _guarded_run(strict):
@@ -285,7 +292,8 @@ def process_cmd(
         staged = StagedOutputs([aligned_dir, hog_path, tracked_path])
         try:
             writers = side_writers(input_path, staged.path(aligned_dir),
-                                   staged.path(hog_path), staged.path(tracked_path))
+                                   staged.path(hog_path), staged.path(tracked_path),
+                                   several_faces=options.max_faces > 1)
             try:
                 with Pipeline(options) as pipe:
                     pipe.load(input_kind(input_path))
@@ -294,6 +302,8 @@ def process_cmd(
                                          output_csv=None if split or openface_img else out,
                                          on_frame=on_frame, as_dataframe=False,
                                          on_result=writers.add if writers is not None else None)
+                if writers is not None:
+                    writers.finish()
             finally:
                 if writers is not None:
                     writers.close()
@@ -305,15 +315,20 @@ def process_cmd(
                                            write_csv)
 
                 write_csv(face_landmark_img_table(table), out, formats=FACE_LANDMARK_IMG_FORMATS)
+            stale: list[Path] = []
             if split:
-                from .output.table import write_split_csvs
+                from .output.table import remove_stale_split_csvs, write_split_csvs
 
                 written = write_split_csvs(table, out)
+                stale = remove_stale_split_csvs(out, written)  # (no input: refused above)
             staged.commit()
         finally:
             staged.discard()  # a run that did not finish: its side outputs are not kept
         elapsed = time.perf_counter() - t0
     save_kernels()  # for the next start, when this one ran numba
+    if stale:
+        click.echo(f"removed {_count(len(stale), 'per-person CSV')} of an earlier run "
+                   f"({', '.join(p.name for p in stale)}): not found this time", err=True)
     n = len(table)
     names = ", ".join(str(p) for p in written)  # --split: the per-person files
     column = table.column if hasattr(table, "column") else (lambda c: table[c].to_numpy())

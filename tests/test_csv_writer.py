@@ -147,3 +147,23 @@ def test_split_csvs_one_per_person(tmp_path):
     table.add({"frame": 1, "face_id": 0, "AU01_r": 0.5})
     (one,) = write_split_csvs(table, tmp_path / "one")
     assert one.name == "one_face0.csv" and one.read_bytes() == format_csv(table)
+
+
+def test_stale_split_csvs_of_an_earlier_run_are_removed(tmp_path):
+    """``--split`` after an earlier run that found more people: the per-person CSVs this
+    run did not write go (they would pass for its output); nothing else does."""
+    from pyfaceau.output.table import is_split_csv_of, remove_stale_split_csvs
+
+    names = ["out_face0.csv", "out_face1.csv", "out_face12.csv", "out_face1.csv.bak",
+             "out_faceX.csv", "other_face1.csv", "out.csv", "out_face_1.csv"]
+    for name in names:
+        (tmp_path / name).write_text("x")
+    (tmp_path / "out_face7.csv").symlink_to(tmp_path / "out.csv")  # not ours to remove
+    (tmp_path / "out_face8.csv").mkdir()
+    removed = remove_stale_split_csvs(tmp_path / "out.csv", [tmp_path / "out_face0.csv"])
+    assert [p.name for p in removed] == ["out_face1.csv", "out_face12.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        set(names) - {"out_face1.csv", "out_face12.csv"} | {"out_face7.csv", "out_face8.csv"})
+    assert is_split_csv_of(tmp_path / "b", tmp_path / "b_face3.csv")
+    assert not is_split_csv_of(tmp_path / "b.csv", tmp_path / "sub" / "b_face3.csv")
+    assert not is_split_csv_of(tmp_path / "b.csv", tmp_path / "b_face3.tsv")

@@ -314,15 +314,41 @@ def test_cli_split_writes_one_csv_per_person(tmp_path):
     video = tmp_path / "two.avi"
     write_lossless(video, frames)
     out = tmp_path / "two.csv"
+    for stale in ("two_face1.csv", "two_face2.csv"):  # an earlier run's, with 3 people
+        (tmp_path / stale).write_text("frame\n1\n")
     args = [str(video), "-o", str(out), "--fast", "--max-faces", "2", "--split", "--no-progress"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "2 people in 30 frames" in result.output
-    assert not out.exists()
+    assert "removed 1 per-person CSV of an earlier run (two_face2.csv)" in result.output
+    assert not out.exists() and not (tmp_path / "two_face2.csv").exists()
     for face_id in (0, 1):
         df = pd.read_csv(tmp_path / f"two_face{face_id}.csv", skipinitialspace=True)
         assert df.face_id.unique().tolist() == [face_id]
         assert df.frame.tolist() == list(range(1, 31)) and df.success.all()
+    # the right person leaves for good after frame 30: their CSV rows end there, and so
+    # do their aligned faces and HOG records (one per CSV row, in the CSV's order)
+    frames, _ = compose(COMPOSED["pair"][0], 40, ((1, 30, 40),))
+    write_lossless(video, frames)
+    hog, aligned = tmp_path / "two.hog", tmp_path / "aligned"
+    result = CliRunner().invoke(main, [str(video), "-o", str(out), "--fast", "--max-faces", "2",
+                                       "--hog", str(hog), "--aligned", str(aligned),
+                                       "--no-progress"])
+    assert result.exit_code == 0, result.output
+    df = pd.read_csv(out, skipinitialspace=True)
+    assert len(df[df.face_id == 1]) == 30 and len(df[df.face_id == 0]) == 40
+    from pyfaceau.output.aligned import aligned_face_name
+    from pyfaceau.output.hog_file import read_hog_file
+
+    assert read_hog_file(hog).success.tolist() == (df.success == 1).tolist()
+    assert sorted(p.name for p in aligned.iterdir()) == sorted(
+        aligned_face_name(f, i) for f, i in zip(df.frame, df.face_id))
+    # an input named as one of -o's per-person CSVs is refused before any work
+    landmarks = tmp_path / "two_face0.csv"
+    refused = CliRunner().invoke(main, [str(video), "-o", str(out), "--max-faces", "2",
+                                        "--split", "--landmarks-csv", str(landmarks)])
+    assert refused.exit_code != 0 and "per-person CSV of -o" in refused.output
+    assert landmarks.read_bytes() != b""
 
 
 def test_cli_stream_measures_several_faces(tmp_path):

@@ -294,6 +294,47 @@ def test_openface_landmarks_give_openface_aligned_faces_and_hog(tmp_path):
     assert _hog_mae(tmp_path / "default.hog") <= _HOG_MAE_CSV
 
 
+def test_several_faces_end_their_records_where_their_csv_rows_end(tmp_path):
+    """With several faces the CSV keeps each person's rows up to their last appearance
+    (InputSession.finish); the aligned faces and HOG records follow it: a failure a
+    person comes back from stays (black, flag -1), failures after their last success go.
+    Without ``several_faces``, or when the run does not finish, every record stays."""
+    from types import SimpleNamespace
+
+    black = fhog(np.zeros((112, 112, 3), np.uint8))
+    face_ok = {0: [1, 2, 3, 4, 5, 6], 1: [1, 2, 4]}  # face 1: lost in 3, back in 4, gone
+
+    def run(folder: Path, several_faces: bool, finish: bool) -> FrameWriters:
+        w = FrameWriters(folder / "a", folder / "x.hog", several_faces=several_faces)
+        for frame in range(1, 7):
+            for face_id in (0, 1) if frame <= 6 else (0,):
+                ok = frame in face_ok[face_id]
+                image = np.full((112, 112, 3), 10 * frame + face_id, np.uint8)
+                w.add(SimpleNamespace(index=frame - 1), SimpleNamespace(
+                    frame=frame, face_id=face_id, success=ok, confidence=0.9,
+                    aligned_face=image if ok else None,
+                    hog=fhog(image) if ok else black))
+        w.finish() if finish else w.close()
+        return w
+
+    kept = [(f, i) for f in range(1, 7) for i in (0, 1) if i == 0 or f <= 4]
+    w = run(tmp_path / "cut", several_faces=True, finish=True)
+    hog = read_hog_file(tmp_path / "cut" / "x.hog")
+    assert w.hog.written == len(hog.success) == len(kept) == 10
+    assert hog.success.tolist() == [f in face_ok[i] for f, i in kept]
+    for record, (f, i) in enumerate(kept):
+        want = fhog(np.full((112, 112, 3), 10 * f + i, np.uint8)) if f in face_ok[i] else black
+        assert np.array_equal(hog.features[record], want.astype(np.float32)), (f, i)
+    names = sorted(p.name for p in (tmp_path / "cut" / "a").iterdir())
+    assert names == sorted(aligned_face_name(f, i) for f, i in kept)
+    assert w.aligned.written == 10
+    assert not cv2.imread(str(tmp_path / "cut" / "a" / aligned_face_name(3, 1))).any()
+    for folder, several, finish in (("one", False, True), ("stopped", True, False)):
+        run(tmp_path / folder, several_faces=several, finish=finish)
+        assert len(read_hog_file(tmp_path / folder / "x.hog").success) == 12
+        assert len(list((tmp_path / folder / "a").iterdir())) == 12
+
+
 def test_a_still_writes_one_aligned_face_per_face(tmp_path):
     still = sorted((SAMPLES / "images").iterdir())[0]
     with FrameWriters(tmp_path / "a", sequence=False) as w:

@@ -62,6 +62,17 @@ def test_non_utf8_video_image_and_folder_names(tmp_path):
     assert r.returncode == 0, r.stderr[-500:]
     df = pd.read_csv(os.fsdecode(out))
     assert len(df) == 88 and df["success"].sum() == 88
+    # the side outputs into a folder of such a name (OpenCV's writers crashed too)
+    sides = base + b"/sid\xe9"
+    r = run_cli([video, "-o", out, "--landmarks-csv", str(REFERENCE / "changeLighting.csv"),
+                 "--no-progress", "--aligned", sides + b"/al", "--tracked", sides + b"/t.avi",
+                 "--hog", sides + b"/h.hog"])
+    assert r.returncode == 0, r.stderr[-500:]
+    aligned = sorted(os.listdir(sides + b"/al"))
+    assert len(aligned) == 88
+    assert read_image(os.fsdecode(sides + b"/al/" + aligned[0])).shape == (112, 112, 3)
+    assert sum(1 for _ in open_source(os.fsdecode(sides + b"/t.avi"))) == 88
+    assert os.path.getsize(sides + b"/h.hog") > 0
 
     still = base + b"/caf\xe9.jpg"
     shutil.copy(SAMPLES / "images" / "Obama.jpg", still)
@@ -379,6 +390,29 @@ def test_corrupt_video_warns(tmp_path):
     with pytest.warns(IncompleteInputWarning, match=r"of the 125 frames"):
         n = sum(1 for _ in open_source(bad))
     assert 0 < n < 125 - FRAME_COUNT_SLACK
+
+
+def test_a_damaged_header_announcing_a_negative_frame_count(tmp_path):
+    """An AVI whose RIFF tag is damaged still decodes, but FFmpeg then announces a
+    negative frame count (about -1.9e14 for this clip): the source reads every frame with
+    its count unknown (0) instead of failing on ``len``, and the batch's probe says 0;
+    the probe also takes a file name that is not UTF-8, as the run itself does."""
+    from pyfaceau.batch.runner import _probe_frames
+
+    data = bytearray((SAMPLES / "0686_02_003_gloria_estefan.avi").read_bytes())
+    data[0:4] = b"XXXX"
+    bad = tmp_path / "damaged.avi"
+    bad.write_bytes(bytes(data))
+    cap = cv2.VideoCapture(str(bad))
+    assert cap.get(cv2.CAP_PROP_FRAME_COUNT) < 0  # what makes this input a case
+    cap.release()
+    source = open_source(bad)
+    assert len(source) == 0 and source.fps == 25.0
+    assert sum(1 for _ in source) == 125
+    assert _probe_frames(bad) == 0
+    odd = tmp_path / os.fsdecode(b"caf\xe9.avi")
+    shutil.copyfile(SAMPLES / "0686_02_003_gloria_estefan.avi", odd)
+    assert _probe_frames(odd) == 125
 
 
 def test_complete_videos_do_not_warn():

@@ -89,13 +89,15 @@ class Staged:
             return None
         return self._files.path(self.final[name])
 
-    def writers(self, input_path: str | os.PathLike) -> "FrameWriters | None":
+    def writers(self, input_path: str | os.PathLike, *,
+                several_faces: bool = False) -> "FrameWriters | None":
         """The frame writers of the aligned faces, HOG and tracked video, into the
-        temporary folder (None when none is asked for)."""
+        temporary folder (None when none is asked for; ``several_faces``: see
+        :func:`~pyfaceau.pipeline.pipeline.side_writers`)."""
         from ..pipeline.pipeline import side_writers
 
         return side_writers(input_path, self.staged("aligned"), self.staged("hog"),
-                            self.staged("tracked"))
+                            self.staged("tracked"), several_faces=several_faces)
 
     def commit(self, table: object) -> list[Path]:
         """Write the per-person CSVs (``--split``) of ``table``, move everything into place
@@ -105,13 +107,14 @@ class Staged:
             return []
         moved: list[Path] = []
         if self.outputs.split:
-            from ..output.table import write_split_csvs
+            from ..output.table import remove_stale_split_csvs, write_split_csvs
 
             assert self.folder is not None
             for staged in write_split_csvs(table, self.folder / self.output.name):
                 final = self.output.with_name(staged.name)
                 os.replace(staged, final)
                 moved.append(final)
+            remove_stale_split_csvs(self.output, moved)  # an earlier run's other people
         return self._files.commit() + moved
 
     def discard(self) -> None:

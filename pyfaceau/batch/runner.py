@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import re
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -112,16 +111,18 @@ def _probe_frames(path: Path) -> int:
     """Frames an input announces (cheap: no frame is decoded); 0 if unknown."""
     import cv2
 
-    from ..pipeline.sources import IMAGE_SUFFIXES
+    from ..pipeline.sources import (IMAGE_SUFFIXES, announced_frame_count, opencv_log_quiet,
+                                    opencv_path)
 
     try:
         if path.is_dir():
             return sum(1 for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if path.suffix.lower() in IMAGE_SUFFIXES:
             return 1
-        cap = cv2.VideoCapture(str(path))
+        with opencv_path(path) as name, opencv_log_quiet():  # any file name; no log lines
+            cap = cv2.VideoCapture(name)
         try:
-            return max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT))) if cap.isOpened() else 0
+            return announced_frame_count(cap)
         finally:
             cap.release()
     except (OSError, cv2.error):
@@ -272,8 +273,10 @@ def _check_output_names(found: Sequence[BatchInput], out_root: Path, side: SideO
     (``-o`` the input folder with ``--tracked``: ``clip_tracked.avi`` may be an input) or
     another input's output or the summary (an input ``pyfaceau-batch.avi``; ``--split``'s
     ``m_face0.csv`` and an input ``m_face0.avi``)."""
+    from ..output.table import is_split_csv_of
+
     owner: dict[Path, str] = {out_root / SUMMARY_NAME: "the batch summary"}
-    split_stems: list[tuple[Path, str, BatchInput]] = []
+    split_bases: list[tuple[Path, BatchInput]] = []
     for item in found:
         csv = out_root / item.relative
         outputs = [csv, *side.paths(csv).values()]
@@ -284,16 +287,15 @@ def _check_output_names(found: Sequence[BatchInput], out_root: Path, side: SideO
                     f"{item.path}; rename the input or choose another output folder (-o)")
             owner[path] = f"an output of {item.path}"
         if side.split:
-            split_stems.append((csv.parent, csv.stem, item))
+            split_bases.append((csv, item))
     inputs = {os.path.abspath(item.path): item for item in found}
     for path, what in owner.items():
         if os.path.abspath(path) in inputs:
             raise InputError(f"{path}: an input, which {what} would replace; choose another "
                              "output folder (-o)")
-    for folder, stem, item in split_stems:
-        pattern = re.compile(re.escape(stem) + r"_face\d+\.csv")
+    for csv, item in split_bases:
         for path, what in owner.items():
-            if path.parent == folder and pattern.fullmatch(path.name):
+            if is_split_csv_of(csv, path):
                 raise InputError(f"{path}: would be written as {what} and as a per-person CSV "
                                  f"of {item.path} (--split); rename the input")
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from .closing import ClosingWriter
 from ..errors import InputError
+from ..opencv_io import write_image
 
 __all__ = [
     "ALIGNED_FORMAT",
@@ -143,7 +143,11 @@ class AlignedFaceWriter(ClosingWriter):
         path = self.directory / aligned_face_name(
             frame_number, face_id, sequence=self.sequence, image_format=self.image_format
         )
-        if not cv2.imwrite(str(path), image):
+        try:
+            written = write_image(path, image)  # any folder name (cv2.imwrite: not all)
+        except OSError as exc:
+            raise InputError(f"{path}: cannot write the aligned face ({exc.strerror})") from exc
+        if not written:
             raise InputError(f"{path}: cannot write the aligned face")
         self.written += 1
         return path

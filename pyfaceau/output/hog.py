@@ -10,6 +10,7 @@ all-black aligned face, and ``RecorderHOG`` writes it with the success flag -1.
 from __future__ import annotations
 
 import os
+from typing import Iterable
 
 import numpy as np
 
@@ -87,4 +88,9 @@ class HogWriter(ClosingWriter):
     def close(self) -> None:
         """Flush and close the file (idempotent)."""
         self._writer.close()
+
+    def close_without(self, records: Iterable[int]) -> None:
+        """Close the file without the records numbered ``records`` (0-based, in the order
+        of :meth:`add`); :attr:`written` becomes the number kept."""
+        self.written = self._writer.close_without(records)
 

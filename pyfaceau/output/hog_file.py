@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO, Iterable, NamedTuple
 
 import numpy as np
 
@@ -196,6 +196,34 @@ class HogFileWriter(ClosingWriter):
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+    def close_without(self, records: Iterable[int]) -> int:
+        """Close the file without the records numbered ``records`` (0-based, in the order
+        written): the later records move up in place and the file is cut to the rest.
+        Returns the number of records kept."""
+        self.close()
+        if self._shape is None:  # nothing written
+            return 0
+        size = HOG_RECORD_HEADER_BYTES + 4 * self._shape[0] * self._shape[1] * FHOG_NUM_FEATURES
+        n_records = self.path.stat().st_size // size
+        dropped = {int(i) for i in records if 0 <= int(i) < n_records}
+        if not dropped:
+            return n_records
+        try:
+            with open(self.path, "r+b") as f:
+                kept = min(dropped)  # the records before the first one dropped stay put
+                for i in range(kept + 1, n_records):
+                    if i in dropped:
+                        continue
+                    f.seek(i * size)
+                    data = f.read(size)
+                    f.seek(kept * size)
+                    f.write(data)
+                    kept += 1
+                f.truncate(kept * size)
+        except OSError as exc:
+            raise InputError(f"{self.path}: cannot rewrite the .hog file ({exc.strerror})") from exc
+        return kept
 
 
 

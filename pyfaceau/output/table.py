@@ -8,7 +8,9 @@ line.
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence, Union
 
@@ -33,9 +35,11 @@ __all__ = [
     "openface_columns",
     "FACE_LANDMARK_IMG_FORMATS",
     "face_landmark_img_table",
+    "is_split_csv_of",
     "split_csv_paths",
     "write_csv",
     "write_split_csvs",
+    "remove_stale_split_csvs",
 ]
 
 #: AUs with an intensity model (``AU_all_best.txt``), in OpenFace's column order.
@@ -469,6 +473,15 @@ def split_csv_paths(base: str | os.PathLike, face_ids: Iterable[int]) -> list[Pa
     return [b.with_name(f"{b.stem}_face{int(i)}{b.suffix or '.csv'}") for i in face_ids]
 
 
+def is_split_csv_of(base: str | os.PathLike, path: str | os.PathLike) -> bool:
+    """Whether ``path`` is named as one of ``base``'s per-person CSVs
+    (:func:`split_csv_paths`, any face id), in ``base``'s folder."""
+    b, p = Path(base), Path(path)
+    pattern = re.escape(b.stem) + r"_face\d+" + re.escape(b.suffix or ".csv")
+    return (os.path.abspath(p.parent) == os.path.abspath(b.parent)
+            and re.fullmatch(pattern, p.name) is not None)
+
+
 def write_split_csvs(table: TableLike, base: str | os.PathLike) -> list[Path]:
     """Write one CSV per person (``face_id``) of ``table``, each as :func:`write_csv`
     writes it, named by :func:`split_csv_paths`; returns the paths in ``face_id`` order
@@ -480,6 +493,26 @@ def write_split_csvs(table: TableLike, base: str | os.PathLike) -> list[Path]:
     for (_, rows), path in zip(groups, paths):
         write_csv(rows.reset_index(drop=True), path)
     return paths
+
+
+def remove_stale_split_csvs(base: str | os.PathLike, kept: Iterable[str | os.PathLike]) -> list[Path]:
+    """Remove the per-person CSVs named as :func:`split_csv_paths` names them for ``base``
+    (``BASE_face<N>.csv``) that are not in ``kept``: an earlier ``--split`` run's people
+    that this run did not find, which would otherwise pass for its output. Returns the
+    files removed."""
+    b = Path(base)
+    keep = {os.path.abspath(k) for k in kept}
+    removed = []
+    for path in sorted(b.parent.glob(f"{glob.escape(b.stem)}_face*")):
+        if is_split_csv_of(base, path) and os.path.abspath(path) not in keep and (
+            path.is_file() and not path.is_symlink()
+        ):
+            try:
+                path.unlink()
+            except OSError:
+                continue  # left as it is: not worth failing a finished run
+            removed.append(path)
+    return removed
 
 
 #: printf formats where OpenFace's ``FaceLandmarkImg`` writes a column otherwise than

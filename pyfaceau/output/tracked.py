@@ -26,6 +26,7 @@ import numpy as np
 from .atomic import check_output_path
 from .closing import ClosingWriter
 from ..errors import InputError
+from ..opencv_io import opencv_path
 from ..validation import require_bgr8, require_number
 from ..pdm.pose import default_intrinsics
 from ..pdm.rotation import euler_to_rotation_matrix
@@ -357,8 +358,9 @@ class TrackedVideoWriter(ClosingWriter):
         frame = require_bgr8(image, "image")
         h, w = frame.shape[:2]
         if self._writer is None:
-            writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*self.codec),
-                                     self.fps, (w, h), True)
+            with opencv_path(self.path) as name:  # any file name
+                writer = cv2.VideoWriter(name, cv2.VideoWriter_fourcc(*self.codec),
+                                         self.fps, (w, h), True)
             if not writer.isOpened():
                 raise InputError(
                     f"{self.path}: OpenCV cannot write a video with codec {self.codec}; "

@@ -11,6 +11,7 @@ those fields fits.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,10 @@ class FrameWriters(ClosingWriter):
     sequence : True for a video or image sequence, False for a still (aligned-face names).
     intrinsics : ``(fx, fy, cx, cy)`` used for the pose; default OpenFace's guess for the
         frame size.
+    several_faces : the run tracks several faces, whose CSV rows end at each person's last
+        appearance (:meth:`pyfaceau.pipeline.session.InputSession.finish`): :meth:`finish`
+        then drops each person's aligned faces and HOG records after it too, so the files
+        match the CSV row for row.
 
     Notes
     -----
@@ -52,6 +57,7 @@ class FrameWriters(ClosingWriter):
         fps: float = DEFAULT_FPS,
         sequence: bool = True,
         intrinsics: tuple[float, float, float, float] | None = None,
+        several_faces: bool = False,
     ) -> None:
         self.aligned = (
             AlignedFaceWriter(aligned_dir, sequence=sequence) if aligned_dir is not None else None
@@ -65,6 +71,11 @@ class FrameWriters(ClosingWriter):
         self._pending_image: np.ndarray | None = None
         self._pending_key: object = None
         self._pending_faces: list[TrackedFace] = []
+        # several faces: each face's records since its last success (HOG record number,
+        # aligned-face file), dropped by finish() if the face is not seen again
+        self._since_success: dict[int, list[tuple[int | None, Path | None]]] | None = (
+            {} if several_faces else None
+        )
 
     @property
     def active(self) -> bool:
@@ -88,10 +99,17 @@ class FrameWriters(ClosingWriter):
         frame_number = int(result.frame)
         face_id = int(getattr(result, "face_id", 0))
         success = bool(result.success)
+        record = self.hog.written if self.hog is not None else None
+        image = None
         if self.aligned is not None:
-            self.aligned.add(frame_number, face_id, success, result.aligned_face)
+            image = self.aligned.add(frame_number, face_id, success, result.aligned_face)
         if self.hog is not None:
             self.hog.add(frame_number, face_id, success, result.hog)
+        if self._since_success is not None:
+            if success:
+                self._since_success.pop(face_id, None)
+            else:
+                self._since_success.setdefault(face_id, []).append((record, image))
         if self.tracked is not None:
             key = int(frame.index)
             if key != self._pending_key:
@@ -116,6 +134,21 @@ class FrameWriters(ClosingWriter):
         if self.tracked is not None and self._pending_image is not None:
             self.tracked.add(self._pending_image, self._pending_faces)
         self._pending_image, self._pending_key, self._pending_faces = None, None, []
+
+    def finish(self) -> None:
+        """Close every file after a complete run; with ``several_faces``, without each
+        person's aligned faces and HOG records after their last appearance (as the CSV)."""
+        trailing = [entry for entries in (self._since_success or {}).values()
+                    for entry in entries]
+        if self.hog is not None:
+            self.hog.close_without(record for record, _ in trailing if record is not None)
+        if self.aligned is not None:
+            for _, image in trailing:
+                if image is not None:
+                    image.unlink(missing_ok=True)
+                    self.aligned.written -= 1
+        self._since_success = None
+        self.close()
 
     def close(self) -> None:
         """Write what is pending and close every file (idempotent)."""

@@ -7,10 +7,9 @@ image sequences (as FeatureExtraction writes them for ``-fdir``).
 
 from __future__ import annotations
 
+import math
 import os
-import tempfile
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -19,12 +18,14 @@ import cv2
 import numpy as np
 
 from ..errors import IncompleteInputWarning, InputError
+from ..opencv_io import opencv_log_quiet, opencv_path
 
 __all__ = [
     "FRAME_COUNT_SLACK",
     "Frame",
     "FrameSource",
     "IMAGE_SUFFIXES",
+    "announced_frame_count",
     "input_kind",
     "input_path",
     "open_source",
@@ -102,48 +103,11 @@ def _is_hidden(path: Path) -> bool:
     return path.name.startswith(".")
 
 
-@contextmanager
-def opencv_log_quiet() -> Iterator[None]:
-    """OpenCV's own warnings off while a video, camera or URL is opened: the back ends it
-    tries and gives up on, and its AVI parser on a damaged file, log lines (raw bytes at
-    times) that would precede pyfaceau's one-line error."""
-    log = cv2.utils.logging
-    level = log.getLogLevel()
-    log.setLogLevel(log.LOG_LEVEL_ERROR)
-    try:
-        yield
-    finally:
-        log.setLogLevel(level)
-
-
-@contextmanager
-def opencv_path(path: str | os.PathLike) -> Iterator[str]:
-    """A name under which OpenCV can open ``path``, whatever bytes its name holds.
-
-    OpenCV's Python binding converts a path to UTF-8; a name that is not valid UTF-8 (on
-    Linux any byte but ``/`` and NUL is legal, e.g. ``caf\\xe9.avi`` from a Latin-1
-    system) arrives in Python with surrogate escapes, and passing that to
-    ``cv2.VideoCapture`` crashes the process. Such a file is opened through a symbolic
-    link with an ASCII name in a private temporary folder, removed on exit.
-    """
-    name = os.fsdecode(path)
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        pass
-    else:
-        yield name
-        return
-    folder = tempfile.mkdtemp(prefix="pyfaceau-")
-    suffix = Path(name).suffix
-    alias = os.path.join(folder, "input" + (suffix if suffix.isascii() else ""))
-    try:
-        os.symlink(os.path.abspath(name), alias)
-        yield alias
-    finally:
-        if os.path.lexists(alias):
-            os.unlink(alias)
-        os.rmdir(folder)
+def announced_frame_count(cap: "cv2.VideoCapture") -> int:
+    """The number of frames an open video's container announces; 0 when it announces
+    none that makes sense (a damaged header can give a negative or NaN count)."""
+    count = float(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0.0
+    return int(count) if math.isfinite(count) and 0 < count < 2**62 else 0
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -200,13 +164,15 @@ class FrameSource:
                 cap = cv2.VideoCapture(name)
                 ok, first = cap.read() if cap.isOpened() else (False, None)
                 if not ok or first is None:
-                    announced = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else -1
+                    empty = cap.isOpened() and cap.get(cv2.CAP_PROP_FRAME_COUNT) == 0
                     cap.release()
-                    if announced == 0:
+                    if empty:
                         raise InputError(f"{path}: a video without frames")
                     raise InputError(f"{path}: cannot be decoded as a video (corrupt or unsupported)")
-                self.fps = float(cap.get(cv2.CAP_PROP_FPS)) or 30.0
-                self.frame_count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+                fps = float(cap.get(cv2.CAP_PROP_FPS))
+                # a damaged header can give any number: 30 frames/s, as for none
+                self.fps = fps if math.isfinite(fps) and fps > 0 else 30.0
+                self.frame_count = announced_frame_count(cap)
                 cap.release()
             self.height, self.width = first.shape[:2]
         elif kind == "image":

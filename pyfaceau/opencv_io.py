@@ -1,0 +1,74 @@
+"""OpenCV's file access from Python, whatever bytes a file's name holds, and its log
+kept quiet while files are opened."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+__all__ = ["opencv_log_quiet", "opencv_path", "write_image"]
+
+
+@contextmanager
+def opencv_log_quiet() -> Iterator[None]:
+    """OpenCV's own warnings off while a video, camera or URL is opened: the back ends it
+    tries and gives up on, and its AVI parser on a damaged file, log lines (raw bytes at
+    times) that would precede pyfaceau's one-line error."""
+    log = cv2.utils.logging
+    level = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_ERROR)
+    try:
+        yield
+    finally:
+        log.setLogLevel(level)
+
+
+@contextmanager
+def opencv_path(path: str | os.PathLike) -> Iterator[str]:
+    """A name under which OpenCV can open ``path``, whatever bytes its name holds.
+
+    OpenCV's Python binding converts a path to UTF-8; a name that is not valid UTF-8 (on
+    Linux any byte but ``/`` and NUL is legal, e.g. ``caf\\xe9.avi`` from a Latin-1
+    system) arrives in Python with surrogate escapes, and passing that to
+    ``cv2.VideoCapture`` (or ``cv2.VideoWriter``) crashes the process. Such a file is
+    opened through a symbolic link with an ASCII name in a private temporary folder,
+    removed on exit (a file to be written need not exist yet: opening the link creates
+    it).
+    """
+    name = os.fsdecode(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    else:
+        yield name
+        return
+    folder = tempfile.mkdtemp(prefix="pyfaceau-")
+    suffix = Path(name).suffix
+    alias = os.path.join(folder, "file" + (suffix if suffix.isascii() else ""))
+    try:
+        os.symlink(os.path.abspath(name), alias)
+        yield alias
+    finally:
+        if os.path.lexists(alias):
+            os.unlink(alias)
+        os.rmdir(folder)
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray) -> bool:
+    """Write ``image`` to ``path`` in the format its extension names, as ``cv2.imwrite``
+    does, for any file name (encoded by OpenCV, written by Python: see
+    :func:`opencv_path`). Returns False when OpenCV cannot encode it; raises OSError
+    when the file cannot be written."""
+    ok, data = cv2.imencode(Path(os.fsdecode(path)).suffix or ".png", image)
+    if not ok:
+        return False
+    with open(path, "wb") as f:
+        f.write(data.tobytes())
+    return True
