@@ -4,6 +4,7 @@ kept quiet while files are opened."""
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,16 +18,43 @@ __all__ = ["opencv_log_quiet", "opencv_path", "write_image"]
 
 @contextmanager
 def opencv_log_quiet() -> Iterator[None]:
-    """OpenCV's own warnings off while a video, camera or URL is opened: the back ends it
-    tries and gives up on, and its AVI parser on a damaged file, log lines (raw bytes at
-    times) that would precede pyfaceau's one-line error."""
+    """OpenCV's own messages off while a video, camera or URL is opened: the back ends it
+    tries and gives up on, and its AVI parser on a damaged file (``Unexpected element.
+    Expected: LIST``, raw bytes at times), lines that would precede pyfaceau's one-line
+    error. The parser writes to the standard error stream directly, past OpenCV's log
+    level, so file descriptor 2 points to the null device meanwhile (a few milliseconds:
+    what another thread writes there then is lost too)."""
     log = cv2.utils.logging
     level = log.getLogLevel()
-    log.setLogLevel(log.LOG_LEVEL_ERROR)
+    log.setLogLevel(log.LOG_LEVEL_SILENT)
     try:
-        yield
+        with _stderr_to_null():
+            yield
     finally:
         log.setLogLevel(level)
+
+
+@contextmanager
+def _stderr_to_null() -> Iterator[None]:
+    try:
+        sys.stderr.flush()  # what Python wrote before still goes out
+    except (AttributeError, OSError, ValueError):
+        pass
+    try:
+        saved = os.dup(2)
+    except OSError:  # no standard error stream: nothing to silence
+        yield
+        return
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, 2)
+        finally:
+            os.close(null)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 @contextmanager

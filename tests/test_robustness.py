@@ -415,6 +415,25 @@ def test_a_damaged_header_announcing_a_negative_frame_count(tmp_path):
     assert _probe_frames(odd) == 125
 
 
+def test_an_avi_with_a_damaged_header_list_is_one_line(tmp_path):
+    """OpenCV's own AVI parser writes ``Unexpected element. Expected: LIST`` to the
+    standard error stream past its log level: the command says only its own line (the
+    batch too, whose probe opens the file as well)."""
+    data = bytearray((SAMPLES / "0686_02_003_gloria_estefan.avi").read_bytes())
+    data[12:300] = bytes(288)
+    bad = tmp_path / "damaged.avi"
+    bad.write_bytes(bytes(data))
+    cap = cv2.VideoCapture(str(bad))
+    assert not cap.isOpened()
+    r = run_cli([str(bad), "-o", str(tmp_path / "x.csv"), "--fast"])
+    assert r.returncode == 2
+    assert r.stderr.decode().splitlines() == [
+        f"pyfaceau: error: {bad}: cannot be decoded as a video (corrupt or unsupported)"]
+    r = run_cli(["batch", str(bad), "-o", str(tmp_path / "b"), "--fast", "--no-progress"])
+    assert b"Unexpected element" not in r.stdout + r.stderr
+    assert b"cannot be decoded as a video" in r.stdout + r.stderr
+
+
 def test_complete_videos_do_not_warn():
     """ASF announces 90 frames for the 88 of changeLighting.wmv: within the slack."""
     for name, frames in (("changeLighting.wmv", 88), ("0686_02_003_gloria_estefan.avi", 125)):
