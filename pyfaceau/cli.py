@@ -615,9 +615,25 @@ def models_install(source: Path, dest: Path | None) -> None:
         _fail(exc)
         return
     _report(report, f"into {target}: installed")
+    from .modelstore import MANIFEST
+
+    good = set(report.added) | set(report.present)
+    missing = {group: [e.path for e in MANIFEST.values() if e.group == group and e.path not in good]
+               for group in ("openface", "onnx")}
+    ready = [name for name, needs in (("the faithful path", ["openface"]),
+                                      ("the fast path", ["openface", "onnx"]))
+             if not any(missing[g] for g in needs)]
+    if ready:
+        click.echo(f"{target} now holds every file of {' and of '.join(ready)}")
+    for name, group in (("OpenFace's files", "openface"), ("the fast path's networks", "onnx")):
+        if missing[group] and len(missing[group]) < sum(e.group == group for e in MANIFEST.values()):
+            click.echo(f"  {name}: {len(missing[group])} still missing, e.g. {missing[group][0]}",
+                       err=True)
     damaged = [rel for rel, why in report.failed.items() if not why.startswith("not in ")]
-    if damaged or (report.added == [] and report.present == []):
-        sys.exit(1)  # a damaged file in SOURCE, or nothing usable at all
+    if damaged or not good:
+        # a damaged file in SOURCE, or nothing usable at all (a partial install is not an
+        # error: the other files may be in another folder pyfaceau searches)
+        sys.exit(1)
 
 
 from .cli_plot import plot_cmd  # noqa: E402  (sub-commands in their own modules)

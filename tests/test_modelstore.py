@@ -202,6 +202,10 @@ def test_cli_install_exit_codes(tmp_path):
     runner = CliRunner()
     ok = runner.invoke(main, ["models", "install", str(src), "--dest", str(tmp_path / "a")])
     assert ok.exit_code == 0 and "installed 1" in ok.output
+    assert "OpenFace's files: 179 still missing" in ok.output and "now holds" not in ok.output
+    full = runner.invoke(main, ["models", "install", str(OPENFACE_DIR), "--dest", str(src)])
+    assert full.exit_code == 0 and f"{src} now holds every file of the faithful path\n" in full.output
+    assert "the fast path's networks" not in full.output  # none of them: no partial group
     (src / "pfld.onnx").write_bytes(b"broken")
     bad = runner.invoke(main, ["models", "install", str(src), "--dest", str(tmp_path / "b")])
     assert bad.exit_code == 1 and "pfld.onnx" in bad.output
