@@ -30,6 +30,22 @@ if not OPENFACE_DIR.is_dir():  # a clear failure, not silent skips
     raise RuntimeError(f"the test data folder {SHARED} is missing")
 
 
+#: The BLAS kernels the references were made with (``../shared/openface-bin/README.md``):
+#: Haswell; NumPy's OpenBLAS runs the same kernels for Zen (bit-identical products).
+REFERENCE_KERNELS = frozenset({"Haswell", "Zen"})
+
+
+def blas_kernel() -> str:
+    """The kernel NumPy's OpenBLAS uses here (``OPENBLAS_CORETYPE`` or its own pick for
+    the CPU, e.g. ``SkylakeX`` on an AVX-512 CPU), as threadpoolctl reports it."""
+    import threadpoolctl
+
+    for info in threadpoolctl.threadpool_info():
+        if info.get("internal_api") == "openblas":
+            return str(info.get("architecture"))
+    return "unknown"
+
+
 def samples_with_reference() -> dict[str, str]:
     """Every sample that has an OpenFace reference: reference stem -> input name in
     ``samples/`` (a video file or an image folder)."""

@@ -210,6 +210,27 @@ def test_reader_refuses_other_files_and_code(tmp_path) -> None:
 
 
 # -- the conversion -------------------------------------------------------------------------
+def assert_same_outputs(model: Path, reference: Path) -> None:
+    """The two networks give the same bits on the check input, on this CPU: the stored
+    reference outputs were computed with AVX2 kernels, and onnxruntime's AVX-512 ones
+    round differently (about 5e-6 from them), for either network alike."""
+    import onnxruntime as ort
+
+    data = rc._check_data()
+    x = np.ascontiguousarray((data["image"].astype(np.float32) - rc._MEANS).transpose(2, 0, 1)[None])
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    outputs = []
+    for path in (model, reference):
+        session = ort.InferenceSession(str(path), sess_options=opts,
+                                       providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        outputs.append(dict(zip(names, session.run(None, {"input": x}))))
+    for key in ("loc", "conf", "landms"):
+        np.testing.assert_array_equal(outputs[0][key], outputs[1][key])
+    assert rc.check_retinaface_onnx(model) <= 1e-5  # and near the stored outputs on any CPU
+
+
 def _detections(model_path: Path, image: np.ndarray):
     from pyfaceau.detection.retinaface import RetinaFaceDetector
 
@@ -222,7 +243,7 @@ def test_converted_network_detects_what_the_reference_detects(tmp_path, referenc
     pth = tmp_path / "mobilenet0.25_Final.pth"
     write_zip_checkpoint(pth, reference_state)
     out = rc.convert_retinaface(pth, tmp_path / "retinaface_mobilenet025.onnx")
-    assert rc.check_retinaface_onnx(out) == 0.0  # the same weights, bit for bit
+    assert_same_outputs(out, REFERENCE_ONNX)  # the same weights, bit for bit
     images = [cv2.imread(str(p)) for p in sorted((SAMPLES / "images").iterdir())[:4]]
     images.append(cv2.imread(str(sorted((SAMPLES / "image_sequence").iterdir())[0])))
     for image in images:
@@ -281,7 +302,7 @@ def test_download_fetches_the_weights_and_converts_them(
     assert "retinaface_mobilenet025.onnx" in report.added, report.failed
     path = resolve("retinaface_mobilenet025.onnx", dest)
     assert path == dest / "retinaface_mobilenet025.onnx"
-    assert rc.check_retinaface_onnx(path) == 0.0
+    assert_same_outputs(path, REFERENCE_ONNX)
     # a second download finds it in place; a damaged copy is refused and made again
     again = download.download_models(dest, accept_license=True, groups=("onnx",))
     assert "retinaface_mobilenet025.onnx" in again.present
