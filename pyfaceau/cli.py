@@ -21,7 +21,8 @@ import click
 
 from ._version import __version__
 from .cli_batch import batch_cmd
-from .cli_options import MODELS_HELP, options_from_flags, pipeline_options
+from .cli_options import (EXIT_SIGINT, EXIT_SIGTERM, MODELS_HELP, options_from_flags,
+                          pipeline_options)
 from .errors import PyFaceAUError
 from .startup import pause_gc, resume_gc, save_kernels, start_process
 
@@ -107,11 +108,9 @@ def _fail(exc: BaseException, code: int = 2) -> None:
     sys.exit(code)
 
 
-#: Exit codes beyond click's: 3 = input incomplete under --strict; 128 + signal number on
-#: Ctrl-C (130) and SIGTERM (143), as a shell reports a process ended by that signal.
+#: Exit code beyond click's: 3 = input incomplete under --strict (and Ctrl-C 130, SIGTERM
+#: 143: ``cli_options``).
 EXIT_INCOMPLETE = 3
-EXIT_SIGINT = 130
-EXIT_SIGTERM = 143
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -1,20 +1,23 @@
 """Command line: ``pyfaceau batch INPUT... --out-dir DIR`` (see :mod:`pyfaceau.batch`).
 
 Exit status: 0 when every input has its output, 1 when an input failed (the summary
-names it), 2 for bad arguments or model files, 130 when stopped with Ctrl-C.
+names it), 2 for bad arguments or model files, 130 when stopped with Ctrl-C, 143 with
+SIGTERM (running inputs stop after their frame, as with Ctrl-C).
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from .cli_options import EXIT_SIGINT, EXIT_SIGTERM, options_from_flags, pipeline_options
 from .cli_options import fail as _fail
-from .cli_options import options_from_flags, pipeline_options
 from .errors import PyFaceAUError
+from .output.atomic import Terminated
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -155,10 +158,10 @@ def batch_cmd(
         bar.close()
         _fail(exc)
         return
-    except KeyboardInterrupt:  # the second Ctrl-C
+    except (KeyboardInterrupt, Terminated) as exc:  # the second Ctrl-C or SIGTERM
         bar.close()
         click.echo("pyfaceau: aborted", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_SIGINT if isinstance(exc, KeyboardInterrupt) else EXIT_SIGTERM)
     bar.close()
     c = report.counts
     parts = [f"done {c['done']}", f"skipped {c['skipped']}", f"failed {c['failed']}"]
@@ -177,7 +180,7 @@ def batch_cmd(
     if len(noted) > _SHOW_FAILED:
         click.echo(f"  ... and {len(noted) - _SHOW_FAILED} more warnings", err=True)
     if report.interrupted:
-        sys.exit(130)
+        sys.exit(EXIT_SIGTERM if report.stopped_by == signal.SIGTERM else EXIT_SIGINT)
     if report.failed:
         sys.exit(1)
 

@@ -12,7 +12,13 @@ import click
 if TYPE_CHECKING:
     from .options import Options
 
-__all__ = ["MODELS_HELP", "fail", "options_from_flags", "pipeline_options"]
+__all__ = ["EXIT_SIGINT", "EXIT_SIGTERM", "MODELS_HELP", "fail", "options_from_flags",
+           "pipeline_options"]
+
+#: Exit codes of a command stopped by Ctrl-C (130) or SIGTERM (143): 128 + the signal's
+#: number, as a shell reports a process ended by that signal.
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
 
 MODELS_HELP = (
     "Folder(s) with the model files, separated by the OS path separator; searched before "

@@ -213,6 +213,10 @@ def test_batch_argument_errors(tmp_path):
     r = CliRunner().invoke(main, ["batch", str(SAMPLES / "default.wmv"), "--out-dir", str(tmp_path),
                                   "--no-refine"])
     assert r.exit_code == 2 and "--no-refine goes with --fast" in r.output
+    listing = tmp_path / "list.txt"
+    listing.write_text("# nothing yet\n\n")
+    r = CliRunner().invoke(main, ["batch", f"@{listing}", "--out-dir", str(tmp_path / "o")])
+    assert r.exit_code == 2 and r.output == f"pyfaceau: error: @{listing}: names no input (only blank and # lines)\n"
 
 
 def test_outputs_that_would_replace_inputs_or_each_other_are_refused(tmp_path):
@@ -276,7 +280,8 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL],
+                         ids=["ctrl-c", "term", "kill"])
 def test_stopped_batch_resumes(study, tmp_path, sig):
     inputs = _slow_study(tmp_path, study)
     out = tmp_path / "out"
@@ -287,10 +292,11 @@ def test_stopped_batch_resumes(study, tmp_path, sig):
     assert workers
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=120)
-    if sig == signal.SIGINT:
-        # Ctrl-C: a clean stop, nothing half-written, the summary says what is missing
-        assert proc.returncode == 130, stderr
-        assert "stopping" in stderr
+    if sig != signal.SIGKILL:
+        # Ctrl-C or SIGTERM: a clean stop, nothing half-written, the summary says what is
+        # missing; the shell's code for the signal, no traceback or leaked-semaphore warning
+        assert proc.returncode == 128 + sig, stderr
+        assert "stopping" in stderr and "Traceback" not in stderr and "leaked" not in stderr
         rows = {Path(r["input"]).name: r["status"] for r in csv.DictReader(open(out / SUMMARY_NAME))}
         assert rows["1.avi"] == "done"
         assert rows["2.avi"] in ("interrupted", "done")
@@ -544,3 +550,34 @@ def test_side_outputs_in_the_input_folder_are_not_inputs(study, tmp_path):
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0 and "1 input(s) skipped" in r.output, r.output
     assert list(summary_rows(folder, folder)) == ["clip.avi"]
+    # a run without the side outputs redoes the input (its record lists none), and the
+    # next run still does not take the earlier tracked video and aligned faces as inputs
+    for _ in range(2):
+        r = CliRunner().invoke(main, args[:4] + args[6:])
+        assert r.exit_code == 0, r.output
+        assert list(summary_rows(folder, folder)) == ["clip.avi"]
+    # nor does a pattern that matches every file: the CSVs, records and summary are the
+    # batch's own, and a repeated command skips its input
+    for pattern in ("*", "clip*"):
+        r = CliRunner().invoke(main, args[:4] + ["--pattern", pattern, "--jobs", "1",
+                                                 "--no-progress"])
+        assert r.exit_code == 0 and "1 input(s) skipped" in r.output, (pattern, r.output)
+        assert list(summary_rows(folder, folder)) == ["clip.avi"]
+    assert sorted(p.name for p in folder.iterdir() if p.suffix == ".csv") == [
+        "clip.csv", SUMMARY_NAME]
+
+
+def test_a_reordered_image_folder_runs_again(tmp_path):
+    """Two images of a folder swapped (names, sizes and times kept as a set): the frames
+    change, so the folder's record no longer matches."""
+    folder = image_folder(tmp_path / "seq", 3)
+    before = input_signature(folder)
+    first, last = sorted(folder.iterdir())[0], sorted(folder.iterdir())[-1]
+    tmp = folder / "swap.tmp"
+    first.rename(tmp)
+    last.rename(first)
+    tmp.rename(last)
+    after = input_signature(folder)
+    assert {k: after[k] for k in ("size", "mtime_ns", "files")} == {
+        k: before[k] for k in ("size", "mtime_ns", "files")}
+    assert after != before and input_signature(folder) == after

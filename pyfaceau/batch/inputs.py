@@ -29,8 +29,10 @@ suffix: ``clip.avi.csv``, ``clip.mp4.csv``.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -38,7 +40,8 @@ from typing import Iterable, Sequence
 
 from ..errors import InputError
 from ..pipeline.sources import IMAGE_SUFFIXES
-from .records import RECORD_SUFFIX
+from .outputs import SideOutputs
+from .records import RECORD_SUFFIX, SUMMARY_NAME
 
 __all__ = ["VIDEO_SUFFIXES", "BatchInput", "discover_inputs", "input_signature"]
 
@@ -85,12 +88,27 @@ def _holds_images_only(folder: Path) -> bool:
     return has_image
 
 
-def _side_outputs_in(folder: Path, filenames: Iterable[str]) -> set[str]:
-    """Names of the outputs a batch wrote beside its CSVs in ``folder`` (the ``side_files``
-    of the records among ``filenames``, the folder's files as listed by the walk): a
-    tracked video or a folder of aligned faces is not an input."""
-    names: set[str] = set()
-    for record in (f for f in filenames if f.endswith(RECORD_SUFFIX)):
+#: A per-person CSV's name (``split_csv_paths`` of a batch's ``STEM.csv``).
+_SPLIT_CSV = re.compile(r"(.*)_face\d+\.csv")
+
+
+def _batch_outputs_in(folder: Path, filenames: Iterable[str]) -> set[str]:
+    """Names in ``folder`` that a batch wrote (``filenames``: the folder's files as listed
+    by the walk), never inputs, even when the output folder is the inputs' own and a
+    ``pattern`` would match them: the summary, every record, and for each record's CSV the
+    CSV itself, its per-person CSVs and the outputs beside it (those the record lists, and
+    those named as a batch names them: a later run without ``--tracked`` still leaves
+    the earlier run's tracked video there)."""
+    names: set[str] = {SUMMARY_NAME}
+    filenames = list(filenames)
+    csvs = [f[: -len(RECORD_SUFFIX)] for f in filenames if f.endswith(RECORD_SUFFIX)]
+    stems = {Path(csv).stem for csv in csvs}
+    names.update(f for f in filenames  # the per-person CSVs (--split): STEM_faceN.csv
+                 if (m := _SPLIT_CSV.fullmatch(f)) is not None and m.group(1) in stems)
+    for csv in csvs:
+        record = csv + RECORD_SUFFIX
+        names.update((record, csv))
+        names.update(p.name for p in SideOutputs(True, True, True).paths(folder / csv).values())
         try:
             files = json.loads((folder / record).read_text(encoding="utf-8")).get("side_files", [])
         except (OSError, ValueError, AttributeError):
@@ -107,7 +125,7 @@ def _walk(folder: Path, pattern: str | None, exclude: Path | None) -> list[Path]
         found.append(folder)
     for dirpath, dirnames, filenames in os.walk(folder):
         here = Path(dirpath)
-        outputs = _side_outputs_in(here, filenames)
+        outputs = _batch_outputs_in(here, filenames)
         dirnames[:] = sorted(
             d for d in dirnames
             if not _is_hidden(d) and d not in outputs and (exclude is None or here / d != exclude)
@@ -183,7 +201,11 @@ def discover_inputs(
     skip = Path(os.path.abspath(exclude)) if exclude is not None else None
     inputs: list[Path] = []
     anchors: list[Path] = []  # what the common root must contain
-    for raw in _expand_lists(args):
+    expanded = _expand_lists(args)
+    if not expanded:  # only @LIST files, and they name nothing
+        lists = ", ".join(os.fspath(a) for a in args)
+        raise InputError(f"{lists}: names no input (only blank and # lines)")
+    for raw in expanded:
         path = Path(os.path.abspath(raw))
         if not path.exists():
             raise InputError(f"{raw}: no such file or folder")
@@ -217,10 +239,11 @@ def _map_outputs(inputs: list[Path], root: Path) -> list[BatchInput]:
     return mapped
 
 
-def input_signature(path: str | os.PathLike) -> dict[str, int]:
+def input_signature(path: str | os.PathLike) -> dict[str, int | str]:
     """What identifies an input's content for resuming: size in bytes and modification
-    time in ns; for an image folder, of its images (their total size, the latest time and
-    their number).
+    time in ns; for an image folder, of its images (their total size, the latest time,
+    their number, and a SHA-256 of every image's name, size and time in name order: a
+    renamed, reordered or replaced image changes the frames).
 
     Raises
     ------
@@ -229,11 +252,17 @@ def input_signature(path: str | os.PathLike) -> dict[str, int]:
     """
     p = Path(path)
     if p.is_dir():
-        size = latest = count = 0
+        listing = []
         for entry in os.scandir(p):
             if entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
                 st = entry.stat()
-                size, latest, count = size + st.st_size, max(latest, st.st_mtime_ns), count + 1
-        return {"size": size, "mtime_ns": latest, "files": count}
+                listing.append((os.fsencode(entry.name), st.st_size, st.st_mtime_ns))
+        listing.sort()
+        digest = hashlib.sha256()
+        for name, size, mtime in listing:
+            digest.update(name + b"\0" + f"{size} {mtime}\n".encode())
+        return {"size": sum(e[1] for e in listing),
+                "mtime_ns": max((e[2] for e in listing), default=0),
+                "files": len(listing), "listing_sha256": digest.hexdigest()}
     st = p.stat()
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}

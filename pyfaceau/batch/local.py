@@ -5,7 +5,8 @@ runs threads (the progress reader, OpenCV's and numba's pools) is not safe. Each
 keeps its pipelines for its whole life (models loaded once per worker) and sends its
 progress, a few times a second, through one queue the parent reads. Ctrl-C reaches the
 workers as a shared *stop* event, not as a signal: a worker finishes the frame it is on
-and drops the input without writing anything, and an output being written is finished.
+and drops the input without writing anything, and an output being written is finished;
+SIGTERM stops a batch the same way.
 A worker whose parent dies stops the same way.
 
 A worker that dies (killed, out of memory, a crash inside a library) breaks the pool: the
@@ -66,10 +67,13 @@ def _watch_parent(parent: int) -> None:
 def _init_worker(
     progress: "mp.Queue", stop: object, started: Any, options: Options | None
 ) -> None:
-    """Worker initialiser: Ctrl-C is the parent's to handle (it sets ``stop``); the
-    models of ``options`` are loaded now, before the first input's clock starts."""
+    """Worker initialiser: Ctrl-C and SIGTERM are the parent's to handle (it sets
+    ``stop``; sent to the whole process group, they would otherwise kill the worker
+    mid-input); the models of ``options`` are loaded now, before the first input's clock
+    starts."""
     global _progress, _stop, _started
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _progress, _stop, _started = progress, stop, started  # type: ignore[assignment]
     threading.Thread(
         target=_watch_parent, args=(os.getppid(),), name="pyfaceau-parent", daemon=True

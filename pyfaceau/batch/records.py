@@ -121,7 +121,7 @@ def write_record(
     output: str | os.PathLike,
     *,
     input_path: str | os.PathLike,
-    input_signature: dict[str, int],
+    input_signature: dict[str, int | str],
     options: Options,
     frames: int,
     faces: int,
@@ -150,7 +150,7 @@ def write_record(
 def read_valid_record(
     output: str | os.PathLike,
     *,
-    input_signature: dict[str, int],
+    input_signature: dict[str, int | str],
     options: Options,
     side: SideOutputs = SideOutputs(),
 ) -> dict[str, Any] | None:

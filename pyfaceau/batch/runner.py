@@ -57,13 +57,15 @@ class BatchReport:
     ----------
     rows : one summary row per input, in input order.
     summary : the summary CSV (``OUT_DIR/pyfaceau-batch.csv``).
-    interrupted : the batch was stopped (Ctrl-C) before every input was done.
+    interrupted : the batch was stopped (Ctrl-C, SIGTERM) before every input was done.
+    stopped_by : the signal that stopped it (``signal.SIGINT`` or ``SIGTERM``), or None.
     jobs, threads : workers used and threads per input (local runs).
     """
 
     rows: list[SummaryRow]
     summary: Path
     interrupted: bool = False
+    stopped_by: int | None = None
     jobs: int = 0
     threads: int = 0
 
@@ -232,7 +234,7 @@ def run_batch(
             actual = result.frames if result.status is Status.DONE else seen
             progress.frames(actual - seen, actual - tally.expected.get(result.index, 0))
 
-    previous = _install_sigint(stop, progress)
+    previous = _install_stop_signals(stop, progress, report)
     threading.Thread(target=probe, name="pyfaceau-probe", daemon=True).start()
     model_error: str | None = None
     try:
@@ -260,7 +262,7 @@ def run_batch(
                 stop.set()  # every other input would fail the same way
     finally:
         stop.set()
-        _restore_sigint(previous)
+        _restore_stop_signals(previous)
         write_summary(summary, rows)
     if model_error is not None:
         raise ModelFileError(model_error)
@@ -327,20 +329,29 @@ def _plan(
     return rows, tasks
 
 
-def _install_sigint(stop: threading.Event, progress: BatchProgress) -> object:
-    """First Ctrl-C: stop cleanly (``stop`` set); a second one: KeyboardInterrupt."""
+#: The signals that stop a batch cleanly: Ctrl-C, and SIGTERM (``kill``, a scheduler's or
+#: service manager's stop), which the workers ignore too and leave to the parent.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _install_stop_signals(stop: threading.Event, progress: BatchProgress,
+                          report: "BatchReport") -> dict[int, object] | None:
+    """The first Ctrl-C or SIGTERM: stop cleanly (``stop`` set, ``report.stopped_by``);
+    a second one: KeyboardInterrupt (Ctrl-C) or :class:`~pyfaceau.output.atomic.Terminated`."""
     if threading.current_thread() is not threading.main_thread():
         return None
+    from ..output.atomic import Terminated
 
     def handler(signum: int, frame: object) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
+        if stop.is_set() and report.stopped_by is not None:
+            raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(f"signal {signum}")
+        report.stopped_by = signum
         stop.set()
         progress.stopping()
 
-    return signal.signal(signal.SIGINT, handler)
+    return {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
 
 
-def _restore_sigint(previous: object) -> None:
-    if previous is not None:
-        signal.signal(signal.SIGINT, previous)  # type: ignore[arg-type]
+def _restore_stop_signals(previous: dict[int, object] | None) -> None:
+    for signum, handler in (previous or {}).items():
+        signal.signal(signum, handler)  # type: ignore[arg-type]
