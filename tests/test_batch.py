@@ -386,6 +386,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class ClusterAddress(str):
+    """The scheduler's address, with the cluster's processes (scheduler first)."""
+
+    def __new__(cls, address: str, processes: list) -> "ClusterAddress":
+        self = super().__new__(cls, address)
+        self.processes = processes
+        return self
+
+
 @pytest.fixture
 def dask_cluster(tmp_path):
     """A ``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1."""
@@ -410,7 +419,7 @@ def dask_cluster(tmp_path):
             ))
         client.wait_for_workers(2, timeout=120)
         client.close()
-        yield address
+        yield ClusterAddress(address, procs)
     finally:
         for p in reversed(procs):
             p.terminate()
@@ -581,3 +590,29 @@ def test_a_reordered_image_folder_runs_again(tmp_path):
     assert {k: after[k] for k in ("size", "mtime_ns", "files")} == {
         k: before[k] for k in ("size", "mtime_ns", "files")}
     assert after != before and input_signature(folder) == after
+
+
+@pytest.mark.slow
+def test_a_lost_dask_scheduler_is_one_line(study, tmp_path, dask_cluster):
+    """The scheduler dies while inputs run: one line (no traceback from Dask's client),
+    exit 2, the summary says which inputs are done and which are pending; a malformed
+    address is one line too."""
+    inputs = _slow_study(tmp_path, study)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pyfaceau.cli", "batch", str(inputs), "--out-dir", str(out),
+         "--scheduler", dask_cluster, "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(record_path(out / "1.csv"), proc)  # the 5-frame input done, 3.avi not yet
+    dask_cluster.processes[0].kill()
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 2, stderr
+    lines = [line for line in stderr.splitlines() if not line.startswith("processing ")]
+    assert lines == [f"pyfaceau: error: --scheduler {dask_cluster}: the cluster stopped "
+                     "answering (lost the connection to the scheduler); the inputs not "
+                     "finished stay pending in the summary"], stderr
+    rows = summary_rows(out, inputs)
+    assert "pending" in {r["status"] for r in rows.values()}
+    r = CliRunner().invoke(main, ["batch", str(inputs), "--out-dir", str(out),
+                                  "--scheduler", "garbage"])
+    assert r.exit_code == 2 and r.output.startswith("pyfaceau: error: --scheduler garbage: not a")

@@ -182,6 +182,10 @@ def run_batch(
     """
     options = options if options is not None else Options()
     progress = progress or BatchProgress()
+    if scheduler is not None:
+        from .cluster import check_scheduler_address
+
+        check_scheduler_address(scheduler)  # before any work
     out_root = Path(os.path.abspath(out_dir))
     found = discover_inputs(inputs, pattern=pattern, exclude=out_root)
     try:
