@@ -53,6 +53,41 @@ def test_several_faces_give_a_panel_each_with_gaps_where_a_face_is_missing():
     assert np.allclose(steps, steps[0])  # one regular axis, gaps as NaN
 
 
+def test_gaps_only_where_a_frame_has_no_face():
+    """OpenFace prints timestamps with 3 decimals (0.033 at 30 frames/s): the axis follows
+    the frame numbers, so a video whose every frame has a face has no gap (the step taken
+    from the rounded timestamps made one about every 100 frames)."""
+    import pandas as pd
+
+    df = pd.read_csv(REFERENCE / "2015-10-15-15-14.csv", skipinitialspace=True)
+    assert (df["success"] == 1).all() and len(df) == 842
+    (track,) = load_tracks(df)
+    assert len(track.time) == 842 and not np.isnan(track.intensity[0]).any()
+    assert track.time[0] == 0.0 and track.time[-1] == pytest.approx(df["timestamp"].iloc[-1])
+    late = load_tracks(MULTI_CSV)[3]
+    rows = pd.read_csv(MULTI_CSV, skipinitialspace=True).query("face_id == 3")
+    assert len(late.time) == rows["frame"].max() - rows["frame"].min() + 1
+    gaps = np.isnan(late.intensity).all(axis=0).sum()
+    assert gaps == len(late.time) - int((rows["success"] == 1).sum())
+
+
+def test_rows_whose_timestamp_is_not_a_number(tmp_path):
+    """A NaN or infinite timestamp: the row keeps its frame's place (its time
+    interpolated); without frame numbers, the rows' order is the axis."""
+    import pandas as pd
+
+    df = pd.read_csv(DEFAULT_CSV, skipinitialspace=True)
+    df.loc[3, "timestamp"], df.loc[5, "timestamp"] = np.nan, np.inf
+    (track,) = load_tracks(df)
+    assert track.time_label == "time (s)" and np.isfinite(track.time).all()
+    assert track.time[3] == pytest.approx((df["timestamp"][2] + df["timestamp"][4]) / 2, abs=1e-3)
+    (by_row,) = load_tracks(df.drop(columns="frame"))
+    assert by_row.time_label == "row" and len(by_row.time) == 288
+    df.to_csv(tmp_path / "nan.csv", index=False)
+    r = CliRunner().invoke(main, ["plot", str(tmp_path / "nan.csv"), "-o", str(tmp_path / "x.png")])
+    assert r.exit_code == 0, r.output
+
+
 def test_png_is_written_and_shows_lanes_and_presence(tmp_path):
     out = plot_csv(DEFAULT_CSV, tmp_path / "default.png")
     img = cv2.imread(str(out))

@@ -112,12 +112,10 @@ def load_tracks(csv: str | os.PathLike[str] | pd.DataFrame) -> list[AUTrack]:
     for face_id, part in df.groupby(ids.to_numpy(), sort=True):
         part = part.sort_values("frame") if "frame" in part else part
         ok = part["success"].to_numpy(float) > 0 if "success" in part else np.ones(len(part), bool)
-        if "timestamp" in part and part["timestamp"].nunique() > 1:
-            time, label = part["timestamp"].to_numpy(float), "time (s)"
-        elif "frame" in part:
-            time, label = part["frame"].to_numpy(float), "frame"
-        else:
-            time, label = np.arange(len(part), dtype=float), "row"
+        grid, slots, label = _time_axis(
+            part["frame"].to_numpy(float) if "frame" in part else None,
+            part["timestamp"].to_numpy(float) if "timestamp" in part else None,
+        )
 
         def series(col: str) -> np.ndarray:
             if col not in part:
@@ -126,7 +124,6 @@ def load_tracks(csv: str | os.PathLike[str] | pd.DataFrame) -> list[AUTrack]:
             v[~ok] = np.nan
             return v
 
-        grid, slots = _regular_grid(time)
 
         def on_grid(values: np.ndarray) -> np.ndarray:
             # Frames without a row for this face (a face lost and found) become gaps.
@@ -144,6 +141,41 @@ def load_tracks(csv: str | os.PathLike[str] | pd.DataFrame) -> list[AUTrack]:
             gaze = on_grid(np.degrees(np.stack([series(f"gaze_angle_{c}") for c in "xy"])))
         tracks.append(AUTrack(int(face_id), grid, label, list(aus), intensity, presence, pose, gaze))
     return tracks
+
+
+def _time_axis(
+    frame: np.ndarray | None, timestamp: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """The plot's regular axis, each row's slot on it, and the axis label.
+
+    Frame numbers, when the rows have distinct whole ones, give the slots exactly (a
+    frame without a row is a gap); their times run in one step from the first to the last
+    row with a timestamp (a row whose timestamp is not a number keeps its frame's place).
+    OpenFace prints timestamps with 3 decimals (0.033 s at 30 frames/s), too coarse to
+    find the frame step from neighbouring rows. Without frame numbers: the timestamps (see
+    :func:`_regular_grid`), else the row order.
+    """
+    n = len(frame) if frame is not None else len(timestamp) if timestamp is not None else 0
+    finite_ts = None if timestamp is None else np.isfinite(timestamp)
+    has_times = finite_ts is not None and np.unique(timestamp[finite_ts]).size > 1
+    if frame is not None and np.all(np.isfinite(frame)) and np.all(frame == np.round(frame)):
+        f = frame.astype(np.int64)
+        slots = f - f.min()
+        span = int(slots.max()) + 1
+        if np.unique(f).size == n and span <= 4 * n + 100:
+            frames = f.min() + np.arange(span)
+            known = np.flatnonzero(finite_ts) if has_times else np.array([], int)
+            if known.size > 1 and f[known].max() > f[known].min():
+                # one step through the first and last timestamped rows: a regular axis,
+                # exact at both ends
+                first, last = known[np.argmin(f[known])], known[np.argmax(f[known])]
+                step = (timestamp[last] - timestamp[first]) / (f[last] - f[first])
+                return timestamp[first] + (frames - f[first]) * step, slots, "time (s)"
+            return frames.astype(float), slots, "frame"
+    if has_times and finite_ts.all():
+        grid, slots = _regular_grid(timestamp)
+        return grid, slots, "time (s)"
+    return np.arange(n, dtype=float), np.arange(n), "row"
 
 
 def _regular_grid(time: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
