@@ -211,6 +211,19 @@ def test_cli_install_exit_codes(tmp_path):
     assert bad.exit_code == 1 and "pfld.onnx" in bad.output
     empty = runner.invoke(main, ["models", "install", str(tmp_path / "nothing_here")])
     assert empty.exit_code == 2 and "not a folder" in empty.output
+    # a destination that cannot be a folder, a folder where a file goes, a bad mirror URL
+    (tmp_path / "afile").write_text("")
+    under_file = runner.invoke(main, ["models", "install", str(src), "--dest",
+                                      str(tmp_path / "afile" / "sub")])
+    assert under_file.exit_code == 2
+    assert under_file.output == f"pyfaceau: error: {tmp_path / 'afile' / 'sub'}: cannot create the folder (Not a directory)\n"
+    (tmp_path / "c" / PDM).mkdir(parents=True)
+    blocked = runner.invoke(main, ["models", "install", str(src), "--dest", str(tmp_path / "c")])
+    assert blocked.exit_code == 1 and "(Is a directory)" in blocked.output
+    assert not [p for p in (tmp_path / "c").rglob("*.part")]
+    mirror = runner.invoke(main, ["models", "download", "--accept-license", "--dest",
+                                  str(tmp_path / "d"), "--mirror", "http://[::1"])
+    assert mirror.exit_code == 2 and "--mirror http://[::1: not a URL" in mirror.output
 
 
 def test_onnx_files_come_from_their_pinned_public_sources(loopback_server, tmp_path, monkeypatch):

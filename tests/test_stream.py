@@ -182,6 +182,11 @@ def test_a_camera_that_cannot_be_opened_is_one_clear_error(capfd):
         open_live(99)
     assert capfd.readouterr().err == ""
     assert cv2.utils.logging.getLogLevel() == level
+    # a digit string beyond a C int, or digits that are not ASCII ("²".isdigit() is True)
+    with pytest.raises(InputError, match=r"camera 99999999999999999999: a camera index is 0 to"):
+        open_live("99999999999999999999")
+    with pytest.raises(InputError, match="²: no such video file"):
+        open_live("²")
 
 
 def test_stream_detects_again_after_skipped_frames(monkeypatch):

@@ -141,7 +141,11 @@ def download_models(
             "the OpenFace model licence was not accepted; pass --accept-license (or answer YES)"
         )
     root = _target_folder(dest)
-    if mirror is not None and urllib.parse.urlparse(mirror).scheme not in ("http", "https", "ftp"):
+    try:
+        scheme = urllib.parse.urlparse(mirror).scheme if mirror is not None else "https"
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        raise ModelFileError(f"--mirror {mirror}: not a URL ({exc})") from None
+    if scheme not in ("http", "https", "ftp"):
         raise ModelFileError(f"--mirror {mirror}: expected an http://, https:// or ftp:// URL")
     report = InstallReport()
     offline: str | None = None  # the first connection failure: the rest is not tried
@@ -185,8 +189,8 @@ def _download_one(entry: ModelEntry, root: Path, mirror: str | None, report: Ins
     if url is None:
         report.failed[entry.path] = "no public download; install it from a local copy"
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         pooch.retrieve(
             url,
             known_hash=f"sha256:{entry.sha256}",
@@ -226,9 +230,16 @@ def _pooch_quiet() -> Iterator[None]:
 
 
 def _target_folder(dest: str | os.PathLike | None) -> Path:
+    """The folder files go to, made if needed (one-line error when it cannot be)."""
     root = Path(dest) if dest is not None else default_data_dir()
     if root.exists() and not root.is_dir():
         raise ModelFileError(f"{root}: not a folder")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ModelFileError(f"{root}: cannot create the folder ({exc.strerror or exc})") from None
+    if not os.access(root, os.W_OK):
+        raise ModelFileError(f"{root}: the folder is not writable")
     return root
 
 
@@ -294,12 +305,18 @@ def install_models(
         except ModelFileError as exc:
             report.failed[entry.path] = str(exc)
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        record = candidate.with_name(candidate.name + MADE_RECORD_SUFFIX)
-        if record.is_file():  # a file pyfaceau made: its record travels with it
-            shutil.copyfile(record, target.with_name(target.name + MADE_RECORD_SUFFIX))
         tmp = target.with_name(target.name + ".part")
-        shutil.copyfile(candidate, tmp)
-        os.replace(tmp, target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            record = candidate.with_name(candidate.name + MADE_RECORD_SUFFIX)
+            if record.is_file():  # a file pyfaceau made: its record travels with it
+                shutil.copyfile(record, target.with_name(target.name + MADE_RECORD_SUFFIX))
+            shutil.copyfile(candidate, tmp)
+            os.replace(tmp, target)
+        except OSError as exc:  # e.g. a folder where the file goes
+            if tmp.is_file():
+                tmp.unlink()
+            report.failed[entry.path] = f"cannot write {target} ({exc.strerror or exc})"
+            continue
         report.added.append(entry.path)
     return report

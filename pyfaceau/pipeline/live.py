@@ -115,6 +115,11 @@ def _utf8(text: str) -> bool:
     return True
 
 
+#: The largest camera index taken (OpenCV's binding takes a C int; Linux numbers video
+#: devices far below this).
+MAX_CAMERA_INDEX = 9999
+
+
 def open_live(source: str | int | os.PathLike) -> LiveSource:
     """Open a camera (an index such as ``0``), a stream URL (``rtsp://``, ``http://`` ...)
     or a video file (played at its frame rate, as if live).
@@ -128,10 +133,13 @@ def open_live(source: str | int | os.PathLike) -> LiveSource:
         raise InputError(f"{source!r}: a live source is a camera index (0, 1, ...), a "
                          "stream URL or a video file")
     text = os.fspath(source) if isinstance(source, os.PathLike) else source
-    if isinstance(text, (int, np.integer)) and text < 0:
-        # OpenCV takes -1 as "any camera" and crashes on it with some of its backends
-        raise InputError(f"camera {int(text)}: a camera index is 0 or more")
-    if isinstance(text, (int, np.integer)) or (isinstance(text, str) and text.isdigit()):
+    if isinstance(text, str) and text.isascii() and text.isdigit():  # "0", not "²" or "٣"
+        text = int(text)
+    if isinstance(text, (int, np.integer)) and not 0 <= text <= MAX_CAMERA_INDEX:
+        # OpenCV takes -1 as "any camera" and crashes on it with some of its backends;
+        # its binding takes a C int
+        raise InputError(f"camera {int(text)}: a camera index is 0 to {MAX_CAMERA_INDEX}")
+    if isinstance(text, (int, np.integer)):
         with opencv_log_quiet():
             capture = cv2.VideoCapture(int(text))
         name, paced = f"camera {int(text)}", False
