@@ -175,8 +175,9 @@ def _gc_paused_until_loaded(command):  # noqa: ANN001, ANN202 - a click callback
 
 @main.command("process")
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(), default=None,
-              help="CSV to write (default: INPUT's name with .csv, in the current folder).")
+@click.option("-o", "--output", type=click.Path(allow_dash=True), default=None,
+              help="CSV to write (default: INPUT's name with .csv, in the current folder; "
+                   "- for standard output).")
 @pipeline_options
 @click.option("--split", is_flag=True,
               help="With --max-faces: one CSV per person (OUT_face0.csv, OUT_face1.csv, ...) "
@@ -231,15 +232,21 @@ def process_cmd(
         checked_input(input_path)  # before the models load
     except PyFaceAUError as exc:
         _fail(exc)
-    out = output if output is not None else Path(input_path.stem + ".csv")
+    out = output if output is not None else _default_output(input_path)
+    to_stdout = output == "-"  # the CSV to standard output, the summary to stderr
+    if to_stdout and split:
+        _fail(click.UsageError("--split writes a CSV per person: give -o a file name"))
+    kind = input_kind(input_path)
     # Fail before hours of processing, not after.
     from .output.atomic import (StagedOutputs, check_output_folder, check_output_path,
-                                remove_stale_temps)
+                                remove_stale_temps, signals_deferred)
 
     try:
         inputs = [input_path, flags.get("landmarks_csv")]
-        check_output_path(out, inputs)
-        named = {"-o": out, "--hog": hog_path, "--tracked": tracked_path, "--aligned": aligned_dir}
+        if not to_stdout:
+            check_output_path(out, inputs)
+        named = {"-o": None if to_stdout else out, "--hog": hog_path, "--tracked": tracked_path,
+                 "--aligned": aligned_dir}
         seen: dict[str, str] = {}
         for flag, path in named.items():
             if path is not None:
@@ -250,6 +257,8 @@ def process_cmd(
         for side in (hog_path, tracked_path):
             if side is not None:  # not over an input
                 check_output_path(side, inputs)
+        if tracked_path is not None:
+            _check_tracked_suffix(tracked_path, kind)
         if aligned_dir is not None:
             check_output_folder(aligned_dir, inputs)
         if split:
@@ -285,21 +294,21 @@ def process_cmd(
 
         # written beside their places, moved there once the run is complete (what a
         # killed run left there, untouched for 10 minutes, goes first: it may be large)
-        for path in (out, aligned_dir, hog_path, tracked_path):
+        csv_path = None if to_stdout else out
+        for path in (csv_path, aligned_dir, hog_path, tracked_path):
             if path is not None:
                 remove_stale_temps(path)
-        staged = StagedOutputs([aligned_dir, hog_path, tracked_path])
+        # the CSV last: what a failure to move an output into place leaves is the old CSV
+        staged = StagedOutputs([aligned_dir, hog_path, tracked_path, csv_path])
         try:
             writers = side_writers(input_path, staged.path(aligned_dir),
                                    staged.path(hog_path), staged.path(tracked_path),
                                    several_faces=options.max_faces > 1)
             try:
                 with Pipeline(options) as pipe:
-                    pipe.load(input_kind(input_path))
+                    pipe.load(kind)
                     resume_gc()
-                    table = pipe.process(input_path,
-                                         output_csv=None if split or openface_img else out,
-                                         on_frame=on_frame, as_dataframe=False,
+                    table = pipe.process(input_path, on_frame=on_frame, as_dataframe=False,
                                          on_result=writers.add if writers is not None else None)
                 if writers is not None:
                     writers.finish()
@@ -308,44 +317,113 @@ def process_cmd(
                     writers.close()
                 if bar is not None:  # as far as it got, before a message on how it ended
                     bar.close()
-            written = [Path(out)]
-            if openface_img:
-                from .output.table import (FACE_LANDMARK_IMG_FORMATS, face_landmark_img_table,
-                                           write_csv)
-
-                write_csv(face_landmark_img_table(table), out, formats=FACE_LANDMARK_IMG_FORMATS)
+            written = [] if to_stdout else _stage_csvs(table, out, staged, split=split,
+                                                       openface_img=openface_img)
+            with signals_deferred() as stopped:  # renames only: a stop waits for them
+                staged.commit()
+            if to_stdout:
+                _write_csv_to_stdout(table, openface_img)
             stale: list[Path] = []
             if split:
-                from .output.table import remove_stale_split_csvs, write_split_csvs
+                from .output.table import remove_stale_split_csvs
 
-                written = write_split_csvs(table, out)
                 stale = remove_stale_split_csvs(out, written)  # (no input: refused above)
-            staged.commit()
+            if stopped:
+                click.echo("pyfaceau: stopped as the outputs were moved into place; they are "
+                           "complete", err=True)
+        except PyFaceAUError as exc:  # the user's paths, not the temporary ones
+            exc.args = (staged.unstaged(str(exc)),)
+            raise
         finally:
-            staged.discard()  # a run that did not finish: its side outputs are not kept
+            staged.discard()  # a run that did not finish: its outputs are not kept
         elapsed = time.perf_counter() - t0
     save_kernels()  # for the next start, when this one ran numba
     if stale:
         click.echo(f"removed {_count(len(stale), 'per-person CSV')} of an earlier run "
                    f"({', '.join(p.name for p in stale)}): not found this time", err=True)
+    echo = functools.partial(click.echo, err=to_stdout)  # stdout may be the CSV itself
     n = len(table)
-    names = ", ".join(str(p) for p in written)  # --split: the per-person files
+    names = "standard output" if to_stdout else ", ".join(str(p) for p in written)
     column = table.column if hasattr(table, "column") else (lambda c: table[c].to_numpy())
     ok = int(column("success").sum()) if n else 0
-    if n > 1 and len(set(column("frame").tolist())) == 1:  # a still, every face
-        click.echo(f"{names}: {_count(n, 'face')}, {ok} fitted, {elapsed:.1f} s")
+    if kind == "image":  # a still: every face, whatever --max-faces says
+        faces = ok if n else 0
+        echo(f"{names}: {_count(faces, 'face')} found, {elapsed:.1f} s")
         return
     if options.max_faces > 1:
         people = len(set(column("face_id").tolist())) if n else 0
         fps = frames_done / elapsed if elapsed > 0 else float("nan")
-        if not written:  # --split, and nobody to write a CSV for
-            click.echo(f"{out}: nobody found in {_count(frames_done, 'frame')}; no CSV written")
+        if not written and not to_stdout:  # --split, and nobody to write a CSV for
+            echo(f"{out}: nobody found in {_count(frames_done, 'frame')}; no CSV written")
             return
-        click.echo(f"{names}: {_count(people, 'person', 'people')} in "
-                   f"{_count(frames_done, 'frame')}, {ok} faces found, {fps:.1f} frames/s")
+        echo(f"{names}: {_count(people, 'person', 'people')} in "
+             f"{_count(frames_done, 'frame')}, {ok} faces found, {fps:.1f} frames/s")
         return
     fps = n / elapsed if elapsed > 0 else float("nan")
-    click.echo(f"{names or out}: {_count(n, 'frame')}, face found in {ok}, {fps:.1f} frames/s")
+    echo(f"{names}: {_count(n, 'frame')}, face found in {ok}, {fps:.1f} frames/s")
+
+
+def _default_output(input_path: Path) -> Path:
+    """``INPUT``'s name with ``.csv``, in the current folder: a video's or image's stem, a
+    folder's whole name (``.`` and ``..`` by the folder they stand for)."""
+    resolved = Path(os.path.abspath(input_path))
+    name = resolved.name if resolved.is_dir() else resolved.stem
+    return Path((name or "pyfaceau") + ".csv")
+
+
+def _write_csv_to_stdout(table: Any, openface_img: bool) -> None:
+    """``-o -``: the CSV to standard output, as the file would hold it."""
+    from .output.table import FACE_LANDMARK_IMG_FORMATS, face_landmark_img_table, iter_csv_chunks
+
+    if openface_img:
+        table, formats = face_landmark_img_table(table), FACE_LANDMARK_IMG_FORMATS
+    else:
+        formats = None
+    out = sys.stdout.buffer
+    try:
+        for chunk in iter_csv_chunks(table, formats=formats):
+            out.write(chunk)
+        out.flush()
+    except BrokenPipeError:  # the reader went away (e.g. | head): as a Unix filter, quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # nothing more is flushed into the pipe
+        os.close(devnull)
+
+
+def _check_tracked_suffix(path: Path, kind: str) -> None:
+    """``--tracked``'s extension, before the models load: a video container for a video
+    or a folder (OpenCV writes anything else as garbage or not at all), an image or a
+    video for a still."""
+    from .output.tracked import TRACKED_VIDEO_SUFFIXES
+    from .pipeline.sources import IMAGE_SUFFIXES
+
+    allowed = TRACKED_VIDEO_SUFFIXES + (IMAGE_SUFFIXES if kind == "image" else ())
+    if path.suffix.lower() not in allowed:
+        what = "a still's" if kind == "image" else "a video's"
+        raise PyFaceAUError(f"--tracked {path}: {what} tracked output is written as "
+                            f"{', '.join(allowed)}")
+
+
+def _stage_csvs(table: Any, out: str | os.PathLike, staged: Any, *, split: bool,
+                openface_img: bool) -> list[Path]:
+    """Write the run's CSV (``--openface-img``: FaceLandmarkImg's layout) or, with
+    ``--split``, its per-person CSVs, where ``staged`` (:class:`StagedOutputs`) keeps them
+    until its commit; returns their final paths."""
+    from .output.table import (FACE_LANDMARK_IMG_FORMATS, face_landmark_img_table,
+                               write_csv, write_split_csvs)
+
+    here = staged.path(out)
+    if split:  # named as beside OUT, in its temporary folder
+        finals = []
+        for path in write_split_csvs(table, here.with_name(Path(out).name)):
+            finals.append(Path(out).with_name(path.name))
+            staged.add(finals[-1], path)
+        return finals
+    if openface_img:
+        write_csv(face_landmark_img_table(table), here, formats=FACE_LANDMARK_IMG_FORMATS)
+    else:
+        write_csv(table, here)
+    return [Path(out)]
 
 
 def _count(n: int, one: str, many: str | None = None) -> str:

@@ -114,3 +114,47 @@ def test_no_face_frames_are_success_zero_rows(tmp_path, pipeline):
     # and, as OpenFace, the model's pose, parameters and 3D landmarks, not zeros
     assert ours.loc[1, "p_scale"] > 0 and ours.loc[1, "pose_Tz"] > 0 and ours.loc[1, "Z_0"] > 0
     assert (ours.loc[1, [c for c in ours.columns if c.endswith("_r")]] >= 0).all()
+
+
+@pytest.fixture(scope="module")
+def upside_down_video(tmp_path_factory):
+    """The first 10 frames of default.wmv upside down, lossless (``tests/data/README.md``)."""
+    from multiface_videos import read_frames, write_lossless
+
+    path = tmp_path_factory.mktemp("upside_down") / "upside_down.avi"
+    write_lossless(path, [f[::-1].copy() for f in read_frames(SAMPLES / "default.wmv", 10)])
+    return path
+
+
+def test_a_first_detection_the_validator_rejects_is_kept_but_not_analysed(
+        upside_down_video, pipeline, tmp_path):
+    """OpenFace keeps a track's first detection though its validator rejects the fit
+    (``success`` 1, confidence 0.02), but gives the AU analysis the validator's verdict
+    (``FeatureExtraction``: ``AddNextFrame(..., face_model.detection_success)``): that
+    frame's AUs are 0, its aligned face black, its HOG that of a black face (flag 1), and
+    it is not in the person's running medians. Before, its AUs were up to 1.1 from
+    OpenFace's and the next frames' up to 0.37."""
+    import cv2
+    import pandas as pd
+
+    from conftest import REPO
+    from pyfaceau.output import FrameWriters
+    from pyfaceau.output.hog_file import read_hog_file
+
+    ref = pd.read_csv(REPO / "tests" / "data" / "validator" / "upside_down.csv")
+    assert ref["success"].tolist()[:2] == [1, 0] and ref["confidence"][0] < 0.1
+    intensity = [c for c in ref.columns if c.endswith("_r")]
+    with FrameWriters(tmp_path / "aligned", tmp_path / "x.hog") as writers:
+        ours = pipeline.process(upside_down_video, on_result=writers.add)
+    assert ours["success"].tolist() == ref["success"].tolist()
+    assert (ours.loc[0, intensity] == 0).all()
+    assert np.abs(ours[intensity].to_numpy() - ref[intensity].to_numpy()).max() <= 0.15
+    first = cv2.imread(str(tmp_path / "aligned" / "frame_det_00_000001.bmp"))
+    assert first.shape == (112, 112, 3) and not first.any()
+    hog = read_hog_file(tmp_path / "x.hog")
+    assert hog.success[0] and not hog.features[0].any()
+    # OpenFace's own landmarks give the same: a success row under the validator's
+    # boundary is a first detection the validator rejected
+    with Pipeline(Options.openface_csv(REPO / "tests" / "data" / "validator" / "upside_down.csv")) as p:
+        from_csv = p.process(upside_down_video)
+    assert np.abs(from_csv[intensity].to_numpy() - ref[intensity].to_numpy()).max() <= 0.06

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from conftest import REFERENCE, SAMPLES
+from conftest import ONNX_DIR, OPENFACE_DIR, REFERENCE, SAMPLES
 from pyfaceau.cli import main
 from pyfaceau.errors import IncompleteInputWarning, InputError
 from pyfaceau.output.table import FrameTable, write_csv
@@ -109,8 +111,11 @@ def test_landmark_csv_errors(tmp_path):
     text["x_0"] = text["x_0"].astype(object)
     text.loc[3, "x_0"] = "abc"
     nan.loc[4, "y_5"] = np.nan  # as a file cut in the middle of a row reads
+    zeros = ref.copy()
+    zeros.loc[6, [f"x_{i}" for i in range(68)]] = 0.0  # every landmark "not visible"
     for table, message in ((text, "x_0 is not a number in row 5"),
                            (nan, "frame 5 has missing or infinite landmarks"),
+                           (zeros, "frame 7 has success 1 but fewer than 2 landmarks"),
                            (twice, "frame 4 appears twice"), (ref.iloc[:0], "no rows")):
         table.to_csv(bad, index=False)
         with pytest.raises(InputError, match=message):
@@ -120,6 +125,12 @@ def test_landmark_csv_errors(tmp_path):
     with pytest.warns(IncompleteInputWarning, match="no row for frame 20") as said:
         results = [fe.track(np.zeros((1, 1, 3), np.uint8)) for _ in range(30)]
     assert len(said) == 1 and [r.success for r in results] == [True] * 19 + [False] * 11
+    # rows for frames after the input's last: said at its end (a CSV of another video?)
+    fe = CsvLandmarkFrontEnd(REFERENCE / "image_sequence.csv", dequantise=False)
+    for _ in range(25):
+        fe.track(np.zeros((1, 1, 3), np.uint8))
+    with pytest.warns(UserWarning, match=r"5 row\(s\) for frames after the input's last \(25\), from frame 26"):
+        fe.end_of_input()
 
 
 def test_landmark_csv_replays_frames():
@@ -210,7 +221,33 @@ def test_cli_single_image_uses_static_models(tmp_path, monkeypatch):
     r = CliRunner().invoke(main, [str(SAMPLES / "images" / "Obama.jpg"), "-o", str(out), "--no-progress"])
     assert r.exit_code == 0, r.output
     assert seen["dynamic"] is False
-    assert "1 frame, face found in 1" in r.output
+    assert "img.csv: 1 face found" in r.output
+
+
+def test_cli_csv_to_standard_output_and_default_names(tmp_path, monkeypatch):
+    """``-o -``: the CSV to standard output (the summary to stderr), quietly cut short by
+    a reader that stops (``| head``); without ``-o`` a folder given as ``.`` is named by
+    its own name, not ``.csv``, a hidden file."""
+    import subprocess
+    import sys
+
+    seq = tmp_path / "seq"
+    seq.mkdir()
+    for p in sorted((SAMPLES / "image_sequence").iterdir())[:3]:
+        (seq / p.name).write_bytes(p.read_bytes())
+    env = {**os.environ, "PYFACEAU_MODELS": f"{OPENFACE_DIR}{os.pathsep}{ONNX_DIR}"}
+    cli = [sys.executable, "-m", "pyfaceau.cli"]
+    r = subprocess.run(cli + [str(seq), "-o", "-", "--fast", "--no-progress"],
+                       capture_output=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(b"frame,face_id,timestamp,") and r.stdout.count(b"\n") == 4
+    assert r.stderr.decode().startswith("standard output: 3 frames, face found in 3")
+    head = subprocess.run(" ".join(cli + [str(seq), "-o", "-", "--fast", "--no-progress"])
+                          + " | head -c 10", shell=True, capture_output=True, env=env, timeout=300)
+    assert head.stdout == r.stdout[:10] and b"error" not in head.stderr, head.stderr
+    monkeypatch.chdir(seq)
+    r = CliRunner().invoke(main, [".", "--fast", "--no-progress"])
+    assert r.exit_code == 0 and (seq / "seq.csv").is_file() and not (seq / ".csv").exists()
 
 
 @pytest.mark.parametrize("fast", [False, True])
@@ -220,7 +257,7 @@ def test_still_with_several_people_gives_a_row_per_face(tmp_path, fast):
     args = [str(SAMPLES / "images" / "24795717_1.jpg"), "-o", str(out), "--no-progress"]
     r = CliRunner().invoke(main, args + (["--fast"] if fast else []))
     assert r.exit_code == 0, r.output
-    assert "3 faces, 3 fitted" in r.output
+    assert "group.csv: 3 faces found" in r.output
     df = pd.read_csv(out)
     assert df["face_id"].tolist() == [0, 1, 2] and (df["frame"] == 1).all()
     assert df["success"].all()

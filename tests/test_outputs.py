@@ -335,6 +335,57 @@ def test_several_faces_end_their_records_where_their_csv_rows_end(tmp_path):
         assert len(list((tmp_path / folder / "a").iterdir())) == 12
 
 
+def test_tracked_video_of_an_image_folder_of_several_sizes(tmp_path):
+    """A folder whose images differ in size: each tracked frame is drawn at its own size
+    and fitted into the first's (the run used to fail, losing every output)."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for i, p in enumerate(sorted((SAMPLES / "image_sequence").iterdir())[:4]):
+        image = cv2.imread(str(p))
+        if i % 2:
+            image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2))
+        cv2.imwrite(str(folder / p.name), image)
+    with pytest.warns(UserWarning, match="differ in size"), \
+            FrameWriters(tracked_path=tmp_path / "t.avi", fps=30) as w:
+        df = Pipeline(Options.fast()).process(folder, on_result=w.add)
+    assert df["success"].tolist() == [1, 1, 1, 1]
+    cap = cv2.VideoCapture(str(tmp_path / "t.avi"))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    assert len(frames) == 4 and all(f.shape == (480, 640, 3) for f in frames)
+    # the half-size image scaled up into the frame: near the full-size one beside it
+    assert np.abs(frames[1].astype(int) - frames[0].astype(int)).mean() < 20
+
+
+def test_cli_refuses_a_tracked_name_it_cannot_write(tmp_path):
+    """Before any model loads: a picture's extension for a video's tracked output (OpenCV
+    wrote an MPEG stream named .png, exit 0); a video whose frames a codec cannot take
+    is one line naming the user's file, not the temporary one."""
+    from click.testing import CliRunner
+
+    from pyfaceau.cli import main
+
+    r = CliRunner().invoke(main, [str(SAMPLES / "image_sequence"), "-o", str(tmp_path / "a.csv"),
+                                  "--tracked", str(tmp_path / "a.png")])
+    assert r.exit_code == 2 and "a video's tracked output is written as .avi" in r.output
+    thin = tmp_path / "thin.avi"
+    cap = cv2.VideoCapture(str(SAMPLES / "default.wmv"))
+    writer = cv2.VideoWriter(str(thin), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 16))
+    for _ in range(3):
+        writer.write(np.ascontiguousarray(cap.read()[1][:16]))
+    writer.release()
+    r = CliRunner().invoke(main, [str(thin), "-o", str(tmp_path / "t.csv"), "--tracked",
+                                  str(tmp_path / "t.avi"), "--fast", "--no-progress"])
+    assert r.exit_code in (0, 2), r.output
+    if r.exit_code == 2:  # the codec refused the size: the user's path in the message
+        assert f"{tmp_path / 't.avi'}: OpenCV cannot write a 640x16 video" in r.output
+        assert ".part" not in r.output and not (tmp_path / "t.csv").exists()
+
+
 def test_a_still_writes_one_aligned_face_per_face(tmp_path):
     still = sorted((SAMPLES / "images").iterdir())[0]
     with FrameWriters(tmp_path / "a", sequence=False) as w:

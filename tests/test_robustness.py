@@ -211,17 +211,19 @@ def test_interrupt_while_writing_leaves_nothing(tmp_path, sig, code):
     out.write_text("earlier\n")
     script = textwrap.dedent(f"""
         import os, signal, sys
+        import pyfaceau.output.table as table
         import pyfaceau.pipeline.pipeline as pipeline
         from pyfaceau.output.atomic import atomic_output
 
-        def process(self, input_path, output_csv=None, **kwargs):
-            with atomic_output(output_csv) as f:
+        def write_csv(rows, path, **kwargs):  # the CLI writes its CSV where it is staged
+            with atomic_output(path) as f:
                 f.write("frame\\n1\\n")
                 os.kill(os.getpid(), {int(sig)})
                 f.write("2\\n")
             raise AssertionError("not reached")
 
-        pipeline.Pipeline.process = process
+        pipeline.Pipeline.process = lambda self, input_path, **kwargs: table.FrameTable(["frame"])
+        table.write_csv = write_csv
         from pyfaceau.cli import main
         sys.argv = ["pyfaceau", {str(SAMPLES / "image_sequence")!r}, "-o", {str(out)!r},
                     "--landmarks-csv", {str(REFERENCE / "image_sequence.csv")!r}, "--no-progress"]
@@ -339,6 +341,43 @@ def test_staged_outputs_move_only_what_the_run_wrote(tmp_path, monkeypatch):
     assert len(list((tmp_path / "out").glob(".k.hog.*.part"))) == 1
     remove_stale_temps(tmp_path / "out" / "k.hog", older_than=-1)
     assert not list((tmp_path / "out").glob(".k.hog.*.part"))
+
+
+def test_the_csv_is_moved_into_place_with_the_other_outputs(tmp_path):
+    """The CSV is staged with the side outputs and moved into place last, after a check
+    of every move: a folder in the way of one aligned face leaves every earlier output as
+    it was (before, the new CSV was already in place and half of the aligned faces moved,
+    and the error named a temporary path); a stop while the outputs are moved waits for
+    the renames."""
+    import signal as signals
+
+    from pyfaceau.output.atomic import StagedOutputs, signals_deferred
+
+    seq = tmp_path / "seq"
+    seq.mkdir()
+    for p in sorted((SAMPLES / "image_sequence").iterdir())[:4]:
+        shutil.copy(p, seq / p.name)
+    out, aligned, hog = tmp_path / "o.csv", tmp_path / "al", tmp_path / "o.hog"
+    args = [str(seq), "-o", str(out), "--aligned", str(aligned), "--hog", str(hog), "--fast",
+            "--no-progress", "--models", MODELS]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    (aligned / "frame_det_00_000003.bmp").unlink()
+    (aligned / "frame_det_00_000003.bmp").mkdir()
+    before = {p.name: p.read_bytes() for p in (out, hog)}
+    shutil.copy(SAMPLES / "image_sequence" / "010.jpg", seq / "001.jpg")  # other frames
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2
+    assert r.output == (f"pyfaceau: error: {aligned / 'frame_det_00_000003.bmp'}: a folder "
+                        "where this run writes a file; nothing was written\n")
+    assert {p.name: p.read_bytes() for p in (out, hog)} == before
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+    staged = StagedOutputs([tmp_path / "x.csv"])
+    staged.path(tmp_path / "x.csv").write_text("new")
+    with signals_deferred() as stopped:
+        os.kill(os.getpid(), signals.SIGINT)
+        staged.commit()  # not stopped half-way
+    assert stopped == [signals.SIGINT] and (tmp_path / "x.csv").read_text() == "new"
 
 
 def test_a_signal_put_off_at_the_end_of_the_block_is_not_lost():

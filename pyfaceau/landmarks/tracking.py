@@ -85,7 +85,7 @@ from ..errors import InputError
 from ..parallel import run_all
 from .clnf.model import WINDOW_SIZES_INIT, WINDOW_SIZES_SMALL
 from .pfld import crop_square
-from .types import EYE_PART_NAMES, LandmarkResult, eye_fits
+from .types import EYE_PART_NAMES, VALIDATION_BOUNDARY, LandmarkResult, eye_fits
 
 __all__ = [
     "ROTATION_HYPOTHESES",
@@ -139,9 +139,6 @@ ROTATION_HYPOTHESES: tuple[tuple[float, float, float], ...] = (
 #: rotation only; only ``DetectLandmarksInVideo`` turns the 11 hypotheses on.
 STILL_ROTATION_HYPOTHESES: tuple[tuple[float, float, float], ...] = ((0.0, 0.0, 0.0),)
 
-#: Validator confidence above which a fit is a success (``validation_boundary``,
-#: ``LandmarkDetectorParameters.cpp``).
-VALIDATION_BOUNDARY = 0.725
 #: Re-detect every this many failed frames while tracking (``reinit_video_every``); when
 #: tracking is not initialised, every ``6 *`` this many frames (``DetectLandmarksInVideo``).
 REINIT_VIDEO_EVERY = 2
@@ -639,6 +636,7 @@ class CLNFStep:
             params_global=state.params_global.copy(),
             params_local=state.params_local.copy(),
             eyes=eyes,
+            validated=bool(state.detection_success),
         )
 
 

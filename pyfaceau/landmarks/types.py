@@ -7,7 +7,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["EYE_PART_NAMES", "LandmarkResult", "PartFit", "eye_fits"]
+__all__ = ["EYE_PART_NAMES", "LandmarkResult", "PartFit", "VALIDATION_BOUNDARY", "eye_fits"]
+
+#: Validator confidence above which a fit is a success (``validation_boundary``,
+#: ``LandmarkDetectorParameters.cpp``).
+VALIDATION_BOUNDARY = 0.725
 
 #: OpenFace's 28-point eye part models, in the order of its ``eye_lmk_*`` and ``gaze_0`` /
 #: ``gaze_1`` columns (the person's left eye first).
@@ -85,6 +89,12 @@ class LandmarkResult:
     eyes : the two eye part models' fits (:data:`EYE_PART_NAMES` order) when the front end
         has them (the OpenFace-faithful path), else None; the back end derives OpenFace's
         ``eye_lmk_*`` and ``gaze_*`` columns from them.
+    validated : the detection validator's own verdict on this fit (OpenFace's
+        ``face_model.detection_success``), or None when the front end has none apart from
+        ``success``. They differ on a track's first detection, which OpenFace keeps
+        (``success``) even when the validator rejects it; ``FeatureExtraction`` then gives
+        the AU analysis the validator's verdict: that frame's AUs, aligned face and HOG
+        are those of a frame without a face (:attr:`analysed`).
     """
 
     success: bool
@@ -93,6 +103,13 @@ class LandmarkResult:
     params_global: np.ndarray | None = None
     params_local: np.ndarray | None = None
     eyes: tuple[PartFit, PartFit] | None = None
+    validated: bool | None = None
+
+    @property
+    def analysed(self) -> bool:
+        """Whether the AU analysis takes this face (``FaceAnalyser::AddNextFrame``'s
+        ``success``): a success the validator did not reject."""
+        return bool(self.success) and self.validated is not False
 
     @classmethod
     def failed(cls) -> "LandmarkResult":

@@ -31,6 +31,7 @@ __all__ = [
     "TEMP_SUFFIX",
     "StagedOutputs",
     "Terminated",
+    "signals_deferred",
     "atomic_output",
     "check_output_folder",
     "check_output_path",
@@ -347,29 +348,73 @@ class StagedOutputs:
         """Where ``final`` is written meanwhile (None for None)."""
         return None if final is None else self._staged[Path(final)][1]
 
+    def add(self, final: str | os.PathLike, staged: str | os.PathLike) -> None:
+        """One more file to move into place: ``staged``, written in the temporary folder
+        of an output given at construction (on ``final``'s file system), goes to
+        ``final`` (e.g. ``--split``'s per-person CSVs, named by the table)."""
+        folder = next((f for f, s in self._staged.values() if Path(staged).parent in (f, s)),
+                      None)
+        if folder is None:
+            raise ValueError(f"{staged}: not in a temporary folder of these outputs")
+        self._staged[Path(final)] = (folder, Path(staged))
+
+    def unstaged(self, text: str) -> str:
+        """``text`` (an error message) with the temporary paths replaced by the final
+        ones they stand for: a user never gave ``.name.abc123.part/staged.avi``."""
+        for final, (_, staged) in self._staged.items():
+            text = text.replace(str(staged), str(final))
+        return text
+
     def commit(self) -> list[Path]:
         """Move every output written into place (a file through a symbolic link); returns
-        the final paths of those moved."""
-        moved = []
-        for final, (_, staged) in self._staged.items():
-            target = _written_path(final)
-            if not os.path.lexists(staged):  # e.g. an input without frames: no HOG file
-                continue
-            if staged.is_dir() and target.is_dir() and not self.replace_folders:
-                for entry in staged.iterdir():
-                    os.replace(entry, target / entry.name)
-            elif staged.is_dir() and target.is_dir():  # the old folder goes once the new is in
-                old = temp_dir(target)
-                os.replace(target, old / "old")
-                os.replace(staged, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                if staged.is_file():
-                    os.chmod(staged, _mode_for(target))
-                os.replace(staged, target)
+        the final paths of those moved. What is in the way of one (a folder where a file
+        goes) is found before anything moves.
+
+        Raises
+        ------
+        InputError
+            An output cannot be moved into place; the message names those moved before.
+        """
+        ready = [(final, staged) for final, (_, staged) in self._staged.items()
+                 if os.path.lexists(staged)]  # none: e.g. an input without frames, no HOG
+        for final, staged in ready:
+            self._check_move(final, staged)
+        moved: list[Path] = []
+        for final, staged in ready:
+            try:
+                self._move(final, staged)
+            except OSError as exc:
+                done = f"; already in place: {', '.join(map(str, moved))}" if moved else ""
+                raise InputError(f"{final}: cannot be moved into place ({_reason(exc)}){done}") from None
             moved.append(final)
         self.discard()
         return moved
+
+    def _check_move(self, final: Path, staged: Path) -> None:
+        target = _written_path(final)
+        if staged.is_dir() and target.is_dir() and not self.replace_folders:
+            clashes = [e.name for e in staged.iterdir() if (target / e.name).is_dir()]
+            if clashes:
+                raise InputError(f"{target / clashes[0]}: a folder where this run writes a "
+                                 "file; nothing was written")
+        elif staged.is_dir() != target.is_dir() and os.path.lexists(target):
+            what = "a folder" if target.is_dir() else "a file"
+            raise InputError(f"{final}: {what} is in the way; nothing was written")
+
+    def _move(self, final: Path, staged: Path) -> None:
+        target = _written_path(final)
+        if staged.is_dir() and target.is_dir() and not self.replace_folders:
+            for entry in staged.iterdir():
+                os.replace(entry, target / entry.name)
+        elif staged.is_dir() and target.is_dir():  # the old folder goes once the new is in
+            old = temp_dir(target)
+            os.replace(target, old / "old")
+            os.replace(staged, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            if staged.is_file():
+                os.chmod(staged, _mode_for(target))
+            os.replace(staged, target)
 
     def discard(self) -> None:
         """Remove the temporary folders and whatever is in them."""
@@ -404,6 +449,30 @@ def _deliver_again(signum: int) -> None:
 _pending_signal: int | None = None
 _handlers_lock = threading.Lock()
 _in_kernel_callback: Callable[[Any], bool] | None = None
+
+
+@contextmanager
+def signals_deferred() -> Iterator[list[int]]:
+    """Within the block, Ctrl-C and SIGTERM are recorded in the list it gives instead of
+    stopping the block (for a few renames that must all happen once begun: a complete
+    run's outputs moved into place). Only in the main thread; elsewhere it does nothing."""
+    got: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield got
+        return
+
+    def record(signum: int, frame: Any) -> None:
+        got.append(signum)
+
+    previous: dict[int, Any] = {}
+    try:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(signum) not in (signal.SIG_IGN, None):
+                previous[signum] = signal.signal(signum, record)
+        yield got
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @contextmanager

@@ -26,12 +26,13 @@ import numpy as np
 from .atomic import check_output_path
 from .closing import ClosingWriter
 from ..errors import InputError
-from ..opencv_io import opencv_path
+from ..opencv_io import opencv_log_quiet, opencv_path
 from ..validation import require_bgr8, require_number
 from ..pdm.pose import default_intrinsics
 from ..pdm.rotation import euler_to_rotation_matrix
 
 __all__ = [
+    "TRACKED_VIDEO_SUFFIXES",
     "VISUALISATION_BOUNDARY",
     "TrackedFace",
     "TrackedVideoWriter",
@@ -296,6 +297,21 @@ def draw_tracked(
     return canvas
 
 
+def _letterbox(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` scaled to fit ``size`` ``(width, height)``, centred on black."""
+    w, h = size
+    scale = min(w / image.shape[1], h / image.shape[0])
+    sw, sh = max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))
+    out = np.zeros((h, w, 3), np.uint8)
+    x, y = (w - sw) // 2, (h - sh) // 2
+    out[y:y + sh, x:x + sw] = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
+    return out
+
+
+#: Extensions a tracked video can have (OpenCV's FFmpeg writer with DIVX or mp4v).
+TRACKED_VIDEO_SUFFIXES = (".avi", ".mp4", ".m4v", ".mov", ".mkv")
+
+
 def _codec_for(path: Path) -> str:
     return "mp4v" if path.suffix.lower() in (".mp4", ".m4v", ".mov") else DEFAULT_CODEC
 
@@ -316,7 +332,8 @@ class TrackedVideoWriter(ClosingWriter):
     Notes
     -----
     Every frame added is written, whether or not a face was found (as OpenFace); the video
-    is opened with the first frame's size.
+    is opened with the first frame's size, and a frame of another size (an image folder of
+    several sizes) is drawn at its own size, then scaled into it on black.
     """
 
     def __init__(
@@ -350,30 +367,29 @@ class TrackedVideoWriter(ClosingWriter):
         Raises
         ------
         InputError
-            The writer is closed, the frame's size differs from the first frame's, or
-            OpenCV cannot open a video writer for the file and codec.
+            The writer is closed, or OpenCV cannot open a video writer for the file, the
+            codec and the first frame's size.
         """
         if self._closed:
             raise InputError(f"{self.path}: the tracked-video writer is closed")
         frame = require_bgr8(image, "image")
         h, w = frame.shape[:2]
         if self._writer is None:
-            with opencv_path(self.path) as name:  # any file name
+            with opencv_path(self.path) as name, opencv_log_quiet():  # any file name
                 writer = cv2.VideoWriter(name, cv2.VideoWriter_fourcc(*self.codec),
                                          self.fps, (w, h), True)
             if not writer.isOpened():
                 raise InputError(
-                    f"{self.path}: OpenCV cannot write a video with codec {self.codec}; "
-                    "try another extension (.avi, .mp4) or codec"
+                    f"{self.path}: OpenCV cannot write a {w}x{h} video with codec "
+                    f"{self.codec} into a {self.path.suffix or 'file without extension'}"
+                    + (" (frames too small for the codec)" if min(w, h) < 16 else "")
                 )
             self._writer, self._size = writer, (w, h)
-        elif self._size != (w, h):
-            raise InputError(
-                f"{self.path}: frame of {w}x{h} after frames of {self._size[0]}x{self._size[1]}"
-            )
         if self.label_faces is None and len(faces) > 1:
             self.label_faces = True
         drawn = draw_tracked(frame, faces, self.intrinsics, label_faces=bool(self.label_faces))
+        if self._size != (w, h):  # an image folder of several sizes: fitted into the first
+            drawn = _letterbox(drawn, self._size)
         self._writer.write(drawn)
         self.written += 1
         return drawn

@@ -312,7 +312,7 @@ class BackendSession:
         # them (on a failed frame too: OpenFace writes its model's current state), else
         # from calc_params on a success, else zeros.
         pg, pl = lm.params_global, lm.params_local
-        if lm.success:
+        if lm.analysed:
             params_global, params_local = calc_params(b.pdm, lm.landmarks)
             aligned = (
                 aligned_face
@@ -333,6 +333,8 @@ class BackendSession:
             self.analyser.add_frame(None, None, False, frame.timestamp)
             if self.keep_aligned:
                 result.hog = _black_face_hog()
+                if lm.success:  # kept, but not analysed: OpenFace's aligned face is black
+                    result.aligned_face = np.zeros((AU_SIM_SIZE, AU_SIM_SIZE, 3), np.uint8)
         if pg is not None and pl is not None:
             pose = pose_from_params(b.pdm, pg, pl, lm.landmarks, c.fx, c.fy, c.cx, c.cy)
             lm3d = landmarks_3d_camera(b.pdm, pg, pl, lm.landmarks, c.fx, c.fy, c.cx, c.cy)

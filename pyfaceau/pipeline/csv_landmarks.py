@@ -23,6 +23,7 @@ from ..errors import IncompleteInputWarning, InputError
 from ..validation import require_numeric_columns
 from ..modelstore import resolve
 from ..pdm import load_pdm
+from ..landmarks.types import VALIDATION_BOUNDARY
 from ..pdm.dequantise import dequantise_landmarks
 from .types import LandmarkResult
 
@@ -60,6 +61,10 @@ def read_openface_csv(path: str | os.PathLike) -> pd.DataFrame:
         row = int(np.argmax(broken))
         raise InputError(f"{p}: frame {df['frame'].iloc[row]} has missing or infinite "
                          "landmarks (a truncated file?)")
+    empty = (df["success"].to_numpy() > 0) & ((df[needed[2:70]].to_numpy() != 0).sum(axis=1) < 2)
+    if empty.any():  # x = 0 marks a landmark not visible (CalcParams leaves it out)
+        raise InputError(f"{p}: frame {df['frame'][empty].iloc[0]} has success 1 but fewer "
+                         "than 2 landmarks with x other than 0")
     keys = ["frame", "face_id"] if "face_id" in df.columns else ["frame"]
     twice = df.duplicated(keys)
     if twice.any():
@@ -117,6 +122,17 @@ class CsvLandmarkFrontEnd:
         clone.reset()
         return clone
 
+    def end_of_input(self) -> None:
+        """Warn when the CSV has rows for frames after the input's last: a CSV of another
+        (longer) video, or of this one's frames numbered otherwise."""
+        last = self._next_frame - 1
+        beyond = [f for f in self._row_of_frame if f > last]
+        if beyond:
+            warnings.warn(
+                f"{self.csv_path}: {len(beyond)} row(s) for frames after the input's last "
+                f"({last}), from frame {min(beyond)}: a CSV of another video?", UserWarning,
+                stacklevel=2)
+
     def skip_frame(self) -> None:
         """A frame of the input that could not be decoded: its CSV row is not used, and
         the next frame gets the next row."""
@@ -136,4 +152,8 @@ class CsvLandmarkFrontEnd:
         if self._params is not None:
             p = self._params[row]
             landmarks = dequantise_landmarks(self._pdm, landmarks, p[:6], p[6:])
-        return LandmarkResult(success=True, confidence=float(self._confidence[row]), landmarks=landmarks)
+        confidence = float(self._confidence[row])
+        # A success row under the validator's boundary is a first detection OpenFace kept
+        # though its validator rejected it: not analysed (LandmarkResult.validated).
+        return LandmarkResult(success=True, confidence=confidence, landmarks=landmarks,
+                              validated=confidence > VALIDATION_BOUNDARY)

@@ -320,6 +320,7 @@ class InputSession:
         several faces: each person's rows are cut after their last appearance)."""
         if len(self.tracks) == 1 and self._faces is None:
             self._finished = True
+            self.tracks[0].end_of_input()
             return self.tracks[0].au.finish_table()
         return self.finish()
 
@@ -329,6 +330,8 @@ class InputSession:
         import pandas as pd  # here: a single track's CSV path does not need it
 
         self._finished = True
+        for track in self.tracks:
+            track.end_of_input()
         tables = [track.finish() for track in self.tracks]
         if self._faces is not None:
             # each person's rows run from its first to its last appearance

@@ -80,6 +80,14 @@ class FaceTrack:
         """:meth:`track` then :meth:`measure`."""
         return self.measure(frame, self.landmarks(frame))
 
+    def end_of_input(self) -> None:
+        """The input has no more frames: the tracker's ``end_of_input``, if it has one,
+        checks what it was given against that (a landmark CSV with rows for frames the
+        input does not have)."""
+        end = getattr(self.tracker, "end_of_input", None)
+        if callable(end):
+            end()
+
     def finish(self) -> pd.DataFrame:
         """The face's table, after OpenFace's offline post-processing."""
         return self.au.finish()
