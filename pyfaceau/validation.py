@@ -9,6 +9,8 @@ a public function may then assume valid input.
 from __future__ import annotations
 
 import numbers
+import os
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -24,6 +26,7 @@ __all__ = [
     "require_index",
     "require_number",
     "require_numeric_columns",
+    "require_writable_folder",
 ]
 
 #: Smallest extent (pixels) of a landmark set, in x and in y, that a fit can use: below
@@ -174,3 +177,18 @@ def require_numeric_columns(table: object, columns: Sequence[str], name: str) ->
             bad = (pd.to_numeric(values, errors="coerce").isna() & values.notna()).to_numpy()
             raise InputError(f"{name}: {column} is not a number in row "
                              f"{int(np.argmax(bad)) + 2} (counting the header as row 1)")
+
+
+def require_writable_folder(folder: str | os.PathLike, what: str = "folder") -> Path:
+    """``folder`` made if needed (with its parents) and writable, as a Path; else
+    :class:`InputError` in one line (``what`` names it: "the output folder")."""
+    out = Path(folder)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{folder}: not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{folder}: cannot create {what} ({exc.strerror or exc})") from None
+    if not os.access(out, os.W_OK):
+        raise InputError(f"{folder}: {what} is not writable")
+    return out

@@ -19,6 +19,7 @@ from typing import Sequence
 from ..errors import InputError, ModelFileError
 from ..options import Options, available_cores
 from ..output.atomic import remove_temps
+from ..validation import require_writable_folder
 from .inputs import BatchInput, discover_inputs, input_signature
 from .outputs import SideOutputs
 from .records import SUMMARY_NAME, Status, SummaryRow, read_valid_record, write_summary
@@ -188,12 +189,7 @@ def run_batch(
         check_scheduler_address(scheduler)  # before any work
     out_root = Path(os.path.abspath(out_dir))
     found = discover_inputs(inputs, pattern=pattern, exclude=out_root)
-    try:
-        out_root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"{out_dir}: cannot create the output folder ({exc.strerror or exc})") from None
-    if not os.access(out_root, os.W_OK):
-        raise InputError(f"{out_dir}: the output folder is not writable")
+    require_writable_folder(out_root, "the output folder")
 
     _check_output_names(found, out_root, side)
     rows, tasks = _plan(found, out_root, options, force, side)

@@ -20,7 +20,8 @@ from typing import Callable, Iterable, Iterator
 
 import pooch
 
-from ..errors import ModelFileError
+from ..errors import InputError, ModelFileError
+from ..validation import require_writable_folder
 from .store import MADE_RECORD_SUFFIX, MANIFEST, ModelEntry, default_data_dir, verify_file
 
 __all__ = [
@@ -231,16 +232,11 @@ def _pooch_quiet() -> Iterator[None]:
 
 def _target_folder(dest: str | os.PathLike | None) -> Path:
     """The folder files go to, made if needed (one-line error when it cannot be)."""
-    root = Path(dest) if dest is not None else default_data_dir()
-    if root.exists() and not root.is_dir():
-        raise ModelFileError(f"{root}: not a folder")
     try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ModelFileError(f"{root}: cannot create the folder ({exc.strerror or exc})") from None
-    if not os.access(root, os.W_OK):
-        raise ModelFileError(f"{root}: the folder is not writable")
-    return root
+        return require_writable_folder(dest if dest is not None else default_data_dir(),
+                                       "the folder")
+    except InputError as exc:  # of the model store: its own error type
+        raise ModelFileError(str(exc)) from None
 
 
 def _remove_empty_parents(folder: Path, root: Path) -> None:
