@@ -223,11 +223,14 @@ def test_tracked_writer_codec_and_size_checks(tmp_path, first_frame):
     w = TrackedVideoWriter(tmp_path / "x.mp4", fps=0)
     assert w.codec == "mp4v" and w.fps == 30.0
     w.add(first_frame, [])
-    with pytest.raises(InputError, match="640x480"):
-        w.add(first_frame[:100], [])
+    w.add(first_frame[:100], [])  # another size: fitted into the first's, on black
     w.close()
     cap = cv2.VideoCapture(str(tmp_path / "x.mp4"))
-    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 1
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 2
+    ok, frame = cap.read()
+    ok, frame = cap.read()
+    assert ok and frame.shape == (480, 640, 3)
+    assert frame[:150].mean() < 5 and frame[200:280].mean() > 20  # black above and below
 
 
 # -- end to end on default.wmv ------------------------------------------------------------

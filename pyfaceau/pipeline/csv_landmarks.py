@@ -130,7 +130,8 @@ class CsvLandmarkFrontEnd:
         if beyond:
             warnings.warn(
                 f"{self.csv_path}: {len(beyond)} row(s) for frames after the input's last "
-                f"({last}), from frame {min(beyond)}: a CSV of another video?", UserWarning,
+                f"({last}), from frame {min(beyond)}: the CSV of another (or a longer) video?",
+                UserWarning,
                 stacklevel=2)
 
     def skip_frame(self) -> None:
