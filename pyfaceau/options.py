@@ -82,7 +82,9 @@ def _enum(kind: type[Enum], value: object, field: str) -> Enum:
     if isinstance(value, kind):
         return value
     try:
-        return kind(str(value).lower())
+        if not isinstance(value, str):  # None is not "none"
+            raise ValueError
+        return kind(value.lower())
     except ValueError:
         allowed = ", ".join(m.value for m in kind)  # type: ignore[attr-defined]
         raise InputError(f"{field}: expected one of {allowed}, got {value!r}") from None
@@ -140,7 +142,7 @@ class Options:
         for name in ("au_model_list", "landmarks_csv"):
             value = getattr(self, name)
             if value is not None:
-                if not isinstance(value, (str, os.PathLike)):
+                if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
                     raise InputError(f"{name}: expected a file path, got {value!r}")
                 set_(self, name, os.fspath(value))
         if self.landmarks is LandmarkMethod.PFLD and self.detector is not Detector.RETINAFACE:
@@ -161,6 +163,8 @@ class Options:
         if self.threads is not None:
             set_(self, "threads", require_index(self.threads, "threads", minimum=1))
         set_(self, "max_faces", require_index(self.max_faces, "max_faces", minimum=1))
+        if self.max_faces != 1 and self.landmarks is LandmarkMethod.CSV:
+            raise InputError("max_faces: a landmark CSV gives one face; use max_faces=1")
         if type(self.strict).__name__ not in ("bool", "bool_"):  # Python's or NumPy's
             raise InputError(f"strict: expected True or False, got {self.strict!r}")
         set_(self, "strict", bool(self.strict))
@@ -184,7 +188,9 @@ class Options:
     @classmethod
     def openface_csv(cls, landmarks_csv: str | os.PathLike, **kwargs: object) -> "Options":
         """The landmarks of an existing OpenFace CSV, re-scored by pyfaceau's back end."""
-        return cls(landmarks=LandmarkMethod.CSV, landmarks_csv=os.fspath(landmarks_csv), **kwargs)  # type: ignore[arg-type]
+        if landmarks_csv is None:
+            raise InputError("landmarks_csv: expected a file path, got None")
+        return cls(landmarks=LandmarkMethod.CSV, landmarks_csv=landmarks_csv, **kwargs)  # type: ignore[arg-type]
 
     def replace(self, **changes: object) -> "Options":
         """A copy with some fields changed (validated again)."""

@@ -133,7 +133,7 @@ def test_a_first_detection_the_validator_rejects_is_kept_but_not_analysed(
     (``FeatureExtraction``: ``AddNextFrame(..., face_model.detection_success)``): that
     frame's AUs are 0, its aligned face black, its HOG that of a black face (flag 1), and
     it is not in the person's running medians. Before, its AUs were up to 1.1 from
-    OpenFace's and the next frames' up to 0.37."""
+    OpenFace's and the next frames' up to 0.37 (mean 0.056 over the clip)."""
     import cv2
     import pandas as pd
 
@@ -148,7 +148,10 @@ def test_a_first_detection_the_validator_rejects_is_kept_but_not_analysed(
         ours = pipeline.process(upside_down_video, on_result=writers.add)
     assert ours["success"].tolist() == ref["success"].tolist()
     assert (ours.loc[0, intensity] == 0).all()
-    assert np.abs(ours[intensity].to_numpy() - ref[intensity].to_numpy()).max() <= 0.15
+    # 6 analysed frames: their running medians are sensitive to the BLAS kernel (the
+    # largest difference 0.08-0.26 over Haswell, SkylakeX, Sandybridge); the mean is not
+    # (0.010-0.013, and 0.056 before, when the first frame was analysed)
+    assert np.abs(ours[intensity].to_numpy() - ref[intensity].to_numpy()).mean() <= 0.025
     first = cv2.imread(str(tmp_path / "aligned" / "frame_det_00_000001.bmp"))
     assert first.shape == (112, 112, 3) and not first.any()
     hog = read_hog_file(tmp_path / "x.hog")

@@ -167,10 +167,107 @@ def test_wrong_arguments_give_one_line_errors(fast_pipeline, tmp_path):
         lambda: fast_pipeline.load(kind="movie"),
         lambda: fast_pipeline.live(-1),  # OpenCV's "any camera" crashes some back ends
         lambda: fast_pipeline.live(True),
+        lambda: fast_pipeline.process(SEQUENCE, on_frame=1),  # before the first frame
+        lambda: fast_pipeline.process(SEQUENCE, 3),  # an output path: not after the work
+        lambda: fast_pipeline.process(SEQUENCE, ""),
+        lambda: Options.openface_csv(None),
+        lambda: Options.openface_csv(1),
+        lambda: Options.openface_csv(REFERENCE / "default.csv", max_faces=2),
+        lambda: Options(au_model_list=""),
+        lambda: Options(refinement=None),  # not the refinement "none"
     ):
         with pytest.raises(InputError):
             call()
     assert not list(tmp_path.iterdir())
+    # the options as a keyword, as the docstring's parameter name suggests
+    assert Pipeline(options=Options.fast()).options.mode == "fast"
+    # a submodule reached from the package before anything imported it
+    import subprocess
+    import sys
+
+    code = "import pyfaceau; print(pyfaceau.errors.InputError.__name__, pyfaceau.output.__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["InputError", "pyfaceau.output"], out.stderr
+
+
+def test_process_writes_bytes_paths_and_keeps_its_bits_whatever_the_blas_threads(
+        fast_pipeline, tmp_path):
+    """``output_csv`` as bytes, as input paths; the offline re-prediction runs with BLAS
+    on one thread too, so a caller's BLAS setting changes no bit (it changed 7 AU columns
+    by 1 ulp)."""
+    from threadpoolctl import threadpool_limits
+
+    out = tmp_path / "b.csv"
+    a = fast_pipeline.process(SEQUENCE, bytes(out))
+    assert out.read_text().startswith("frame,")
+    with threadpool_limits(2, user_api="blas"):
+        b = fast_pipeline.process(SEQUENCE)
+    assert (a.to_numpy() == b.to_numpy()).all()
+
+
+def test_streams_follow_their_frames(tmp_path):
+    """A landmark CSV replayed in a stream takes the row of each frame's index (frames
+    skipped or numbered by the caller); an undecodable image of a folder is a failed
+    frame in ``stream()`` as in ``process()``; a frame the stream refuses changes
+    nothing."""
+    images = [cv2.imread(str(p)) for p in sorted(SEQUENCE.glob("*.jpg"))]
+    ref = pd.read_csv(REFERENCE / "image_sequence.csv", skipinitialspace=True)
+    with Pipeline(Options.openface_csv(REFERENCE / "image_sequence.csv"), threads=1) as pipe:
+        stream = pipe.open_stream()
+        stream.add(images[0], frame_index=0)
+        (r,) = stream.add(images[20], frame_index=20)
+        assert r.frame == 21
+        np.testing.assert_allclose(r.landmarks[:, 0], ref.loc[20, [f"x_{i}" for i in range(68)]],
+                                   atol=0.051)  # the CSV's 0.1 px rounding, dequantised
+        with pytest.warns(UserWarning, match="no row for frame 501"):
+            (late,) = stream.add(images[0], frame_index=500)
+        assert not late.success
+    folder = tmp_path / "seq"
+    folder.mkdir()
+    for i, p in enumerate(sorted(SEQUENCE.glob("*.jpg"))[:5]):
+        (folder / p.name).write_bytes(b"junk" if i == 2 else p.read_bytes())
+    with Pipeline(Options.fast(), threads=1) as pipe:
+        with pytest.warns(UserWarning):
+            whole = pipe.process(folder)
+        with pytest.warns(UserWarning):
+            streamed = list(pipe.stream(folder))
+        assert [r.success for r in streamed] == whole["success"].astype(bool).tolist()
+        np.testing.assert_allclose(np.stack([r.landmarks[:, 0] for r in streamed]),
+                                   whole[[f"x_{i}" for i in range(68)]].to_numpy(), atol=0.051)
+        stream = pipe.open_stream()
+        stream.add(images[0])
+        for bad in (lambda: stream.add(images[0], timestamp=float("nan"), frame_index=100),
+                    lambda: stream.add("x", frame_index=200)):
+            with pytest.raises(InputError):
+                bad()
+        assert stream.add(images[1])[0].frame == 2
+
+
+def test_live_results_never_iterated_stop_at_exit_and_with_the_pipeline():
+    """A ``live()`` never iterated nor closed: the process still exits cleanly (its reader
+    thread inside OpenCV aborted the interpreter at exit: "exception not rethrown",
+    exit 134); ``close()`` of the pipeline stops it; a closed pipeline opens no source."""
+    import subprocess
+    import sys
+    import textwrap
+    import threading
+
+    code = textwrap.dedent(f"""
+        import pyfaceau
+        p = pyfaceau.Pipeline(threads=1)
+        lr = p.live({str(SAMPLES / "default.wmv")!r})
+    """)
+    env = {**__import__("os").environ, "PYFACEAU_MODELS": str(OPENFACE_DIR)}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr.decode()[-300:]
+    pipe = Pipeline(threads=1)
+    live = pipe.live(SAMPLES / "default.wmv")
+    pipe.close()
+    assert not live.source._thread.is_alive()
+    before = {t.name for t in threading.enumerate()}
+    with pytest.raises(ClosedError):
+        pipe.live(SAMPLES / "default.wmv")
+    assert {t.name for t in threading.enumerate()} <= before
 
 
 def test_stream_takes_paths_as_bytes_and_keeps_frame_numbers(fast_pipeline):

@@ -122,6 +122,11 @@ class CsvLandmarkFrontEnd:
         clone.reset()
         return clone
 
+    def seek(self, index: int) -> None:
+        """The next :meth:`track` replays the row of frame ``index`` (0-based): a stream's
+        frames may skip (a live source) or be numbered by the caller."""
+        self._next_frame = int(index) + 1
+
     def end_of_input(self) -> None:
         """Warn when the CSV has rows for frames after the input's last: a CSV of another
         (longer) video, or of this one's frames numbered otherwise."""

@@ -9,9 +9,11 @@ falling behind it, and memory stays flat.
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Iterator
 
@@ -55,6 +57,7 @@ class LiveSource:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._read, name="pyfaceau-live", daemon=True)
         self._thread.start()
+        _OPEN.add(self)
 
     def _read(self) -> None:
         start = time.monotonic()
@@ -105,6 +108,17 @@ class LiveSource:
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout=2)
         self._capture.release()
+
+
+#: Sources not closed yet: stopped at exit, before the interpreter tears down the reader
+#: threads (one inside OpenCV's read aborted the process: "exception not rethrown").
+_OPEN: "weakref.WeakSet[LiveSource]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_sources() -> None:
+    for source in list(_OPEN):
+        source.close()
 
 
 def _utf8(text: str) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import weakref
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator
@@ -69,13 +70,14 @@ class Pipeline:
     """
 
     def __init__(self, options: Options | None = None, /, **changes: object) -> None:
+        if options is None and isinstance(changes.get("options"), Options):
+            options = changes.pop("options")  # Pipeline(options=Options.fast())
         options = options if options is not None else Options()
         if not isinstance(options, Options):
             raise InputError(f"options: expected pyfaceau.Options, got {type(options).__name__}")
         self.options = options.replace(**changes) if changes else options
-        if self.options.max_faces != 1 and self.options.mode == "csv":
-            raise InputError("max_faces: a landmark CSV gives one face; use max_faces=1")
         self._models: Models | None = Models(self.options)
+        self._live: weakref.WeakSet[LiveSource] = weakref.WeakSet()  # stopped by close()
 
     @classmethod
     def with_models(cls, models: Models) -> "Pipeline":
@@ -102,7 +104,10 @@ class Pipeline:
         return self
 
     def close(self) -> None:
-        """Release the models and their threads; the pipeline cannot be used afterwards."""
+        """Release the models and their threads, and stop its live sources; the pipeline
+        cannot be used afterwards."""
+        for source in list(self._live):
+            source.close()
         if self._models is not None:
             self._models.close()
         self._models = None
@@ -163,9 +168,13 @@ class Pipeline:
         on_result : called with each frame and each of its per-face results (aligned face
             and HOG included), e.g. :meth:`pyfaceau.output.FrameWriters.add`; with
             ``(frame, None)`` for a frame without any face (``max_faces`` > 1, before
-            anybody is found).
+            anybody is found). Its ``au_intensity`` and ``au_presence`` are NaN: a whole
+            input's AUs are predicted at its end, after the person normalisation has seen
+            every frame (the returned table has them).
         as_dataframe : False returns the :class:`~pyfaceau.output.table.FrameTable`
-            instead (no pandas, no copy of the table: what the CLI uses for long videos).
+            instead (no pandas, no copy of the table: what the CLI uses for long videos)
+            when the input has one face; with several faces (``max_faces`` > 1, a still's
+            every face) the DataFrame all the same.
 
         Returns
         -------
@@ -175,10 +184,15 @@ class Pipeline:
         from ..output.atomic import check_output_path
         from ..output.table import write_csv
 
-        if on_result is not None and not callable(on_result):
-            raise InputError(f"on_result: expected a function, got {type(on_result).__name__}")
+        for name, callback in (("on_frame", on_frame), ("on_result", on_result)):
+            if callback is not None and not callable(callback):
+                raise InputError(f"{name}: expected a function, got {type(callback).__name__}")
         input_path = sources.input_path(input_path)
         if output_csv is not None:  # before the work, not after
+            if isinstance(output_csv, bytes):
+                output_csv = os.fsdecode(output_csv)
+            if not isinstance(output_csv, (str, os.PathLike)) or not os.fspath(output_csv):
+                raise InputError(f"output_csv: expected a file path, got {output_csv!r}")
             check_output_path(output_csv, [input_path, self.options.landmarks_csv])
         source = open_source(input_path)
         session = self.session(
@@ -186,7 +200,9 @@ class Pipeline:
         )
         with single_threaded_blas(), _cut_inputs_raise(self.options.strict):
             session.run(source, threads=self.options.cores, on_frame=on_frame, total=len(source))
-        table = session.finish_table()
+            # the offline re-prediction's products too: the same bits whatever the
+            # caller's BLAS threads
+            table = session.finish_table()
         if output_csv is not None:  # block by block from the table: no copy of it
             write_csv(table, Path(output_csv))
         if not as_dataframe and isinstance(table, FrameTable):
@@ -198,8 +214,12 @@ class Pipeline:
         """Per-frame results of a live source: a camera index, a stream URL, or a video
         file played at its frame rate as if live. Frames that arrive while one is being
         processed are skipped (counted in ``.source.skipped``), so the results keep up
-        with the source; memory stays flat."""
-        return LiveResults(self, open_live(source))
+        with the source; memory stays flat. Iterate the results, or call their
+        ``close()`` (a closed pipeline stops them too)."""
+        self.models  # noqa: B018 - a closed pipeline fails before the source opens
+        live = open_live(source)
+        self._live.add(live)
+        return LiveResults(self, live)
 
     def open_stream(self, width: int | None = None, height: int | None = None) -> "StreamSession":
         """A live stream fed frame by frame (:meth:`StreamSession.add`); online AU values,
@@ -218,7 +238,11 @@ class Pipeline:
     ) -> Iterator[FrameResult]:
         """Per-frame results (online AU values) of a video file, an image folder or an
         iterable of BGR images (or of :class:`~pyfaceau.pipeline.sources.Frame` objects,
-        whose index and timestamp are kept), as they are computed; memory stays flat."""
+        whose index and timestamp are kept; an undecodable image of a folder is a failed
+        frame, as in :meth:`process`), as they are computed; memory stays flat. A still
+        image is a one-frame stream: the faces ``max_faces`` allows (one: the widest) and
+        the dynamic AU models, where :meth:`process` measures its every face with the
+        static ones, as OpenFace's ``FaceLandmarkImg``."""
         if isinstance(source, (str, bytes, os.PathLike)):
             frames: Iterable = open_source(os.fsdecode(source))
         elif isinstance(source, np.ndarray) or not isinstance(source, Iterable):
@@ -233,7 +257,8 @@ class Pipeline:
         stream = self.open_stream()
         for item in frames:
             if isinstance(item, Frame):
-                yield from stream.add(item.image, item.timestamp, frame_index=item.index)
+                yield from stream.add(item.image, item.timestamp, frame_index=item.index,
+                                      decoded=item.decoded)
             else:
                 yield from stream.add(item)
 
@@ -250,8 +275,8 @@ class LiveResults:
         self._pipeline = pipeline
 
     def __iter__(self) -> Iterator[FrameResult]:
-        stream = self._pipeline.open_stream()
         try:
+            stream = self._pipeline.open_stream()
             for frame in self.source:
                 yield from stream.add(frame.image, frame.timestamp, frame_index=frame.index)
         finally:
@@ -291,17 +316,20 @@ class StreamSession:
         image: np.ndarray,
         timestamp: float | None = None,
         frame_index: int | None = None,
+        *,
+        decoded: bool = True,
     ) -> list[FrameResult]:
         """Process the next frame (``(H, W, 3)`` uint8 BGR; grey, BGRA and 16-bit images
         are converted); one result per tracked face.
 
         ``timestamp`` in seconds (default 0); ``frame_index`` the 0-based frame number
-        (default: one more than the last; results carry ``frame = frame_index + 1``).
+        (default: one more than the last; results carry ``frame = frame_index + 1``);
+        ``decoded`` False: a frame that could not be decoded (a failed frame, not
+        tracked). A frame refused (a bad image or timestamp) changes nothing.
         """
         if self._pipeline._models is None:
             raise ClosedError("this stream's pipeline is closed")
-        if frame_index is not None:
-            self._next_index = require_index(frame_index, "frame_index")
+        index = self._next_index if frame_index is None else require_index(frame_index, "frame_index")
         timestamp = require_number(timestamp, "timestamp", allow_none=True)
         img = to_bgr8(image, "image")
         size = (img.shape[1], img.shape[0])
@@ -312,8 +340,8 @@ class StreamSession:
                 )
             self._start(*size)
         assert self._session is not None
-        frame = Frame(self._next_index, float(timestamp or 0.0), img)
-        self._next_index += 1
+        frame = Frame(index, float(timestamp or 0.0), img, decoded=bool(decoded))
+        self._next_index = index + 1
         with single_threaded_blas():
             return self._session.add(frame)
 

@@ -61,6 +61,9 @@ class FaceTrack:
         ``upcoming``: the frame the next call will receive, when already read; announced
         to a tracker that can start on it early (``expect_next``), with the same results.
         """
+        seek = getattr(self.tracker, "seek", None)
+        if callable(seek):  # a landmark CSV: the row of this frame, whatever came before
+            seek(frame.index)
         if frame.decoded:
             expect_next = getattr(self.tracker, "expect_next", None)
             if upcoming is not None and upcoming.decoded and expect_next is not None:
