@@ -347,8 +347,9 @@ def process_cmd(
     column = table.column if hasattr(table, "column") else (lambda c: table[c].to_numpy())
     ok = int(column("success").sum()) if n else 0
     if kind == "image":  # a still: every face, whatever --max-faces says
-        faces = ok if n else 0
-        echo(f"{names}: {_count(faces, 'face')} found, {elapsed:.1f} s")
+        faces = int((column("x_0") != 0).sum()) if n else 0  # not the no-face row
+        doubtful = f" ({faces - ok} below the validator's confidence)" if ok < faces else ""
+        echo(f"{names}: {_count(faces, 'face')} found{doubtful}, {elapsed:.1f} s")
         return
     if options.max_faces > 1:
         people = len(set(column("face_id").tolist())) if n else 0

@@ -38,12 +38,14 @@ REFERENCE_KERNELS = frozenset({"Haswell", "Zen"})
 def blas_kernel() -> str:
     """The kernel NumPy's OpenBLAS uses here (``OPENBLAS_CORETYPE`` or its own pick for
     the CPU, e.g. ``SkylakeX`` on an AVX-512 CPU), as threadpoolctl reports it."""
+    import numpy  # noqa: F401 - its OpenBLAS loaded
     import threadpoolctl
 
-    for info in threadpoolctl.threadpool_info():
-        if info.get("internal_api") == "openblas":
-            return str(info.get("architecture"))
-    return "unknown"
+    # NumPy's own (SciPy may load another OpenBLAS build, which can pick another kernel)
+    found = [info for info in threadpoolctl.threadpool_info()
+             if info.get("internal_api") == "openblas"]
+    found.sort(key=lambda info: "numpy" not in str(info.get("filepath", "")))
+    return str(found[0].get("architecture")) if found else "unknown"
 
 
 def samples_with_reference() -> dict[str, str]:

@@ -161,3 +161,31 @@ def test_a_first_detection_the_validator_rejects_is_kept_but_not_analysed(
     with Pipeline(Options.openface_csv(REPO / "tests" / "data" / "validator" / "upside_down.csv")) as p:
         from_csv = p.process(upside_down_video)
     assert np.abs(from_csv[intensity].to_numpy() - ref[intensity].to_numpy()).max() <= 0.06
+
+
+def test_a_still_face_the_validator_rejects_is_measured(tmp_path):
+    """``FaceLandmarkImg`` measures every detected face of a still, whatever its
+    validator says (``PredictStaticAUsAndComputeFeatures``, ``EstimateGaze`` unchecked):
+    a face turned by 40 degrees, confidence 0.017, gets OpenFace's AUs and gaze (they
+    were all 0 here, AU MAE 1.0 from OpenFace's); its ``success`` stays the validator's."""
+    import cv2
+    import pandas as pd
+
+    from conftest import REPO
+
+    obama = cv2.imread(str(SAMPLES / "images" / "Obama.jpg"))
+    face = cv2.resize(obama[38:250, 152:363], (300, 301), interpolation=cv2.INTER_CUBIC)
+    canvas = np.full((700, 700, 3), 128, np.uint8)
+    canvas[200:501, 200:500] = face
+    turn = cv2.getRotationMatrix2D((350, 350), 40, 1)
+    still = tmp_path / "rotated.png"
+    cv2.imwrite(str(still), cv2.warpAffine(canvas, turn, (700, 700), borderValue=(128, 128, 128)))
+    ref = pd.read_csv(REPO / "tests" / "data" / "validator" / "rotated_still.csv")
+    with Pipeline(Options.faithful()) as p:
+        ours = p.process(still)
+    assert len(ours) == len(ref) == 1 and ours["success"][0] == 0
+    assert ours["confidence"][0] == pytest.approx(ref["confidence"][0], abs=0.01)
+    intensity = [c for c in ref.columns if c.endswith("_r")]
+    assert np.abs(ours[intensity].to_numpy() - ref[intensity].to_numpy()).mean() <= 0.05
+    gaze = ["gaze_angle_x", "gaze_angle_y"]
+    np.testing.assert_allclose(ours[gaze].to_numpy(), ref[gaze].to_numpy(), atol=0.01)

@@ -352,8 +352,8 @@ def test_cli_split_writes_one_csv_per_person(tmp_path):
         aligned_face_name(f, i) for f, i in zip(df.frame, df.face_id))
     # an input named as one of -o's per-person CSVs is refused before any work
     landmarks = tmp_path / "two_face0.csv"
-    refused = CliRunner().invoke(main, [str(video), "-o", str(out), "--max-faces", "2",
-                                        "--split", "--landmarks-csv", str(landmarks)])
+    refused = CliRunner().invoke(main, [str(video), "-o", str(out), "--split",
+                                        "--landmarks-csv", str(landmarks)])
     assert refused.exit_code != 0 and "per-person CSV of -o" in refused.output
     assert landmarks.read_bytes() != b""
 

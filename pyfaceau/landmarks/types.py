@@ -95,6 +95,8 @@ class LandmarkResult:
         (``success``) even when the validator rejects it; ``FeatureExtraction`` then gives
         the AU analysis the validator's verdict: that frame's AUs, aligned face and HOG
         are those of a frame without a face (:attr:`analysed`).
+    measure_anyway : a still's detected face: OpenFace's ``FaceLandmarkImg`` measures its
+        AUs and gaze whether or not the validator accepted the fit (``success``).
     """
 
     success: bool
@@ -104,12 +106,13 @@ class LandmarkResult:
     params_local: np.ndarray | None = None
     eyes: tuple[PartFit, PartFit] | None = None
     validated: bool | None = None
+    measure_anyway: bool = False
 
     @property
     def analysed(self) -> bool:
         """Whether the AU analysis takes this face (``FaceAnalyser::AddNextFrame``'s
-        ``success``): a success the validator did not reject."""
-        return bool(self.success) and self.validated is not False
+        ``success``): a success the validator did not reject, or a still's face."""
+        return self.measure_anyway or (bool(self.success) and self.validated is not False)
 
     @classmethod
     def failed(cls) -> "LandmarkResult":

@@ -377,7 +377,7 @@ class BackendSession:
             for e in lm.eyes
         ]
         gaze = np.zeros(8)
-        if lm.success:
+        if lm.success or lm.measure_anyway:  # FeatureExtraction: success; FaceLandmarkImg: any
             g0 = eye_gaze(eyes_3d[0], lm3d, pose[3:6], left_eye=True)
             g1 = eye_gaze(eyes_3d[1], lm3d, pose[3:6], left_eye=False)
             gaze = np.concatenate([g0, g1, gaze_angle(g0, g1)]).astype(float)

@@ -9,6 +9,8 @@ as deprecated shims.
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import queue
 import threading
@@ -198,7 +200,11 @@ class InputSession:
         tracker = self._new_tracker()
         detect_all = getattr(tracker, "detect_all", None)
         if callable(detect_all):
-            faces: list[LandmarkResult] = detect_all(frame.image) or [LandmarkResult.failed()]
+            # every detected face measured, as FaceLandmarkImg does whatever its validator
+            # said (AUs, gaze); no face: one failed row
+            faces: list[LandmarkResult] = [
+                dataclasses.replace(face, measure_anyway=True) for face in detect_all(frame.image)
+            ] or [LandmarkResult.failed()]
         else:
             faces = [tracker.track(frame.image)]
         results = []
