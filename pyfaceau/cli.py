@@ -180,8 +180,8 @@ def _gc_paused_until_loaded(command):  # noqa: ANN001, ANN202 - a click callback
                    "- for standard output).")
 @pipeline_options
 @click.option("--split", is_flag=True,
-              help="With --max-faces: one CSV per person (OUT_face0.csv, OUT_face1.csv, ...) "
-                   "instead of one.")
+              help="One CSV per person (OUT_face0.csv, OUT_face1.csv, ...; with --max-faces "
+                   "several) instead of one.")
 @click.option("--aligned", "aligned_dir", type=click.Path(path_type=Path), default=None,
               help="Also write the 112x112 aligned faces to this folder, named as OpenFace "
                    "names them (frame_det_00_000001.bmp, ...; OpenFace's -simalign).")

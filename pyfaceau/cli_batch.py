@@ -176,7 +176,10 @@ def batch_cmd(
         click.echo(f"  ... and {len(report.failed) - _SHOW_FAILED} more", err=True)
     noted = [r for r in report.rows if r.status.value == "done" and r.error]
     for row in noted[:_SHOW_FAILED]:
-        click.echo(f"  {row.error.replace('warning: ', 'warning: ' + row.input + ': ', 1)}", err=True)
+        note = row.error.removeprefix("warning: ")
+        if not note.startswith(row.input):  # most notes name their input already
+            note = f"{row.input}: {note}"
+        click.echo(f"  warning: {note}", err=True)
     if len(noted) > _SHOW_FAILED:
         click.echo(f"  ... and {len(noted) - _SHOW_FAILED} more warnings", err=True)
     if report.interrupted:

@@ -473,12 +473,13 @@ def test_unreadable_part_is_noted_or_fails_under_strict(tmp_path):
     row = next(csv.DictReader(open(out / SUMMARY_NAME)))
     assert row["status"] == "done" and row["frames"] == "5" and row["faces"] == "4"
     assert row["error"].startswith("warning: ") and "005.jpg" in row["error"]
-    assert "warning:" in r.output
+    assert f"  warning: {seq / '005.jpg'}: " in r.output and f"{seq}: {seq}" not in r.output
     # --strict: the same input fails, and the options differ: not skipped
     r = CliRunner().invoke(main, [*args, "--strict"])
     assert r.exit_code == 1, r.output
     row = next(csv.DictReader(open(out / SUMMARY_NAME)))
     assert row["status"] == "failed" and "005.jpg" in row["error"]
+    assert row["error"].endswith("[--strict: stopped, nothing written]")
 
 
 def test_stale_temp_files_of_a_killed_run(tmp_path):

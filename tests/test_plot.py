@@ -71,6 +71,17 @@ def test_gaps_only_where_a_frame_has_no_face():
     assert gaps == len(late.time) - int((rows["success"] == 1).sum())
 
 
+def test_a_face_landmark_img_csv_has_a_panel_per_face(tmp_path):
+    """FaceLandmarkImg's layout (``--openface-img``: no frame, no timestamp, a ``face``
+    column): one panel per face, a one-slot axis each."""
+    ref = REFERENCE / "images" / "24795717_1.csv"
+    tracks = load_tracks(ref)
+    assert [t.face_id for t in tracks] == [0, 1, 2]
+    assert all(t.time_label == "row" and len(t.time) == 1 for t in tracks)
+    r = CliRunner().invoke(main, ["plot", str(ref), "-o", str(tmp_path / "x.png")])
+    assert r.exit_code == 0, r.output
+
+
 def test_rows_whose_timestamp_is_not_a_number(tmp_path):
     """A NaN or infinite timestamp: the row keeps its frame's place (its time
     interpolated); without frame numbers, the rows' order is the axis."""

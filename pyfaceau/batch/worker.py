@@ -169,7 +169,9 @@ def run_task(
     except StopRequested:
         return TaskResult(task.index, Status.INTERRUPTED, seconds=time.perf_counter() - t0)
     except Exception as exc:  # one input's failure is recorded; the batch goes on
-        if isinstance(exc, (PyFaceAUError, IncompleteInputWarning)):
+        if isinstance(exc, IncompleteInputWarning):  # --strict: nothing was written
+            error = f"{exc} [--strict: stopped, nothing written]"
+        elif isinstance(exc, PyFaceAUError):
             error = str(exc)
         elif isinstance(exc, OSError):
             error = f"{exc.filename or task.input}: {exc.strerror or exc}"

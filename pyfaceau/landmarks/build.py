@@ -46,7 +46,8 @@ __all__ = [
 #: The PDM of ``clnf_general.txt`` (``PDM pdms/In-the-wild_aligned_PDM_68.txt``).
 PDM_RELPATH = "model/pdms/In-the-wild_aligned_PDM_68.txt"
 #: Fast path with CLNF: NU-RLMS iterations per pass on tracked frames (OpenFace: 5). One
-#: fewer costs 0.002 of pooled AU r and saves a fifth of the fitting (docs/accuracy.md).
+#: fewer costs about 0.001 of pooled AU r (0.978 against 0.979) and saves a fifth of the
+#: fitting (docs/accuracy.md, section 3).
 FAST_CLNF_ITERATIONS = 4
 #: The fast path's landmark refinements.
 REFINE_CHOICES = ("clnf", "svr", "none")

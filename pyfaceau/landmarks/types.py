@@ -79,16 +79,18 @@ class LandmarkResult:
     ----------
     success : whether a face was found and its landmarks are trusted
         (OpenFace's ``success`` column).
-    confidence : OpenFace's ``confidence`` column, in [0, 1] (the CLNF validator's
-        certainty on the faithful path; the detector/landmark score on the fast path).
+    confidence : OpenFace's ``confidence`` column, in [0, 1]: the CLNF validator's
+        certainty wherever CLNF fits (the faithful path, ``--fast`` with its default CLNF
+        tracking); the detector's score with ``--refine svr`` or ``--no-refine``.
     landmarks : ``(68, 2)`` float64, pixels (x, y). When ``success`` is False: the
         fitter's last attempt where it has one (OpenFace writes those), else zeros.
-    params_global : ``(6,)`` float64 ``[scale, rx, ry, rz, tx, ty]`` of the landmark fitter,
-        or None when the front end has no PDM fit of its own (fast path).
+    params_global : ``(6,)`` float64 ``[scale, rx, ry, rz, tx, ty]`` of the landmark fitter
+        (CLNF, or the SVR refiner's PDM fit), or None when the front end has no PDM fit of
+        its own (``--no-refine``, a landmark CSV).
     params_local : ``(34,)`` float64 shape parameters of the fitter, or None.
     eyes : the two eye part models' fits (:data:`EYE_PART_NAMES` order) when the front end
-        has them (the OpenFace-faithful path), else None; the back end derives OpenFace's
-        ``eye_lmk_*`` and ``gaze_*`` columns from them.
+        runs them (the OpenFace-faithful path, ``--refine clnf-parts``), else None; the
+        back end derives OpenFace's ``eye_lmk_*`` and ``gaze_*`` columns from them.
     validated : the detection validator's own verdict on this fit (OpenFace's
         ``face_model.detection_success``), or None when the front end has none apart from
         ``success``. They differ on a track's first detection, which OpenFace keeps

@@ -113,6 +113,7 @@ def load_tracks(csv: str | os.PathLike[str] | pd.DataFrame) -> list[AUTrack]:
         part = part.sort_values("frame") if "frame" in part else part
         ok = part["success"].to_numpy(float) > 0 if "success" in part else np.ones(len(part), bool)
         grid, slots, label = _time_axis(
+            len(part),
             part["frame"].to_numpy(float) if "frame" in part else None,
             part["timestamp"].to_numpy(float) if "timestamp" in part else None,
         )
@@ -144,9 +145,9 @@ def load_tracks(csv: str | os.PathLike[str] | pd.DataFrame) -> list[AUTrack]:
 
 
 def _time_axis(
-    frame: np.ndarray | None, timestamp: np.ndarray | None
+    n: int, frame: np.ndarray | None, timestamp: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray, str]:
-    """The plot's regular axis, each row's slot on it, and the axis label.
+    """The plot's regular axis for ``n`` rows, each row's slot on it, and the axis label.
 
     Frame numbers, when the rows have distinct whole ones, give the slots exactly (a
     frame without a row is a gap); their times run in one step from the first to the last
@@ -155,7 +156,6 @@ def _time_axis(
     find the frame step from neighbouring rows. Without frame numbers: the timestamps (see
     :func:`_regular_grid`), else the row order.
     """
-    n = len(frame) if frame is not None else len(timestamp) if timestamp is not None else 0
     finite_ts = None if timestamp is None else np.isfinite(timestamp)
     has_times = finite_ts is not None and np.unique(timestamp[finite_ts]).size > 1
     if frame is not None and np.all(np.isfinite(frame)) and np.all(frame == np.round(frame)):
