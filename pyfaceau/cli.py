@@ -10,6 +10,7 @@ import atexit
 import functools
 import logging
 import os
+import signal
 import sys
 import time
 import warnings
@@ -121,31 +122,38 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     tqdm.write(f"pyfaceau: warning: {message}", file=sys.stderr)
 
 
+class _RunState:
+    """What a guarded run has done: ``written`` once its outputs are in place."""
+
+    written = False
+
+
 @contextmanager
-def _guarded_run(strict: bool) -> Iterator[None]:
+def _guarded_run(strict: bool) -> Iterator[_RunState]:
     """Run a command's work so that it ends with one line and a meaningful exit code:
-    warnings as one line (errors under ``strict``), Ctrl-C 130, SIGTERM 143, an
-    unexpected exception one line (exit 1). Temporary output files are removed by the
+    warnings as one line (errors under ``strict``), Ctrl-C 130, SIGTERM 143 (saying
+    whether the outputs were written: the block sets ``written`` on the state it gets),
+    an unexpected exception one line (exit 1). Temporary output files are removed by the
     ``finally`` blocks these exceptions unwind through."""
     from .errors import IncompleteInputWarning
     from .output.atomic import Terminated, stop_on_signals
 
+    state = _RunState()
     with stop_on_signals(), warnings.catch_warnings():
         warnings.showwarning = _show_warning
         if strict:
             warnings.simplefilter("error", IncompleteInputWarning)
         try:
-            yield
+            yield state
         except IncompleteInputWarning as exc:  # the warning's words, then what --strict did
             _fail(PyFaceAUError(f"{exc} [--strict: stopped, nothing written]"), EXIT_INCOMPLETE)
         except PyFaceAUError as exc:
             _fail(exc)
-        except KeyboardInterrupt:
-            click.echo("pyfaceau: interrupted; nothing written", err=True)
-            sys.exit(EXIT_SIGINT)
-        except Terminated:
-            click.echo("pyfaceau: terminated; nothing written", err=True)
-            sys.exit(EXIT_SIGTERM)
+        except (KeyboardInterrupt, Terminated) as exc:
+            how = "interrupted" if isinstance(exc, KeyboardInterrupt) else "terminated"
+            what = "the outputs were complete and are written" if state.written else "nothing written"
+            click.echo(f"pyfaceau: {how}; {what}", err=True)
+            sys.exit(EXIT_SIGINT if isinstance(exc, KeyboardInterrupt) else EXIT_SIGTERM)
         except OSError as exc:
             _fail(PyFaceAUError(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")))
         except MemoryError:
@@ -236,10 +244,12 @@ def process_cmd(
     to_stdout = output == "-"  # the CSV to standard output, the summary to stderr
     if to_stdout and split:
         _fail(click.UsageError("--split writes a CSV per person: give -o a file name"))
+    if to_stdout and sys.stdout is None:  # started with standard output closed (>&-)
+        _fail(PyFaceAUError("-o -: standard output is closed"))
     kind = input_kind(input_path)
     # Fail before hours of processing, not after.
-    from .output.atomic import (StagedOutputs, check_output_folder, check_output_path,
-                                remove_stale_temps, signals_deferred)
+    from .output.atomic import (StagedOutputs, Terminated, check_output_folder,
+                                check_output_path, remove_stale_temps, signals_deferred)
 
     try:
         inputs = [input_path, flags.get("landmarks_csv")]
@@ -270,7 +280,7 @@ def process_cmd(
                                         f"{out} (--split would replace it); choose another -o")
     except PyFaceAUError as exc:
         _fail(exc)
-    with _guarded_run(strict):
+    with _guarded_run(strict) as run:
         from .pipeline.pipeline import Pipeline
 
         bar = None
@@ -302,8 +312,7 @@ def process_cmd(
         staged = StagedOutputs([aligned_dir, hog_path, tracked_path, csv_path])
         try:
             writers = side_writers(input_path, staged.path(aligned_dir),
-                                   staged.path(hog_path), staged.path(tracked_path),
-                                   several_faces=options.max_faces > 1)
+                                   staged.path(hog_path), staged.path(tracked_path))
             try:
                 with Pipeline(options) as pipe:
                     pipe.load(kind)
@@ -311,7 +320,7 @@ def process_cmd(
                     table = pipe.process(input_path, on_frame=on_frame, as_dataframe=False,
                                          on_result=writers.add if writers is not None else None)
                 if writers is not None:
-                    writers.finish()
+                    writers.finish(table)
             finally:
                 if writers is not None:
                     writers.close()
@@ -319,18 +328,18 @@ def process_cmd(
                     bar.close()
             written = [] if to_stdout else _stage_csvs(table, out, staged, split=split,
                                                        openface_img=openface_img)
-            with signals_deferred() as stopped:  # renames only: a stop waits for them
+            with signals_deferred() as stopped:  # a stop waits for the outputs, then ends it
                 staged.commit()
-            if to_stdout:
-                _write_csv_to_stdout(table, openface_img)
+                if to_stdout:
+                    _write_csv_to_stdout(table, openface_img)
+                run.written = True
             stale: list[Path] = []
             if split:
                 from .output.table import remove_stale_split_csvs
 
                 stale = remove_stale_split_csvs(out, written)  # (no input: refused above)
             if stopped:
-                click.echo("pyfaceau: stopped as the outputs were moved into place; they are "
-                           "complete", err=True)
+                raise KeyboardInterrupt if stopped[0] == signal.SIGINT else Terminated("stop")
         except PyFaceAUError as exc:  # the user's paths, not the temporary ones
             exc.args = (staged.unstaged(str(exc)),)
             raise

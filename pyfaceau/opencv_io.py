@@ -3,9 +3,11 @@ kept quiet while files are opened."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -13,48 +15,64 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-__all__ = ["opencv_log_quiet", "opencv_path", "write_image"]
+__all__ = ["opencv_log_quiet", "opencv_path", "stderr_kept", "write_image"]
 
 
 @contextmanager
-def opencv_log_quiet() -> Iterator[None]:
+def opencv_log_quiet(stderr: bool = True) -> Iterator[None]:
     """OpenCV's own messages off while a video, camera or URL is opened: the back ends it
     tries and gives up on, and its AVI parser on a damaged file (``Unexpected element.
     Expected: LIST``, raw bytes at times), lines that would precede pyfaceau's one-line
     error. The parser writes to the standard error stream directly, past OpenCV's log
-    level, so file descriptor 2 points to the null device meanwhile (a few milliseconds:
-    what another thread writes there then is lost too)."""
+    level, so with ``stderr`` file descriptor 2 points to the null device meanwhile: what
+    another thread writes there then is lost too, so keep it for opening a file (a few
+    milliseconds), not a camera or a network stream, which can take seconds."""
     log = cv2.utils.logging
     level = log.getLogLevel()
     log.setLogLevel(log.LOG_LEVEL_SILENT)
     try:
-        with _stderr_to_null():
+        with _stderr_to_null() if stderr else contextlib.nullcontext():
             yield
     finally:
         log.setLogLevel(level)
 
 
+#: Held while file descriptor 2 points to the null device (one redirection at a time,
+#: whatever the thread) and while child processes start (they would inherit it).
+_STDERR_LOCK = threading.RLock()
+
+
+@contextmanager
+def stderr_kept() -> Iterator[None]:
+    """No redirection of the standard error stream within the block: start child
+    processes here (a worker started while it pointed to the null device would keep
+    it for its whole life)."""
+    with _STDERR_LOCK:
+        yield
+
+
 @contextmanager
 def _stderr_to_null() -> Iterator[None]:
-    try:
-        sys.stderr.flush()  # what Python wrote before still goes out
-    except (AttributeError, OSError, ValueError):
-        pass
-    try:
-        saved = os.dup(2)
-    except OSError:  # no standard error stream: nothing to silence
-        yield
-        return
-    try:
-        null = os.open(os.devnull, os.O_WRONLY)
+    with _STDERR_LOCK:
         try:
-            os.dup2(null, 2)
+            sys.stderr.flush()  # what Python wrote before still goes out
+        except (AttributeError, OSError, ValueError):
+            pass
+        try:
+            saved = os.dup(2)
+        except OSError:  # no standard error stream: nothing to silence
+            yield
+            return
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(null, 2)
+            finally:
+                os.close(null)
+            yield
         finally:
-            os.close(null)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 @contextmanager

@@ -189,3 +189,12 @@ def test_a_still_face_the_validator_rejects_is_measured(tmp_path):
     assert np.abs(ours[intensity].to_numpy() - ref[intensity].to_numpy()).mean() <= 0.05
     gaze = ["gaze_angle_x", "gaze_angle_y"]
     np.testing.assert_allclose(ours[gaze].to_numpy(), ref[gaze].to_numpy(), atol=0.01)
+    # the fast path drops a rejected fit (no landmarks): a success = 0 row, not a failed
+    # image; turned upside down the face is rejected there too
+    upside = tmp_path / "upside.png"
+    cv2.imwrite(str(upside), cv2.warpAffine(canvas, cv2.getRotationMatrix2D((350, 350), 180, 1),
+                                            (700, 700), borderValue=(128, 128, 128)))
+    with Pipeline(Options.fast()) as p:
+        for image in (still, upside):
+            rows = p.process(image)
+            assert len(rows) >= 1 and np.isfinite(rows[intensity].to_numpy()).all()

@@ -299,29 +299,32 @@ def test_openface_landmarks_give_openface_aligned_faces_and_hog(tmp_path):
 
 def test_several_faces_end_their_records_where_their_csv_rows_end(tmp_path):
     """With several faces the CSV keeps each person's rows up to their last appearance
-    (InputSession.finish); the aligned faces and HOG records follow it: a failure a
+    (InputSession.finish); the aligned faces and HOG records follow the table: a failure a
     person comes back from stays (black, flag -1), failures after their last success go.
-    Without ``several_faces``, or when the run does not finish, every record stays."""
+    A table that keeps every row, none given, or a run that does not finish: every record
+    stays."""
     from types import SimpleNamespace
 
     black = fhog(np.zeros((112, 112, 3), np.uint8))
     face_ok = {0: [1, 2, 3, 4, 5, 6], 1: [1, 2, 4]}  # face 1: lost in 3, back in 4, gone
 
-    def run(folder: Path, several_faces: bool, finish: bool) -> FrameWriters:
-        w = FrameWriters(folder / "a", folder / "x.hog", several_faces=several_faces)
+    kept = [(f, i) for f in range(1, 7) for i in (0, 1) if i == 0 or f <= 4]
+
+    def run(folder: Path, table: object, finish: bool) -> FrameWriters:
+        w = FrameWriters(folder / "a", folder / "x.hog")
         for frame in range(1, 7):
-            for face_id in (0, 1) if frame <= 6 else (0,):
+            for face_id in (0, 1):
                 ok = frame in face_ok[face_id]
                 image = np.full((112, 112, 3), 10 * frame + face_id, np.uint8)
                 w.add(SimpleNamespace(index=frame - 1), SimpleNamespace(
                     frame=frame, face_id=face_id, success=ok, confidence=0.9,
                     aligned_face=image if ok else None,
                     hog=fhog(image) if ok else black))
-        w.finish() if finish else w.close()
+        w.finish(table) if finish else w.close()
         return w
 
-    kept = [(f, i) for f in range(1, 7) for i in (0, 1) if i == 0 or f <= 4]
-    w = run(tmp_path / "cut", several_faces=True, finish=True)
+    rows = pd.DataFrame({"frame": [f for f, _ in kept], "face_id": [i for _, i in kept]})
+    w = run(tmp_path / "cut", rows, finish=True)
     hog = read_hog_file(tmp_path / "cut" / "x.hog")
     assert w.hog.written == len(hog.success) == len(kept) == 10
     assert hog.success.tolist() == [f in face_ok[i] for f, i in kept]
@@ -332,8 +335,11 @@ def test_several_faces_end_their_records_where_their_csv_rows_end(tmp_path):
     assert names == sorted(aligned_face_name(f, i) for f, i in kept)
     assert w.aligned.written == 10
     assert not cv2.imread(str(tmp_path / "cut" / "a" / aligned_face_name(3, 1))).any()
-    for folder, several, finish in (("one", False, True), ("stopped", True, False)):
-        run(tmp_path / folder, several_faces=several, finish=finish)
+    every = pd.DataFrame({"frame": [f for f in range(1, 7) for _ in (0, 1)],
+                          "face_id": [i for _ in range(1, 7) for i in (0, 1)]})
+    for folder, table, finish in (("all", every, True), ("none", None, True),
+                                  ("stopped", rows, False)):
+        run(tmp_path / folder, table, finish=finish)
         assert len(read_hog_file(tmp_path / folder / "x.hog").success) == 12
         assert len(list((tmp_path / folder / "a").iterdir())) == 12
 
@@ -375,18 +381,25 @@ def test_cli_refuses_a_tracked_name_it_cannot_write(tmp_path):
     r = CliRunner().invoke(main, [str(SAMPLES / "image_sequence"), "-o", str(tmp_path / "a.csv"),
                                   "--tracked", str(tmp_path / "a.png")])
     assert r.exit_code == 2 and "a video's tracked output is written as .avi" in r.output
-    thin = tmp_path / "thin.avi"
+    thin = tmp_path / "thin.avi"  # one pixel tall: more than DIVX takes
     cap = cv2.VideoCapture(str(SAMPLES / "default.wmv"))
-    writer = cv2.VideoWriter(str(thin), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 16))
+    writer = cv2.VideoWriter(str(thin), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 1))
     for _ in range(3):
-        writer.write(np.ascontiguousarray(cap.read()[1][:16]))
+        writer.write(np.ascontiguousarray(cap.read()[1][:1]))
     writer.release()
     r = CliRunner().invoke(main, [str(thin), "-o", str(tmp_path / "t.csv"), "--tracked",
                                   str(tmp_path / "t.avi"), "--fast", "--no-progress"])
-    assert r.exit_code in (0, 2), r.output
-    if r.exit_code == 2:  # the codec refused the size: the user's path in the message
-        assert f"{tmp_path / 't.avi'}: OpenCV cannot write a 640x16 video" in r.output
-        assert ".part" not in r.output and not (tmp_path / "t.csv").exists()
+    assert r.exit_code == 2, r.output
+    assert (f"{tmp_path / 't.avi'}: OpenCV cannot write a 640x1 video with codec DIVX into "
+            "a .avi (frames too small for the codec)") in r.output
+    assert ".part" not in r.output and not (tmp_path / "t.csv").exists()
+    # a still's tracked output may be a picture: written as one, not as a video
+    r = CliRunner().invoke(main, [str(SAMPLES / "images" / "Obama.jpg"), "-o",
+                                  str(tmp_path / "s.csv"), "--tracked", str(tmp_path / "s.png"),
+                                  "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert cv2.imread(str(tmp_path / "s.png")).shape == cv2.imread(
+        str(SAMPLES / "images" / "Obama.jpg")).shape
 
 
 def test_a_still_writes_one_aligned_face_per_face(tmp_path):

@@ -85,6 +85,10 @@ def test_non_utf8_video_image_and_folder_names(tmp_path):
         shutil.copy(p, folder + b"/" + os.fsencode(p.name))
     frames = list(open_source(folder))  # bytes, as os.listdir(bytes) gives them
     assert len(frames) == 3 and all(f.decoded for f in frames)
+    # -o over one of its images, refused (OpenCV's image check crashed on the name)
+    r = run_cli([folder, "-o", folder + b"/" + os.fsencode(sorted(os.listdir(folder))[0]),
+                 "--fast", "--no-progress"])
+    assert r.returncode == 2 and b"input" in r.stderr, r.stderr[-300:]
     # and the whole command on the video through its bytes name, in this process too
     source = open_source(os.fsdecode(video))
     assert source.frame_count == 90 and sum(1 for _ in source) == 88

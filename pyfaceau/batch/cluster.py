@@ -65,10 +65,15 @@ def check_scheduler_address(scheduler: str) -> None:
     """Raise :class:`InputError` (one line) unless ``scheduler`` reads as a Dask
     scheduler's address (``tcp://HOST:PORT``, ``tls://...``; nothing is contacted)."""
     _import_distributed()
-    from distributed.comm.addressing import get_address_host_port
+    from distributed.comm.addressing import get_address_host_port, parse_address
+    from distributed.comm.registry import backends
 
     try:
-        get_address_host_port(scheduler)
+        scheme, _ = parse_address(scheduler)
+        if scheme not in backends:
+            raise ValueError(f"unknown address scheme {scheme!r} (known: {', '.join(backends)})")
+        if scheme in ("tcp", "tls", "ws", "wss"):  # these need HOST:PORT
+            get_address_host_port(scheduler)
     except (ValueError, TypeError) as exc:
         raise InputError(f"--scheduler {scheduler}: not a scheduler address, e.g. "
                          f"tcp://HOST:8786 ({exc})") from None
@@ -88,17 +93,16 @@ def run_dask(
         return
     distributed = _import_distributed()
     run_id = uuid.uuid4().hex
-    check_scheduler_address(scheduler)
-    try:
+    try:  # (the address was checked by run_batch before any work)
         client = distributed.Client(scheduler, timeout="30s")
     except (OSError, TimeoutError) as exc:
         raise InputError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
     quiet = _quiet_distributed_logs()
     try:
         yield from _run_on(client, distributed, scheduler, tasks, run_id, on_frames, stop)
-    except (Exception, asyncio.CancelledError) as exc:  # the cluster lost (distributed's types)
-        if isinstance(exc, InputError):
-            raise
+    except (OSError, asyncio.CancelledError, _futures_cancelled(distributed)) as exc:
+        # the cluster lost: a closed connection (CommClosedError is an OSError), the
+        # futures cancelled with it
         why = " ".join(str(exc).split())[:160] or type(exc).__name__
         if isinstance(exc, (OSError, asyncio.CancelledError)) or any(
                 word in why.lower() for word in ("connection", "closed")):
@@ -126,6 +130,12 @@ def _quiet_distributed_logs() -> list[tuple[logging.Logger, int]]:
         saved.append((logger, logger.level))
         logger.setLevel(logging.CRITICAL + 1)
     return saved
+
+
+def _futures_cancelled(distributed: Any) -> type[BaseException]:
+    """Dask's error for futures cancelled by a lost connection (where it has one)."""
+    return getattr(getattr(distributed, "client", None), "FuturesCancelledError",
+                   asyncio.CancelledError)
 
 
 def _lost(scheduler: str, why: str) -> InputError:

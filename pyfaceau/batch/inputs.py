@@ -32,13 +32,13 @@ import fnmatch
 import hashlib
 import json
 import os
-import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Sequence
 
 from ..errors import InputError
+from ..output.table import split_csv_base
 from ..pipeline.sources import IMAGE_SUFFIXES
 from .outputs import SideOutputs
 from .records import RECORD_SUFFIX, SUMMARY_NAME
@@ -88,10 +88,6 @@ def _holds_images_only(folder: Path) -> bool:
     return has_image
 
 
-#: A per-person CSV's name (``split_csv_paths`` of a batch's ``STEM.csv``).
-_SPLIT_CSV = re.compile(r"(.*)_face\d+\.csv")
-
-
 def _batch_outputs_in(folder: Path, filenames: Iterable[str]) -> set[str]:
     """Names in ``folder`` that a batch wrote (``filenames``: the folder's files as listed
     by the walk), never inputs, even when the output folder is the inputs' own and a
@@ -102,9 +98,8 @@ def _batch_outputs_in(folder: Path, filenames: Iterable[str]) -> set[str]:
     names: set[str] = {SUMMARY_NAME}
     filenames = list(filenames)
     csvs = [f[: -len(RECORD_SUFFIX)] for f in filenames if f.endswith(RECORD_SUFFIX)]
-    stems = {Path(csv).stem for csv in csvs}
     names.update(f for f in filenames  # the per-person CSVs (--split): STEM_faceN.csv
-                 if (m := _SPLIT_CSV.fullmatch(f)) is not None and m.group(1) in stems)
+                 if split_csv_base(f) in set(csvs))
     for csv in csvs:
         record = csv + RECORD_SUFFIX
         names.update((record, csv))

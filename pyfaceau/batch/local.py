@@ -6,7 +6,7 @@ keeps its pipelines for its whole life (models loaded once per worker) and sends
 progress, a few times a second, through one queue the parent reads. Ctrl-C reaches the
 workers as a shared *stop* event, not as a signal: a worker finishes the frame it is on
 and drops the input without writing anything, and an output being written is finished;
-SIGTERM stops a batch the same way.
+SIGTERM stops a batch the same way (the workers are in a process group of their own).
 A worker whose parent dies stops the same way.
 
 A worker that dies (killed, out of memory, a crash inside a library) breaks the pool: the
@@ -32,6 +32,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Generator, Iterator, Sequence
 
+from ..opencv_io import stderr_kept
 from ..options import Options
 from ..startup import save_kernels, start_process
 from .records import Status
@@ -68,12 +69,17 @@ def _init_worker(
     progress: "mp.Queue", stop: object, started: Any, options: Options | None
 ) -> None:
     """Worker initialiser: Ctrl-C and SIGTERM are the parent's to handle (it sets
-    ``stop``; sent to the whole process group, they would otherwise kill the worker
-    mid-input); the models of ``options`` are loaded now, before the first input's clock
-    starts."""
+    ``stop``): the worker leaves the terminal's process group, so a signal sent to the
+    group (Ctrl-C, ``kill -- -PGID``) does not kill it mid-input, while the pool can
+    still end it (``terminate()`` on a broken pool); the models of ``options`` are loaded
+    now, before the first input's clock starts."""
     global _progress, _stop, _started
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        if hasattr(os, "setpgrp"):  # POSIX
+            os.setpgrp()
+    except OSError:  # already a group leader, or not allowed: Ctrl-C is ignored anyway
+        pass
     _progress, _stop, _started = progress, stop, started  # type: ignore[assignment]
     threading.Thread(
         target=_watch_parent, args=(os.getppid(),), name="pyfaceau-parent", daemon=True
@@ -211,13 +217,14 @@ def _pool_round(
     task index, the inputs a worker began."""
     for t in tasks:
         started[t.index] = 0
-    pool = ProcessPoolExecutor(
-        max_workers=min(jobs, len(tasks)),
-        mp_context=ctx,
-        initializer=_init_worker,
-        initargs=(progress, worker_stop, started, _common_options(tasks)),
-    )
-    futures: dict[Future, BatchTask] = {pool.submit(_run_in_worker, t): t for t in tasks}
+    with stderr_kept():  # the workers start now: with the real standard error stream
+        pool = ProcessPoolExecutor(
+            max_workers=min(jobs, len(tasks)),
+            mp_context=ctx,
+            initializer=_init_worker,
+            initargs=(progress, worker_stop, started, _common_options(tasks)),
+        )
+        futures: dict[Future, BatchTask] = {pool.submit(_run_in_worker, t): t for t in tasks}
     pending = set(futures)
     lost: list[BatchTask] = []
     finished = False

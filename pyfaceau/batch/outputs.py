@@ -89,15 +89,13 @@ class Staged:
             return None
         return self._files.path(self.final[name])
 
-    def writers(self, input_path: str | os.PathLike, *,
-                several_faces: bool = False) -> "FrameWriters | None":
+    def writers(self, input_path: str | os.PathLike) -> "FrameWriters | None":
         """The frame writers of the aligned faces, HOG and tracked video, into the
-        temporary folder (None when none is asked for; ``several_faces``: see
-        :func:`~pyfaceau.pipeline.pipeline.side_writers`)."""
+        temporary folder (None when none is asked for)."""
         from ..pipeline.pipeline import side_writers
 
         return side_writers(input_path, self.staged("aligned"), self.staged("hog"),
-                            self.staged("tracked"), several_faces=several_faces)
+                            self.staged("tracked"))
 
     def commit(self, table: object) -> list[Path]:
         """Write the per-person CSVs (``--split``) of ``table``, move everything into place
@@ -105,17 +103,20 @@ class Staged:
         the final paths."""
         if self._files is None:
             return []
-        moved: list[Path] = []
-        if self.outputs.split:
-            from ..output.table import remove_stale_split_csvs, write_split_csvs
+        split: list[Path] = []
+        if self.outputs.split:  # staged beside the others, moved with them
+            from ..output.table import write_split_csvs
 
             assert self.folder is not None
             for staged in write_split_csvs(table, self.folder / self.output.name):
-                final = self.output.with_name(staged.name)
-                os.replace(staged, final)
-                moved.append(final)
-            remove_stale_split_csvs(self.output, moved)  # an earlier run's other people
-        return self._files.commit() + moved
+                split.append(self.output.with_name(staged.name))
+                self._files.add(split[-1], staged)
+        moved = self._files.commit()
+        if self.outputs.split:
+            from ..output.table import remove_stale_split_csvs
+
+            remove_stale_split_csvs(self.output, split)  # an earlier run's other people
+        return moved
 
     def discard(self) -> None:
         """Remove the temporary folder and whatever is still in it."""

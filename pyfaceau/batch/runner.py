@@ -114,8 +114,8 @@ def _probe_frames(path: Path) -> int:
     """Frames an input announces (cheap: no frame is decoded); 0 if unknown."""
     import cv2
 
-    from ..pipeline.sources import (IMAGE_SUFFIXES, announced_frame_count, opencv_log_quiet,
-                                    opencv_path)
+    from ..opencv_io import opencv_log_quiet, opencv_path
+    from ..pipeline.sources import IMAGE_SUFFIXES, announced_frame_count
 
     try:
         if path.is_dir():

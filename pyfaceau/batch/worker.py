@@ -129,7 +129,7 @@ def run_task(
         signature = input_signature(task.input)  # before reading: a later change re-runs it
         Path(task.output).parent.mkdir(parents=True, exist_ok=True)
         staged = Staged(task.side, task.output)
-        writers = staged.writers(task.input, several_faces=task.options.max_faces > 1)
+        writers = staged.writers(task.input)
         # Part of the input unreadable: a note in the summary (under Options.strict,
         # Pipeline.process raises it instead). The filters are process-wide: one task
         # at a time per worker process (Dask: --nthreads 1) keeps notes with their input.
@@ -141,7 +141,7 @@ def run_task(
                     on_result=writers.add if writers is not None else None,
                 )  # the table as the CLI keeps it: no DataFrame copy of a long video
                 if writers is not None:
-                    writers.finish()
+                    writers.finish(table)
             finally:
                 if writers is not None:
                     writers.close()

@@ -229,7 +229,10 @@ def _is_image(path: Path) -> bool:
     """Whether OpenCV reads ``path`` as an image (a frame of an image folder)."""
     import cv2
 
-    return bool(cv2.haveImageReader(str(path)))
+    from ..opencv_io import opencv_path
+
+    with opencv_path(path) as name:  # any file name (the binding crashes on some)
+        return bool(cv2.haveImageReader(name))
 
 
 def _written_path(out: Path) -> Path:
@@ -352,11 +355,10 @@ class StagedOutputs:
         """One more file to move into place: ``staged``, written in the temporary folder
         of an output given at construction (on ``final``'s file system), goes to
         ``final`` (e.g. ``--split``'s per-person CSVs, named by the table)."""
-        folder = next((f for f, s in self._staged.values() if Path(staged).parent in (f, s)),
-                      None)
-        if folder is None:
+        folders = {f for f, _ in self._staged.values()} | ({self.folder} - {None})
+        if Path(staged).parent not in folders:
             raise ValueError(f"{staged}: not in a temporary folder of these outputs")
-        self._staged[Path(final)] = (folder, Path(staged))
+        self._staged[Path(final)] = (Path(staged).parent, Path(staged))
 
     def unstaged(self, text: str) -> str:
         """``text`` (an error message) with the temporary paths replaced by the final

@@ -160,10 +160,16 @@ def _time_axis(
     has_times = finite_ts is not None and np.unique(timestamp[finite_ts]).size > 1
     if frame is not None and np.all(np.isfinite(frame)) and np.all(frame == np.round(frame)):
         f = frame.astype(np.int64)
-        slots = f - f.min()
+        # the usual step between rows (2 for a CSV of every other frame): a frame missing
+        # from that rhythm is a gap
+        steps = np.diff(np.unique(f))
+        step = int(np.median(steps)) if steps.size else 1
+        offsets = f - f.min()
+        slots = offsets // max(step, 1)
         span = int(slots.max()) + 1
-        if np.unique(f).size == n and span <= 4 * n + 100:
-            frames = f.min() + np.arange(span)
+        if (np.unique(f).size == n and np.all(offsets % max(step, 1) == 0)
+                and span <= 4 * n + 100):
+            frames = f.min() + step * np.arange(span)
             known = np.flatnonzero(finite_ts) if has_times else np.array([], int)
             if known.size > 1 and f[known].max() > f[known].min():
                 # one step through the first and last timestamped rows: a regular axis,

@@ -36,6 +36,8 @@ __all__ = [
     "FACE_LANDMARK_IMG_FORMATS",
     "face_landmark_img_table",
     "is_split_csv_of",
+    "split_csv_base",
+    "row_keys",
     "split_csv_paths",
     "write_csv",
     "write_split_csvs",
@@ -466,6 +468,15 @@ def write_csv(
     return out
 
 
+def row_keys(table: TableLike) -> set[tuple[int, int]]:
+    """The ``(frame, face_id)`` of every row of ``table`` (face 0 without a ``face_id``)."""
+    column = table.column if isinstance(table, FrameTable) else (lambda c: table[c].to_numpy())
+    frames = np.asarray(column("frame")).astype(np.int64)
+    has_ids = "face_id" in list(table.columns)
+    ids = np.asarray(column("face_id")).astype(np.int64) if has_ids else np.zeros_like(frames)
+    return set(zip(frames.tolist(), ids.tolist()))
+
+
 def split_csv_paths(base: str | os.PathLike, face_ids: Iterable[int]) -> list[Path]:
     """The per-person CSVs of ``--split``: ``BASE_face0.csv``, ``BASE_face1.csv``, ...
     (``base``'s folder, stem and suffix; ``.csv`` when it has none)."""
@@ -473,13 +484,19 @@ def split_csv_paths(base: str | os.PathLike, face_ids: Iterable[int]) -> list[Pa
     return [b.with_name(f"{b.stem}_face{int(i)}{b.suffix or '.csv'}") for i in face_ids]
 
 
+def split_csv_base(name: str) -> str | None:
+    """The CSV name ``name`` is a per-person CSV of (:func:`split_csv_paths`:
+    ``clip_face2.csv`` -> ``clip.csv``), or None."""
+    m = re.fullmatch(r"(.+)_face\d+(\.[^.]+)", name)
+    return None if m is None else m.group(1) + m.group(2)
+
+
 def is_split_csv_of(base: str | os.PathLike, path: str | os.PathLike) -> bool:
     """Whether ``path`` is named as one of ``base``'s per-person CSVs
     (:func:`split_csv_paths`, any face id), in ``base``'s folder."""
     b, p = Path(base), Path(path)
-    pattern = re.escape(b.stem) + r"_face\d+" + re.escape(b.suffix or ".csv")
     return (os.path.abspath(p.parent) == os.path.abspath(b.parent)
-            and re.fullmatch(pattern, p.name) is not None)
+            and split_csv_base(p.name) == b.stem + (b.suffix or ".csv"))
 
 
 def write_split_csvs(table: TableLike, base: str | os.PathLike) -> list[Path]:

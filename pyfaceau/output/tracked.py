@@ -26,7 +26,7 @@ import numpy as np
 from .atomic import check_output_path
 from .closing import ClosingWriter
 from ..errors import InputError
-from ..opencv_io import opencv_log_quiet, opencv_path
+from ..opencv_io import opencv_log_quiet, opencv_path, write_image
 from ..validation import require_bgr8, require_number
 from ..pdm.pose import default_intrinsics
 from ..pdm.rotation import euler_to_rotation_matrix
@@ -321,7 +321,8 @@ class TrackedVideoWriter(ClosingWriter):
 
     Parameters
     ----------
-    path : the video file (``.avi``: OpenFace's DIVX codec; ``.mp4``: MPEG-4 ``mp4v``).
+    path : the video file (``.avi``: OpenFace's DIVX codec; ``.mp4``: MPEG-4 ``mp4v``), or
+        a picture (``.png``, ``.jpg``, ...: one frame, a still's).
     fps : frame rate of the output (the input's; 30 when unknown (None, NaN) or not
         positive, as OpenFace).
     intrinsics : ``(fx, fy, cx, cy)``; default OpenFace's guess for the frame size.
@@ -354,6 +355,9 @@ class TrackedVideoWriter(ClosingWriter):
         if len(self.codec) != 4:
             raise InputError(f"codec must be a four-character code, got '{self.codec}'")
         self.label_faces = label_faces
+        #: the output is a picture (a still's: ``.png``, ``.jpg``, ...), not a video
+        suffix = self.path.suffix  # (OpenCV's binding crashes on a non-UTF-8 name)
+        self.picture = suffix.isascii() and bool(cv2.haveImageWriter("tracked" + suffix))
         self.written = 0
         self._writer: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None
@@ -374,6 +378,19 @@ class TrackedVideoWriter(ClosingWriter):
             raise InputError(f"{self.path}: the tracked-video writer is closed")
         frame = require_bgr8(image, "image")
         h, w = frame.shape[:2]
+        if self.picture:  # a still's tracked image, as FaceLandmarkImg writes it
+            if self.written:
+                raise InputError(f"{self.path}: a picture holds one frame; name a video "
+                                 f"({', '.join(TRACKED_VIDEO_SUFFIXES)}) for several")
+            drawn = draw_tracked(frame, faces, self.intrinsics, label_faces=len(faces) > 1)
+            try:
+                ok = write_image(self.path, drawn)
+            except OSError as exc:
+                raise InputError(f"{self.path}: cannot be written ({exc.strerror})") from exc
+            if not ok:
+                raise InputError(f"{self.path}: OpenCV cannot write this picture format")
+            self.written += 1
+            return drawn
         if self._writer is None:
             with opencv_path(self.path) as name, opencv_log_quiet():  # any file name
                 writer = cv2.VideoWriter(name, cv2.VideoWriter_fourcc(*self.codec),

@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .closing import ClosingWriter
 from .aligned import AlignedFaceWriter
 from .hog import HogWriter
+from .table import row_keys
 from .tracked import DEFAULT_FPS, TrackedFace, TrackedVideoWriter
+
+if TYPE_CHECKING:
+    from .table import TableLike
 
 __all__ = ["FrameWriters"]
 
@@ -36,10 +40,6 @@ class FrameWriters(ClosingWriter):
     sequence : True for a video or image sequence, False for a still (aligned-face names).
     intrinsics : ``(fx, fy, cx, cy)`` used for the pose; default OpenFace's guess for the
         frame size.
-    several_faces : the run tracks several faces, whose CSV rows end at each person's last
-        appearance (:meth:`pyfaceau.pipeline.session.InputSession.finish`): :meth:`finish`
-        then drops each person's aligned faces and HOG records after it too, so the files
-        match the CSV row for row.
 
     Notes
     -----
@@ -57,7 +57,6 @@ class FrameWriters(ClosingWriter):
         fps: float = DEFAULT_FPS,
         sequence: bool = True,
         intrinsics: tuple[float, float, float, float] | None = None,
-        several_faces: bool = False,
     ) -> None:
         self.aligned = (
             AlignedFaceWriter(aligned_dir, sequence=sequence) if aligned_dir is not None else None
@@ -71,11 +70,9 @@ class FrameWriters(ClosingWriter):
         self._pending_image: np.ndarray | None = None
         self._pending_key: object = None
         self._pending_faces: list[TrackedFace] = []
-        # several faces: each face's records since its last success (HOG record number,
-        # aligned-face file), dropped by finish() if the face is not seen again
-        self._since_success: dict[int, list[tuple[int | None, Path | None]]] | None = (
-            {} if several_faces else None
-        )
+        # each failed face's records (frame, face id, HOG record number, aligned-face
+        # file): finish() drops those whose row the run's table does not keep
+        self._failed: list[tuple[int, int, int | None, Path | None]] = []
 
     @property
     def active(self) -> bool:
@@ -102,14 +99,14 @@ class FrameWriters(ClosingWriter):
         record = self.hog.written if self.hog is not None else None
         image = None
         if self.aligned is not None:
-            image = self.aligned.add(frame_number, face_id, success, result.aligned_face)
+            # a still's face the validator rejected is measured (FaceLandmarkImg writes its
+            # aligned face); any other failed face is written black
+            measured = success or getattr(result, "aligned_face", None) is not None
+            image = self.aligned.add(frame_number, face_id, measured, result.aligned_face)
         if self.hog is not None:
             self.hog.add(frame_number, face_id, success, result.hog)
-        if self._since_success is not None:
-            if success:
-                self._since_success.pop(face_id, None)
-            else:
-                self._since_success.setdefault(face_id, []).append((record, image))
+        if not success:
+            self._failed.append((frame_number, face_id, record, image))
         if self.tracked is not None:
             key = int(frame.index)
             if key != self._pending_key:
@@ -135,19 +132,24 @@ class FrameWriters(ClosingWriter):
             self.tracked.add(self._pending_image, self._pending_faces)
         self._pending_image, self._pending_key, self._pending_faces = None, None, []
 
-    def finish(self) -> None:
-        """Close every file after a complete run; with ``several_faces``, without each
-        person's aligned faces and HOG records after their last appearance (as the CSV)."""
-        trailing = [entry for entries in (self._since_success or {}).values()
-                    for entry in entries]
-        if self.hog is not None:
-            self.hog.close_without(record for record, _ in trailing if record is not None)
-        if self.aligned is not None:
-            for _, image in trailing:
-                if image is not None:
-                    image.unlink(missing_ok=True)
-                    self.aligned.written -= 1
-        self._since_success = None
+    def finish(self, table: "TableLike | None" = None) -> None:
+        """Close every file after a complete run, without the aligned faces and HOG records
+        of failed faces whose rows ``table`` (the run's table) does not keep: with several
+        faces each person's rows end at their last appearance
+        (:meth:`pyfaceau.pipeline.session.InputSession.finish`), so the files match the
+        CSV row for row."""
+        if table is not None and self._failed:
+            kept = row_keys(table)
+            dropped = [(record, image) for frame, face_id, record, image in self._failed
+                       if (frame, face_id) not in kept]
+            if self.hog is not None:
+                self.hog.close_without(record for record, _ in dropped if record is not None)
+            if self.aligned is not None:
+                for _, image in dropped:
+                    if image is not None:
+                        image.unlink(missing_ok=True)
+                        self.aligned.written -= 1
+        self._failed = []
         self.close()
 
     def close(self) -> None:

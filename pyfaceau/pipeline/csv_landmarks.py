@@ -113,6 +113,7 @@ class CsvLandmarkFrontEnd:
 
     def reset(self) -> None:
         self._next_frame = 1
+        self._last_frame = 0  # the last frame of the input given so far (1-based)
         self._warned = False  # about frames without a row: once per replay
 
     def fresh(self) -> "CsvLandmarkFrontEnd":
@@ -126,11 +127,12 @@ class CsvLandmarkFrontEnd:
         """The next :meth:`track` replays the row of frame ``index`` (0-based): a stream's
         frames may skip (a live source) or be numbered by the caller."""
         self._next_frame = int(index) + 1
+        self._last_frame = max(self._last_frame, self._next_frame)
 
     def end_of_input(self) -> None:
         """Warn when the CSV has rows for frames after the input's last: a CSV of another
         (longer) video, or of this one's frames numbered otherwise."""
-        last = self._next_frame - 1
+        last = self._last_frame
         beyond = [f for f in self._row_of_frame if f > last]
         if beyond:
             warnings.warn(
@@ -139,12 +141,8 @@ class CsvLandmarkFrontEnd:
                 UserWarning,
                 stacklevel=2)
 
-    def skip_frame(self) -> None:
-        """A frame of the input that could not be decoded: its CSV row is not used, and
-        the next frame gets the next row."""
-        self._next_frame += 1
-
     def track(self, frame_bgr: np.ndarray) -> LandmarkResult:
+        self._last_frame = max(self._last_frame, self._next_frame)
         row = self._row_of_frame.get(self._next_frame)
         if row is None and not self._warned:
             self._warned = True

@@ -33,6 +33,8 @@ post-processing) sees the frames a single-face run of that person would see.
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
@@ -373,14 +375,7 @@ class MultiFaceTracker:
                 log.debug("face %d collapsed onto another: dropped", loser.track.face_id)
                 self._drop(loser, "merged")
                 r = results[k_loser]
-                results[k_loser] = LandmarkResult(
-                    success=False,
-                    confidence=r.confidence,
-                    landmarks=r.landmarks,
-                    params_global=r.params_global,
-                    params_local=r.params_local,
-                    eyes=r.eyes,
-                )
+                results[k_loser] = dataclasses.replace(r, success=False)
 
     def _drop(self, p: _Person, why: str) -> None:
         if why == "lost":

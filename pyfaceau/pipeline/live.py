@@ -21,7 +21,8 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
-from .sources import Frame, opencv_log_quiet, opencv_path, to_bgr8
+from ..opencv_io import opencv_log_quiet, opencv_path
+from .sources import Frame, to_bgr8
 
 __all__ = ["LiveSource", "open_live"]
 
@@ -86,6 +87,8 @@ class LiveSource:
             with self._cond:
                 self._ended = True
                 self._cond.notify()
+            if self._stop.is_set():  # closed while reading: close() left it to us
+                self._capture.release()
 
     def __iter__(self) -> Iterator[Frame]:
         try:
@@ -103,11 +106,13 @@ class LiveSource:
             self.close()
 
     def close(self) -> None:
-        """Stop reading and release the source."""
+        """Stop reading and release the source (its reader releases it, should it still
+        be inside a read that does not return: a stalled network stream)."""
         self._stop.set()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(timeout=2)
-        self._capture.release()
+            self._thread.join(timeout=5)
+        if not self._thread.is_alive():  # never while the reader is inside read()
+            self._capture.release()
 
 
 #: Sources not closed yet: stopped at exit, before the interpreter tears down the reader
@@ -154,13 +159,13 @@ def open_live(source: str | int | os.PathLike) -> LiveSource:
         # its binding takes a C int
         raise InputError(f"camera {int(text)}: a camera index is 0 to {MAX_CAMERA_INDEX}")
     if isinstance(text, (int, np.integer)):
-        with opencv_log_quiet():
+        with opencv_log_quiet(stderr=False):  # a camera can take seconds to open
             capture = cv2.VideoCapture(int(text))
         name, paced = f"camera {int(text)}", False
     elif isinstance(text, str) and "://" in text:
         if not _utf8(text):  # OpenCV's binding would crash on it
             raise InputError(f"{text!r}: a stream URL must be valid UTF-8")
-        with opencv_log_quiet():
+        with opencv_log_quiet(stderr=False):  # a network stream too
             capture = cv2.VideoCapture(text)
         name, paced = text, False
     else:

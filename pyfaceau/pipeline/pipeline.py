@@ -351,16 +351,12 @@ def side_writers(
     aligned_dir: str | os.PathLike | None = None,
     hog_path: str | os.PathLike | None = None,
     tracked_path: str | os.PathLike | None = None,
-    *,
-    several_faces: bool = False,
 ) -> "FrameWriters | None":
     """The outputs beside the CSV for one input (OpenFace's ``-simalign``, ``-hogalign``,
     ``-tracked``), set up for it (the tracked video at the input's frame rate, 30 when it
     has none; aligned faces named as for a sequence or a still), or None when none is
     asked for. Pass its ``add`` as :meth:`Pipeline.process`'s ``on_result``, then call
-    its ``finish`` when the run is complete (``close`` otherwise). ``several_faces``:
-    the run's ``Options.max_faces`` is above 1 (each person's records end where their
-    CSV rows end).
+    its ``finish`` with the run's table when the run is complete (``close`` otherwise).
     """
     if aligned_dir is None and hog_path is None and tracked_path is None:
         return None
@@ -368,5 +364,4 @@ def side_writers(
 
     source = open_source(input_path)
     return FrameWriters(aligned_dir, hog_path, tracked_path,
-                        fps=source.fps or 30.0, sequence=source.kind != "image",
-                        several_faces=several_faces)
+                        fps=source.fps or 30.0, sequence=source.kind != "image")

@@ -202,8 +202,10 @@ class InputSession:
         if callable(detect_all):
             # every detected face measured, as FaceLandmarkImg does whatever its validator
             # said (AUs, gaze); no face: one failed row
+            # (a face whose fit was dropped has no landmarks to measure: the fast path's)
             faces: list[LandmarkResult] = [
-                dataclasses.replace(face, measure_anyway=True) for face in detect_all(frame.image)
+                dataclasses.replace(face, measure_anyway=bool((face.landmarks[:, 0] != 0).sum() >= 2))
+                for face in detect_all(frame.image)
             ] or [LandmarkResult.failed()]
         else:
             faces = [tracker.track(frame.image)]

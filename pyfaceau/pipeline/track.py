@@ -55,8 +55,8 @@ class FaceTrack:
     def landmarks(self, frame: Frame, upcoming: Frame | None = None) -> LandmarkResult:
         """:meth:`track` on ``frame``'s image, or, for an image of a folder that could not
         be decoded (``frame.decoded`` False), a ``success = 0`` result without tracking;
-        the tracker's ``skip_frame``, if it has one, keeps it in step (a landmark CSV's
-        rows).
+        the tracker's ``seek``, if it has one, is given the frame's index first (a
+        landmark CSV's rows: the row of this frame, whatever frames came before).
 
         ``upcoming``: the frame the next call will receive, when already read; announced
         to a tracker that can start on it early (``expect_next``), with the same results.
@@ -69,9 +69,6 @@ class FaceTrack:
             if upcoming is not None and upcoming.decoded and expect_next is not None:
                 expect_next(upcoming.image)
             return self.track(frame.image)
-        skip = getattr(self.tracker, "skip_frame", None)
-        if callable(skip):
-            skip()
         return LandmarkResult.failed()
 
     def measure(self, frame: Frame, landmarks: LandmarkResult) -> FrameResult:
