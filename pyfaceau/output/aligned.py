@@ -143,12 +143,7 @@ class AlignedFaceWriter(ClosingWriter):
         path = self.directory / aligned_face_name(
             frame_number, face_id, sequence=self.sequence, image_format=self.image_format
         )
-        try:
-            written = write_image(path, image)  # any folder name (cv2.imwrite: not all)
-        except OSError as exc:
-            raise InputError(f"{path}: cannot write the aligned face ({exc.strerror})") from exc
-        if not written:
-            raise InputError(f"{path}: cannot write the aligned face")
+        write_picture(path, image, "the aligned face")
         self.written += 1
         return path
 
@@ -164,6 +159,18 @@ class AlignedFaceWriter(ClosingWriter):
         """Finish (idempotent); files are written as they are added."""
         self._closed = True
 
+
+
+def write_picture(path: Path, image: np.ndarray, what: str) -> None:
+    """Write ``image`` to ``path`` in the format its extension names, for any file name
+    (:func:`pyfaceau.opencv_io.write_image`); one-line :class:`InputError` naming
+    ``what`` when it cannot be."""
+    try:
+        written = write_image(path, image)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write {what} ({exc.strerror})") from exc
+    if not written:
+        raise InputError(f"{path}: cannot write {what} (a format OpenCV writes?)")
 
 
 def _require_face(face: object) -> np.ndarray:

@@ -26,7 +26,8 @@ import numpy as np
 from .atomic import check_output_path
 from .closing import ClosingWriter
 from ..errors import InputError
-from ..opencv_io import opencv_log_quiet, opencv_path, write_image
+from ..opencv_io import opencv_log_quiet, opencv_path
+from .aligned import write_picture
 from ..validation import require_bgr8, require_number
 from ..pdm.pose import default_intrinsics
 from ..pdm.rotation import euler_to_rotation_matrix
@@ -383,12 +384,7 @@ class TrackedVideoWriter(ClosingWriter):
                 raise InputError(f"{self.path}: a picture holds one frame; name a video "
                                  f"({', '.join(TRACKED_VIDEO_SUFFIXES)}) for several")
             drawn = draw_tracked(frame, faces, self.intrinsics, label_faces=len(faces) > 1)
-            try:
-                ok = write_image(self.path, drawn)
-            except OSError as exc:
-                raise InputError(f"{self.path}: cannot be written ({exc.strerror})") from exc
-            if not ok:
-                raise InputError(f"{self.path}: OpenCV cannot write this picture format")
+            write_picture(self.path, drawn, "the tracked picture")
             self.written += 1
             return drawn
         if self._writer is None:
