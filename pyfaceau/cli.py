@@ -222,6 +222,17 @@ def process_cmd(
     **flags: Any,
 ) -> None:
     """Measure Action Units in a video, an image folder or an image."""
+    # the whole command under the guard: a stop at any moment is one line, 130 / 143
+    with _guarded_run(strict) as run:
+        _process(run, input_path, output, split, openface_img, aligned_dir, hog_path,
+                 tracked_path, no_progress, strict, flags)
+
+
+def _process(run: _RunState, input_path: Path, output: str | None, split: bool,
+             openface_img: bool, aligned_dir: Path | None, hog_path: Path | None,
+             tracked_path: Path | None, no_progress: bool, strict: bool,
+             flags: dict[str, Any]) -> None:
+    """``process``'s work, inside :func:`_guarded_run` (``run``: what it has written)."""
     start_process()  # here, not for every command: batch's parent runs no kernel
     try:
         options = options_from_flags(**flags)
@@ -280,72 +291,73 @@ def process_cmd(
                                         f"{out} (--split would replace it); choose another -o")
     except PyFaceAUError as exc:
         _fail(exc)
-    with _guarded_run(strict) as run:
-        from .pipeline.pipeline import Pipeline
+    from .pipeline.pipeline import Pipeline
 
-        bar = None
+    bar = None
 
-        frames_done = 0
+    frames_done = 0
 
-        def on_frame(done: int, total: int) -> None:
-            nonlocal bar, frames_done
-            frames_done = done
-            if no_progress:
-                return
-            if bar is None:
-                from tqdm import tqdm
+    def on_frame(done: int, total: int) -> None:
+        nonlocal bar, frames_done
+        frames_done = done
+        if no_progress:
+            return
+        if bar is None:
+            from tqdm import tqdm
 
-                bar = tqdm(total=total or None, unit="frame", desc=input_path.name,
-                           dynamic_ncols=True, file=sys.stderr)
-            bar.update(1)
+            bar = tqdm(total=total or None, unit="frame", desc=input_path.name,
+                       dynamic_ncols=True, file=sys.stderr)
+        bar.update(1)
 
-        t0 = time.perf_counter()
-        from .pipeline.pipeline import side_writers
+    t0 = time.perf_counter()
+    from .pipeline.pipeline import side_writers
 
-        # written beside their places, moved there once the run is complete (what a
-        # killed run left there, untouched for 10 minutes, goes first: it may be large)
-        csv_path = None if to_stdout else out
-        for path in (csv_path, aligned_dir, hog_path, tracked_path):
-            if path is not None:
-                remove_stale_temps(path)
-        # the CSV last: what a failure to move an output into place leaves is the old CSV
-        staged = StagedOutputs([aligned_dir, hog_path, tracked_path, csv_path])
+    # written beside their places, moved there once the run is complete (what a
+    # killed run left there, untouched for 10 minutes, goes first: it may be large)
+    csv_path = None if to_stdout else out
+    for path in (csv_path, aligned_dir, hog_path, tracked_path):
+        if path is not None:
+            remove_stale_temps(path)
+    # the CSV last: what a failure to move an output into place leaves is the old CSV
+    staged = StagedOutputs([aligned_dir, hog_path, tracked_path, csv_path])
+    try:
+        writers = side_writers(input_path, staged.path(aligned_dir),
+                               staged.path(hog_path), staged.path(tracked_path))
         try:
-            writers = side_writers(input_path, staged.path(aligned_dir),
-                                   staged.path(hog_path), staged.path(tracked_path))
-            try:
-                with Pipeline(options) as pipe:
-                    pipe.load(kind)
-                    resume_gc()
-                    table = pipe.process(input_path, on_frame=on_frame, as_dataframe=False,
-                                         on_result=writers.add if writers is not None else None)
-                if writers is not None:
-                    writers.finish(table)
-            finally:
-                if writers is not None:
-                    writers.close()
-                if bar is not None:  # as far as it got, before a message on how it ended
-                    bar.close()
-            written = [] if to_stdout else _stage_csvs(table, out, staged, split=split,
-                                                       openface_img=openface_img)
-            with signals_deferred() as stopped:  # a stop waits for the outputs, then ends it
-                staged.commit()
-                if to_stdout:
-                    _write_csv_to_stdout(table, openface_img)
-                run.written = True
-            stale: list[Path] = []
-            if split:
-                from .output.table import remove_stale_split_csvs
+            with Pipeline(options) as pipe:
+                pipe.load(kind)
+                resume_gc()
+                table = pipe.process(input_path, on_frame=on_frame, as_dataframe=False,
+                                     on_result=writers.add if writers is not None else None)
+            if writers is not None:  # their records follow the rows written
+                from .output.table import face_landmark_img_rows
 
-                stale = remove_stale_split_csvs(out, written)  # (no input: refused above)
-            if stopped:
-                raise KeyboardInterrupt if stopped[0] == signal.SIGINT else Terminated("stop")
-        except PyFaceAUError as exc:  # the user's paths, not the temporary ones
-            exc.args = (staged.unstaged(str(exc)),)
-            raise
+                writers.finish(face_landmark_img_rows(table) if openface_img else table)
         finally:
-            staged.discard()  # a run that did not finish: its outputs are not kept
-        elapsed = time.perf_counter() - t0
+            if writers is not None:
+                writers.close()
+            if bar is not None:  # as far as it got, before a message on how it ended
+                bar.close()
+        written = [] if to_stdout else _stage_csvs(table, out, staged, split=split,
+                                                   openface_img=openface_img)
+        with signals_deferred() as stopped:  # a stop waits for the outputs, then ends it
+            staged.commit()
+            if to_stdout:
+                _write_csv_to_stdout(table, openface_img)
+            run.written = True
+        stale: list[Path] = []
+        if split:
+            from .output.table import remove_stale_split_csvs
+
+            stale = remove_stale_split_csvs(out, written)  # (no input: refused above)
+        if stopped:
+            raise KeyboardInterrupt if stopped[0] == signal.SIGINT else Terminated("stop")
+    except PyFaceAUError as exc:  # the user's paths, not the temporary ones
+        exc.args = (staged.unstaged(str(exc)),)
+        raise
+    finally:
+        staged.discard()  # a run that did not finish: its outputs are not kept
+    elapsed = time.perf_counter() - t0
     save_kernels()  # for the next start, when this one ran numba
     if stale:
         click.echo(f"removed {_count(len(stale), 'per-person CSV')} of an earlier run "
@@ -398,16 +410,18 @@ def _write_csv_to_stdout(table: Any, openface_img: bool) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # nothing more is flushed into the pipe
         os.close(devnull)
+    except OSError as exc:  # e.g. a full disk behind it
+        raise PyFaceAUError(f"standard output: {exc.strerror or exc} (the CSV is incomplete; "
+                            "the other outputs are in place)") from None
 
 
 def _check_tracked_suffix(path: Path, kind: str) -> None:
     """``--tracked``'s extension, before the models load: a video container for a video
     or a folder (OpenCV writes anything else as garbage or not at all), an image or a
     video for a still."""
-    from .output.tracked import TRACKED_VIDEO_SUFFIXES
-    from .pipeline.sources import IMAGE_SUFFIXES
+    from .output.tracked import TRACKED_PICTURE_SUFFIXES, TRACKED_VIDEO_SUFFIXES
 
-    allowed = TRACKED_VIDEO_SUFFIXES + (IMAGE_SUFFIXES if kind == "image" else ())
+    allowed = TRACKED_VIDEO_SUFFIXES + (TRACKED_PICTURE_SUFFIXES if kind == "image" else ())
     if path.suffix.lower() not in allowed:
         what = "a still's" if kind == "image" else "a video's"
         raise PyFaceAUError(f"--tracked {path}: {what} tracked output is written as "

@@ -155,7 +155,8 @@ def test_stale_split_csvs_of_an_earlier_run_are_removed(tmp_path):
     from pyfaceau.output.table import is_split_csv_of, remove_stale_split_csvs
 
     names = ["out_face0.csv", "out_face1.csv", "out_face12.csv", "out_face1.csv.bak",
-             "out_faceX.csv", "other_face1.csv", "out.csv", "out_face_1.csv"]
+             "out_faceX.csv", "other_face1.csv", "out.csv", "out_face_1.csv",
+             "out_face01.csv"]  # never a name pyfaceau writes: the user's own
     for name in names:
         (tmp_path / name).write_text("x")
     (tmp_path / "out_face7.csv").symlink_to(tmp_path / "out.csv")  # not ours to remove

@@ -113,9 +113,16 @@ def test_landmark_csv_errors(tmp_path):
     nan.loc[4, "y_5"] = np.nan  # as a file cut in the middle of a row reads
     zeros = ref.copy()
     zeros.loc[6, [f"x_{i}" for i in range(68)]] = 0.0  # every landmark "not visible"
+    half, nan_success = ref.copy(), ref.copy()
+    half["frame"] = half["frame"].astype(float)
+    half.loc[2, "frame"] = 3.5
+    nan_success["success"] = nan_success["success"].astype(float)
+    nan_success.loc[1, "success"] = np.nan
     for table, message in ((text, "x_0 is not a number in row 5"),
                            (nan, "frame 5 has missing or infinite landmarks"),
                            (zeros, "frame 7 has success 1 but fewer than 2 landmarks"),
+                           (half, "row 4 has frame 3.5"),
+                           (nan_success, "row 3 has success nan"),
                            (twice, "frame 4 appears twice"), (ref.iloc[:0], "no rows")):
         table.to_csv(bad, index=False)
         with pytest.raises(InputError, match=message):

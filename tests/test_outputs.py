@@ -344,6 +344,23 @@ def test_several_faces_end_their_records_where_their_csv_rows_end(tmp_path):
         assert len(list((tmp_path / folder / "a").iterdir())) == 12
 
 
+def test_a_face_landmark_img_csv_and_its_side_outputs_agree(tmp_path):
+    """``--openface-img`` writes no row for an image without a face (FaceLandmarkImg
+    writes none): nor an aligned face or HOG record."""
+    from click.testing import CliRunner
+
+    from pyfaceau.cli import main
+
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((300, 300, 3), 128, np.uint8))
+    r = CliRunner().invoke(main, [str(blank), "-o", str(tmp_path / "o.csv"), "--openface-img",
+                                  "--aligned", str(tmp_path / "al"), "--hog",
+                                  str(tmp_path / "o.hog"), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert len(pd.read_csv(tmp_path / "o.csv")) == 0
+    assert not list((tmp_path / "al").iterdir()) and (tmp_path / "o.hog").stat().st_size == 0
+
+
 def test_tracked_video_of_an_image_folder_of_several_sizes(tmp_path):
     """A folder whose images differ in size: each tracked frame is drawn at its own size
     and fitted into the first's (the run used to fail, losing every output)."""

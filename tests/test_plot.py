@@ -94,6 +94,10 @@ def test_rows_whose_timestamp_is_not_a_number(tmp_path):
     assert track.time[3] == pytest.approx((df["timestamp"][2] + df["timestamp"][4]) / 2, abs=1e-3)
     (by_row,) = load_tracks(df.drop(columns="frame"))
     assert by_row.time_label == "row" and len(by_row.time) == 288
+    huge = df.astype({"frame": float})
+    huge.loc[5, "frame"] = 1e300  # not a frame count: the timestamps' axis instead
+    (track,) = load_tracks(huge)
+    assert len(track.time) == 288 and np.isfinite(track.time).all()
     df.to_csv(tmp_path / "nan.csv", index=False)
     r = CliRunner().invoke(main, ["plot", str(tmp_path / "nan.csv"), "-o", str(tmp_path / "x.png")])
     assert r.exit_code == 0, r.output

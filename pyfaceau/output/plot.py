@@ -158,7 +158,8 @@ def _time_axis(
     """
     finite_ts = None if timestamp is None else np.isfinite(timestamp)
     has_times = finite_ts is not None and np.unique(timestamp[finite_ts]).size > 1
-    if frame is not None and np.all(np.isfinite(frame)) and np.all(frame == np.round(frame)):
+    if (frame is not None and np.all(np.isfinite(frame)) and np.all(frame == np.round(frame))
+            and np.all(np.abs(frame) < 2**53)):  # whole numbers that fit a frame count
         f = frame.astype(np.int64)
         # the usual step between rows (2 for a CSV of every other frame): a frame missing
         # from that rhythm is a gap

@@ -34,6 +34,7 @@ __all__ = [
     "iter_csv_chunks",
     "openface_columns",
     "FACE_LANDMARK_IMG_FORMATS",
+    "face_landmark_img_rows",
     "face_landmark_img_table",
     "is_split_csv_of",
     "split_csv_base",
@@ -487,8 +488,8 @@ def split_csv_paths(base: str | os.PathLike, face_ids: Iterable[int]) -> list[Pa
 def split_csv_base(name: str) -> str | None:
     """The CSV name ``name`` is a per-person CSV of (:func:`split_csv_paths`:
     ``clip_face2.csv`` -> ``clip.csv``), or None."""
-    m = re.fullmatch(r"(.+)_face\d+(\.[^.]+)", name)
-    return None if m is None else m.group(1) + m.group(2)
+    m = re.fullmatch(r"(.+)_face(0|[1-9]\d*)(\.[^.]+)", name)  # as written: no leading 0
+    return None if m is None else m.group(1) + m.group(3)
 
 
 def is_split_csv_of(base: str | os.PathLike, path: str | os.PathLike) -> bool:
@@ -549,9 +550,15 @@ def face_landmark_img_table(table: TableLike) -> "pd.DataFrame":
     """
     import pandas as pd
 
-    df = table.to_dataframe() if isinstance(table, FrameTable) else table
-    rest = list(df.columns[list(df.columns).index("success") + 1 :])
-    found = (df["success"] == 1) | (df["x_0"] != 0) if "x_0" in df else df["success"] == 1
-    rows = df[found.to_numpy()]
+    rows = face_landmark_img_rows(table)
+    rest = list(rows.columns[list(rows.columns).index("success") + 1 :])
     out = pd.DataFrame({"face": rows["face_id"].to_numpy(), "confidence": rows["confidence"].to_numpy()})
     return pd.concat([out, rows[rest].reset_index(drop=True)], axis=1)
+
+
+def face_landmark_img_rows(table: TableLike) -> "pd.DataFrame":
+    """The rows of a still's table (video layout) that ``FaceLandmarkImg`` writes: one per
+    detected face with landmarks, not the ``success = 0`` row of an image without one."""
+    df = table.to_dataframe() if isinstance(table, FrameTable) else table
+    found = (df["success"] == 1) | (df["x_0"] != 0) if "x_0" in df else df["success"] == 1
+    return df[found.to_numpy()]

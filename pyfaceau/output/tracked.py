@@ -33,6 +33,7 @@ from ..pdm.pose import default_intrinsics
 from ..pdm.rotation import euler_to_rotation_matrix
 
 __all__ = [
+    "TRACKED_PICTURE_SUFFIXES",
     "TRACKED_VIDEO_SUFFIXES",
     "VISUALISATION_BOUNDARY",
     "TrackedFace",
@@ -311,6 +312,8 @@ def _letterbox(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 #: Extensions a tracked video can have (OpenCV's FFmpeg writer with DIVX or mp4v).
 TRACKED_VIDEO_SUFFIXES = (".avi", ".mp4", ".m4v", ".mov", ".mkv")
+#: Extensions a still's tracked picture can have (colour formats OpenCV writes).
+TRACKED_PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 
 
 def _codec_for(path: Path) -> str:
@@ -357,8 +360,7 @@ class TrackedVideoWriter(ClosingWriter):
             raise InputError(f"codec must be a four-character code, got '{self.codec}'")
         self.label_faces = label_faces
         #: the output is a picture (a still's: ``.png``, ``.jpg``, ...), not a video
-        suffix = self.path.suffix  # (OpenCV's binding crashes on a non-UTF-8 name)
-        self.picture = suffix.isascii() and bool(cv2.haveImageWriter("tracked" + suffix))
+        self.picture = self.path.suffix.lower() in TRACKED_PICTURE_SUFFIXES
         self.written = 0
         self._writer: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None

@@ -55,6 +55,15 @@ def read_openface_csv(path: str | os.PathLike) -> pd.DataFrame:
     used = needed + [c for c in ["confidence", "face_id", *_GLOBAL_COLUMNS] if c in df.columns]
     used += [c for c in df.columns if c.startswith("p_") and c[2:].isdigit()]
     require_numeric_columns(df, used, str(p))
+    frames, success = df["frame"].to_numpy(np.float64), df["success"].to_numpy(np.float64)
+    bad = ~((frames >= 1) & (frames == np.round(frames)) & (frames < 2**53))
+    if bad.any():  # OpenFace numbers frames 1, 2, ...
+        raise InputError(f"{p}: row {int(np.argmax(bad)) + 2} has frame {frames[bad][0]:g}; "
+                         "frames are numbered 1, 2, ... as OpenFace writes them")
+    bad = ~np.isin(success, (0.0, 1.0))
+    if bad.any():
+        raise InputError(f"{p}: row {int(np.argmax(bad)) + 2} has success {success[bad][0]:g}; "
+                         "expected 0 or 1")
     points = df[needed[2:]].to_numpy(np.float64)
     broken = (df["success"].to_numpy() > 0) & ~np.isfinite(points).all(axis=1)
     if broken.any():
