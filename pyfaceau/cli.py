@@ -368,7 +368,9 @@ def _process(run: _RunState, input_path: Path, output: str | None, split: bool,
     column = table.column if hasattr(table, "column") else (lambda c: table[c].to_numpy())
     ok = int(column("success").sum()) if n else 0
     if kind == "image":  # a still: every face, whatever --max-faces says
-        faces = int((column("x_0") != 0).sum()) if n else 0  # not the no-face row
+        from .output.table import face_landmark_img_rows
+
+        faces = len(face_landmark_img_rows(table)) if n else 0  # not the no-face row
         doubtful = f" ({faces - ok} below the validator's confidence)" if ok < faces else ""
         echo(f"{names}: {_count(faces, 'face')} found{doubtful}, {elapsed:.1f} s")
         return
@@ -393,17 +395,24 @@ def _default_output(input_path: Path) -> Path:
     return Path((name or "pyfaceau") + ".csv")
 
 
-def _write_csv_to_stdout(table: Any, openface_img: bool) -> None:
-    """``-o -``: the CSV to standard output, as the file would hold it."""
-    from .output.table import FACE_LANDMARK_IMG_FORMATS, face_landmark_img_table, iter_csv_chunks
+def _csv_layout(table: Any, openface_img: bool) -> tuple[Any, dict[str, str] | None]:
+    """The table as its CSV is written, and the printf formats to write it with: the
+    video layout, or with ``--openface-img`` FaceLandmarkImg's."""
+    from .output.table import FACE_LANDMARK_IMG_FORMATS, face_landmark_img_table
 
     if openface_img:
-        table, formats = face_landmark_img_table(table), FACE_LANDMARK_IMG_FORMATS
-    else:
-        formats = None
+        return face_landmark_img_table(table), FACE_LANDMARK_IMG_FORMATS
+    return table, None
+
+
+def _write_csv_to_stdout(table: Any, openface_img: bool) -> None:
+    """``-o -``: the CSV to standard output, as the file would hold it."""
+    from .output.table import iter_csv_chunks
+
+    rows, formats = _csv_layout(table, openface_img)
     out = sys.stdout.buffer
     try:
-        for chunk in iter_csv_chunks(table, formats=formats):
+        for chunk in iter_csv_chunks(rows, formats=formats):
             out.write(chunk)
         out.flush()
     except BrokenPipeError:  # the reader went away (e.g. | head): as a Unix filter, quietly
@@ -433,8 +442,7 @@ def _stage_csvs(table: Any, out: str | os.PathLike, staged: Any, *, split: bool,
     """Write the run's CSV (``--openface-img``: FaceLandmarkImg's layout) or, with
     ``--split``, its per-person CSVs, where ``staged`` (:class:`StagedOutputs`) keeps them
     until its commit; returns their final paths."""
-    from .output.table import (FACE_LANDMARK_IMG_FORMATS, face_landmark_img_table,
-                               write_csv, write_split_csvs)
+    from .output.table import write_csv, write_split_csvs
 
     here = staged.path(out)
     if split:  # named as beside OUT, in its temporary folder
@@ -443,10 +451,8 @@ def _stage_csvs(table: Any, out: str | os.PathLike, staged: Any, *, split: bool,
             finals.append(Path(out).with_name(path.name))
             staged.add(finals[-1], path)
         return finals
-    if openface_img:
-        write_csv(face_landmark_img_table(table), here, formats=FACE_LANDMARK_IMG_FORMATS)
-    else:
-        write_csv(table, here)
+    rows, formats = _csv_layout(table, openface_img)
+    write_csv(rows, here, formats=formats)
     return [Path(out)]
 
 

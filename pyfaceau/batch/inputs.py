@@ -98,8 +98,9 @@ def _batch_outputs_in(folder: Path, filenames: Iterable[str]) -> set[str]:
     names: set[str] = {SUMMARY_NAME}
     filenames = list(filenames)
     csvs = [f[: -len(RECORD_SUFFIX)] for f in filenames if f.endswith(RECORD_SUFFIX)]
+    recorded = set(csvs)
     names.update(f for f in filenames  # the per-person CSVs (--split): STEM_faceN.csv
-                 if split_csv_base(f) in set(csvs))
+                 if split_csv_base(f) in recorded)
     for csv in csvs:
         record = csv + RECORD_SUFFIX
         names.update((record, csv))
