@@ -261,6 +261,14 @@ def test_live_results_never_iterated_stop_at_exit_and_with_the_pipeline():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120, env=env)
     assert r.returncode == 0, r.stderr.decode()[-300:]
     pipe = Pipeline(threads=1)
+    dropped = pipe.live(SAMPLES / "default.wmv")  # never iterated, then let go of
+    reader = dropped.source._thread
+    del dropped
+    import gc
+
+    gc.collect()
+    reader.join(timeout=10)
+    assert not reader.is_alive()  # it read the file to its end before (19 s)
     live = pipe.live(SAMPLES / "default.wmv")
     pipe.close()
     assert not live.source._thread.is_alive()

@@ -384,6 +384,31 @@ def test_the_csv_is_moved_into_place_with_the_other_outputs(tmp_path):
     assert stopped == [signals.SIGINT] and (tmp_path / "x.csv").read_text() == "new"
 
 
+def test_a_stop_while_the_guard_starts_is_handled():
+    """The guard's handlers are in place before it imports the numba helper (about 80 ms):
+    a SIGTERM then raises Terminated instead of killing the process silently."""
+    script = textwrap.dedent("""
+        import os, signal, sys
+        import pyfaceau.output.atomic as atomic
+        assert "pyfaceau.jit" not in sys.modules
+
+        class StopDuringImport:  # the signal arrives while pyfaceau.jit is imported
+            def find_spec(self, name, path, target=None):
+                if name == "pyfaceau.jit":
+                    os.kill(os.getpid(), signal.SIGTERM)
+                return None
+
+        sys.meta_path.insert(0, StopDuringImport())
+        try:
+            with atomic.stop_on_signals():
+                pass
+        except atomic.Terminated:
+            print("terminated, handled")
+    """)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == b"terminated, handled", r
+
+
 def test_a_signal_put_off_at_the_end_of_the_block_is_not_lost():
     """A signal deferred out of a kernel's callback just as the block ends is raised by
     the block's end, not delivered later to the restored default handler."""

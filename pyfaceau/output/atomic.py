@@ -486,9 +486,6 @@ def stop_on_signals() -> Iterator[None]:
     the previous handlers are restored after. A signal the process ignores stays
     ignored; outside the main thread (where handlers cannot be set) it does nothing."""
     global _in_kernel_callback
-    from ..jit import in_kernel_callback
-
-    _in_kernel_callback = in_kernel_callback
     defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
     previous: dict[int, Any] = {}
     try:
@@ -498,6 +495,11 @@ def stop_on_signals() -> Iterator[None]:
     except ValueError:  # not the main thread
         pass
     try:
+        # after the handlers: this import takes ~80 ms, a stop then is handled too (no
+        # kernel runs before it, so none can be in a callback)
+        from ..jit import in_kernel_callback
+
+        _in_kernel_callback = in_kernel_callback
         yield
     finally:
         global _pending_signal

@@ -273,6 +273,8 @@ class LiveResults:
     def __init__(self, pipeline: Pipeline, source: LiveSource) -> None:
         self.source = source
         self._pipeline = pipeline
+        # dropped without being iterated (or closed): the source stops, a camera is freed
+        weakref.finalize(self, source.close)
 
     def __iter__(self) -> Iterator[FrameResult]:
         try:
