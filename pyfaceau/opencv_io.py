@@ -17,6 +17,11 @@ import numpy as np
 
 __all__ = ["opencv_log_quiet", "opencv_path", "stderr_kept", "write_image"]
 
+# FFmpeg's own log lines ("[wmv2 @ 0x...] ac-tex damaged") would go to stderr beside
+# pyfaceau's one-line warning that says what they mean for the output; OpenCV reads this
+# when its FFmpeg backend first opens a file. A value set by the user wins.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+
 
 @contextmanager
 def opencv_log_quiet(stderr: bool = True) -> Iterator[None]:

@@ -330,7 +330,8 @@ def _plan(
 
 
 #: The signals that stop a batch cleanly: Ctrl-C, and SIGTERM (``kill``, a scheduler's or
-#: service manager's stop), which the workers ignore too and leave to the parent.
+#: service manager's stop); the workers, in a process group of their own, leave them to
+#: the parent (``batch.local``).
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 

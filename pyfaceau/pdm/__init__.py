@@ -9,7 +9,7 @@
   camera-space 3D landmarks (``pose_*``, ``X_*``/``Y_*``/``Z_*`` columns).
 """
 
-from .calc_params import calc_params
+from .calc_params import MIN_VISIBLE_LANDMARKS, calc_params, fittable
 from .pdm import PDM, load_pdm
 from .pose import default_intrinsics, landmarks_3d_camera, pose_from_params
 
@@ -17,6 +17,8 @@ __all__ = [
     "PDM",
     "load_pdm",
     "calc_params",
+    "fittable",
+    "MIN_VISIBLE_LANDMARKS",
     "pose_from_params",
     "landmarks_3d_camera",
     "default_intrinsics",

@@ -23,7 +23,9 @@ from .pdm import PDM
 from .rotation import _euler_to_rotation_kernel, euler_to_rotation_matrix
 
 __all__ = [
+    "MIN_VISIBLE_LANDMARKS",
     "calc_params",
+    "fittable",
     "CALC_PARAMS_MAX_ITER",
     "CALC_PARAMS_STEP",
     "CALC_PARAMS_IMPROVEMENT",
@@ -185,6 +187,16 @@ def _iterations_kernel(
     return glob, loc
 
 
+#: Landmarks :func:`calc_params` needs visible (x other than 0, as OpenFace marks them).
+MIN_VISIBLE_LANDMARKS = 2
+
+
+def fittable(landmarks: np.ndarray) -> np.ndarray:
+    """Whether :func:`calc_params` can fit ``landmarks`` (``(..., n, 2)`` pixels): at
+    least :data:`MIN_VISIBLE_LANDMARKS` with x other than 0; bool, one per landmark set."""
+    return (np.asarray(landmarks)[..., 0] != 0).sum(axis=-1) >= MIN_VISIBLE_LANDMARKS
+
+
 def calc_params(
     pdm: PDM,
     landmarks_2d: np.ndarray,
@@ -238,8 +250,9 @@ def calc_params(
     # OpenFace tests only the x coordinate for invisibility.
     visible = lm32[:, 0] != 0
     n = int(visible.sum())
-    if n < 2:
-        raise InputError(f"landmarks_2d: {n} visible landmarks (x != 0), need at least 2")
+    if n < MIN_VISIBLE_LANDMARKS:
+        raise InputError(f"landmarks_2d: {n} visible landmarks (x != 0), need at least "
+                         f"{MIN_VISIBLE_LANDMARKS}")
     mean_v, comp_v, comp_v64, model_w, model_h, reg = _visible_model(pdm, visible)
     target = np.concatenate([lm32[visible, 0], lm32[visible, 1]])  # (2n,) column layout
 

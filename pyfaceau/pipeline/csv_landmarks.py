@@ -22,7 +22,7 @@ import pandas as pd
 from ..errors import IncompleteInputWarning, InputError
 from ..validation import require_numeric_columns
 from ..modelstore import resolve
-from ..pdm import load_pdm
+from ..pdm import MIN_VISIBLE_LANDMARKS, fittable, load_pdm
 from ..landmarks.types import VALIDATION_BOUNDARY
 from ..pdm.dequantise import dequantise_landmarks
 from .types import LandmarkResult
@@ -70,10 +70,11 @@ def read_openface_csv(path: str | os.PathLike) -> pd.DataFrame:
         row = int(np.argmax(broken))
         raise InputError(f"{p}: frame {df['frame'].iloc[row]} has missing or infinite "
                          "landmarks (a truncated file?)")
-    empty = (df["success"].to_numpy() > 0) & ((df[needed[2:70]].to_numpy() != 0).sum(axis=1) < 2)
+    landmarks = points.reshape(len(df), 2, 68).swapaxes(1, 2)  # (rows, 68, 2): x_*, y_*
+    empty = (df["success"].to_numpy() > 0) & ~fittable(landmarks)
     if empty.any():  # x = 0 marks a landmark not visible (CalcParams leaves it out)
         raise InputError(f"{p}: frame {df['frame'][empty].iloc[0]} has success 1 but fewer "
-                         "than 2 landmarks with x other than 0")
+                         f"than {MIN_VISIBLE_LANDMARKS} landmarks with x other than 0")
     keys = ["frame", "face_id"] if "face_id" in df.columns else ["frame"]
     twice = df.duplicated(keys)
     if twice.any():

@@ -24,6 +24,7 @@ from ..errors import InputError
 from ..options import ModelsArg
 from ..output.atomic import check_output_path
 from ..output.table import FrameTable
+from ..pdm import fittable
 from ..validation import require_index
 from .backend import AUBackend, Camera, FrameResult
 from .faces import FaceDetector, MultiFaceTracker
@@ -204,7 +205,7 @@ class InputSession:
             # said (AUs, gaze); no face: one failed row
             # (a face whose fit was dropped has no landmarks to measure: the fast path's)
             faces: list[LandmarkResult] = [
-                dataclasses.replace(face, measure_anyway=bool((face.landmarks[:, 0] != 0).sum() >= 2))
+                dataclasses.replace(face, measure_anyway=bool(fittable(face.landmarks)))
                 for face in detect_all(frame.image)
             ] or [LandmarkResult.failed()]
         else:

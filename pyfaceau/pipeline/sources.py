@@ -29,16 +29,9 @@ __all__ = [
     "input_kind",
     "input_path",
     "open_source",
-    "opencv_log_quiet",
-    "opencv_path",
     "read_image",
     "to_bgr8",
 ]
-
-# FFmpeg's own log lines ("[wmv2 @ 0x...] ac-tex damaged") would go to stderr beside
-# pyfaceau's one-line warning that says what they mean for the output; OpenCV reads this
-# when its FFmpeg backend first opens a file. A value set by the user wins.
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 
